@@ -1,0 +1,360 @@
+//! Scene graph → grounded caption text in the SA-Pancap style (PancapChain stage 4 analogue).
+//! Deterministic, and grounded: every mention of an entity is followed by its normalised box, and nothing is
+//! said that the scene graph does not hold.
+
+use crate::scene::{
+    Crowdedness, Entity, GlobalState, Kind, Lighting, Position, Predicate, Relation, SceneType, Setting, SizeClass,
+};
+use std::collections::BTreeMap;
+
+/// Most instances described one by one within a group; the rest are still mentioned in the group's sentence.
+const MAX_DESCRIBED_PER_GROUP: usize = 4;
+/// Most relation clauses attached to one entity's sentence.
+const MAX_RELATION_CLAUSES: usize = 2;
+
+pub fn number_word(n: usize) -> String {
+    const W: [&str; 13] =
+        ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+    W.get(n).map(|s| s.to_string()).unwrap_or_else(|| n.to_string())
+}
+
+/// English plural of a COCO / ADE20K tag.
+pub fn plural(tag: &str) -> String {
+    match tag {
+        "person" => return "people".into(),
+        "mouse" => return "mice".into(),
+        "sheep" | "skis" | "scissors" | "grass" => return tag.into(),
+        "knife" => return "knives".into(),
+        "shelf" => return "shelves".into(),
+        _ => {}
+    }
+    // multi-word tags pluralise their last word
+    if let Some((head, last)) = tag.rsplit_once(' ') {
+        return format!("{head} {}", plural(last));
+    }
+    if tag.ends_with('s') || tag.ends_with("sh") || tag.ends_with("ch") || tag.ends_with('x') {
+        format!("{tag}es")
+    } else if tag.ends_with('y') && !tag.ends_with("ey") && !tag.ends_with("ay") && !tag.ends_with("oy") {
+        format!("{}ies", &tag[..tag.len() - 1])
+    } else {
+        format!("{tag}s")
+    }
+}
+
+/// "a" or "an" for the phrase that follows.
+pub fn article(phrase: &str) -> &'static str {
+    match phrase.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// "A, B and C".
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Box mentions of a group: "[[…]], [[…]] and [[…]]".
+fn boxes_of(group: &[&Entity]) -> String {
+    join_and(&group.iter().map(|e| e.box_text()).collect::<Vec<_>>())
+}
+
+/// The determiner-less noun phrase for one thing: "large brown dog".
+fn describe(e: &Entity, with_size: bool) -> String {
+    let mut words = Vec::new();
+    if with_size && e.attributes.size != SizeClass::Medium {
+        words.push(e.attributes.size.as_str().to_string());
+    }
+    if let Some(c) = e.attributes.colour {
+        words.push(c.phrase());
+    }
+    words.push(e.tag.clone());
+    words.join(" ")
+}
+
+fn where_in_frame(p: Position) -> String {
+    format!("in the {} of the frame", p.phrase())
+}
+
+fn relation_clauses(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> Vec<String> {
+    relations
+        .iter()
+        .filter(|r| r.subject == e.id)
+        .filter_map(|r| {
+            let o = by_id.get(&r.object)?;
+            let noun = if r.predicate == Predicate::LargerThan { format!("other {}", o.tag) } else { o.tag.clone() };
+            Some(format!("{} the {noun} {}", r.predicate.phrase(), o.box_text()))
+        })
+        .take(MAX_RELATION_CLAUSES)
+        .collect()
+}
+
+fn group_phrase(group: &[&Entity]) -> String {
+    let Some(first) = group.first() else { return String::new() };
+    if group.len() == 1 {
+        let d = describe(first, false);
+        format!("{} {d} {}", article(&d), first.box_text())
+    } else {
+        format!("{} {} {}", number_word(group.len()), plural(&first.tag), boxes_of(group))
+    }
+}
+
+/// Where a group lies, by the rows and sides its members occupy.
+fn spread(group: &[&Entity]) -> String {
+    let rows: std::collections::BTreeSet<u8> = group.iter().map(|e| e.attributes.position.row()).collect();
+    let row_word = |r: u8| match r {
+        0 => "top",
+        1 => "middle",
+        _ => "bottom",
+    };
+    let words: Vec<String> = rows.iter().map(|r| row_word(*r).to_string()).collect();
+    if rows.len() == 3 {
+        "all over the frame".into()
+    } else {
+        format!("across the {} of the frame", join_and(&words))
+    }
+}
+
+fn thing_sentence(e: &Entity, lead: &str, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> String {
+    let mut parts = vec![where_in_frame(e.attributes.position)];
+    parts.extend(relation_clauses(e, relations, by_id));
+    format!("{lead} {} is {}.", e.box_text(), join_and(&parts))
+}
+
+fn lighting_phrase(l: Lighting) -> &'static str {
+    match l {
+        Lighting::Dark => "dark",
+        Lighting::Dim => "dimly lit",
+        Lighting::WellLit => "well lit",
+        Lighting::Bright => "brightly lit",
+    }
+}
+
+fn crowd_phrase(c: Crowdedness) -> &'static str {
+    match c {
+        Crowdedness::Empty => "no distinct objects in view",
+        Crowdedness::Sparse => "only a few objects in view",
+        Crowdedness::Moderate => "several objects in view",
+        Crowdedness::Crowded => "a crowded view of many objects",
+    }
+}
+
+fn global_sentence(g: &GlobalState) -> String {
+    let setting = match g.setting {
+        Setting::Indoor => "indoor ",
+        Setting::Outdoor => "outdoor ",
+        Setting::Unknown => "",
+    };
+    let scene = match (g.scene.phrase(), g.setting) {
+        (Some(p), _) if g.scene != SceneType::Unknown => p.to_string(),
+        _ => "scene".to_string(),
+    };
+    if g.setting == Setting::Unknown && g.scene == SceneType::Unknown {
+        return format!("Overall, the scene is {}, with {}.", lighting_phrase(g.lighting), crowd_phrase(g.crowdedness));
+    }
+    let what = format!("{setting}{scene}");
+    format!(
+        "Overall, this is {} {what}, {}, with {}.",
+        article(&what),
+        lighting_phrase(g.lighting),
+        crowd_phrase(g.crowdedness)
+    )
+}
+
+fn importance(e: &Entity) -> f32 {
+    e.attributes.area_fraction.sqrt() * e.score
+}
+
+/// Writes the caption paragraph for an image's scene graph.
+pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &GlobalState) -> String {
+    let by_id: BTreeMap<u32, &Entity> = entities.iter().map(|e| (e.id, e)).collect();
+    let mut things: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing).collect();
+    things.sort_by(|a, b| importance(b).total_cmp(&importance(a)).then(a.id.cmp(&b.id)));
+    let mut stuff: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Stuff).collect();
+    stuff.sort_by(|a, b| b.attributes.area_fraction.total_cmp(&a.attributes.area_fraction).then(a.id.cmp(&b.id)));
+
+    // groups of the same tag, ordered by their most important member
+    let mut groups: Vec<Vec<&Entity>> = Vec::new();
+    for t in &things {
+        match groups.iter_mut().find(|g| g.first().is_some_and(|f| f.tag == t.tag)) {
+            Some(g) => g.push(t),
+            None => groups.push(vec![t]),
+        }
+    }
+
+    let mut sentences: Vec<String> = Vec::new();
+    // 1. overview
+    let thing_list: Vec<String> = groups.iter().map(|g| group_phrase(g)).collect();
+    let stuff_list: Vec<String> = stuff.iter().map(|s| format!("the {} {}", s.tag, s.box_text())).collect();
+    match (thing_list.is_empty(), stuff_list.is_empty()) {
+        (true, true) => sentences.push("The image shows no recognisable objects or regions.".into()),
+        (false, true) => sentences.push(format!("The image shows {}.", join_and(&thing_list))),
+        (true, false) => sentences.push(format!("The image shows {}.", join_and(&stuff_list))),
+        (false, false) => sentences.push(format!(
+            "The image shows {}, with {} around them.",
+            join_and(&thing_list),
+            join_and(&stuff_list)
+        )),
+    }
+
+    // 2. things, group by group
+    for g in &groups {
+        let Some(first) = g.first() else { continue };
+        if g.len() == 1 {
+            let d = describe(first, true);
+            sentences.push(thing_sentence(first, &capitalise(&format!("the {d}")), relations, &by_id));
+            continue;
+        }
+        sentences.push(format!(
+            "The {} {} {} are spread {}.",
+            number_word(g.len()),
+            plural(&first.tag),
+            boxes_of(g),
+            spread(g)
+        ));
+        for (i, e) in g.iter().take(MAX_DESCRIBED_PER_GROUP).enumerate() {
+            let d = describe(e, true);
+            let lead = if i == 0 { format!("One {d}") } else { format!("Another {d}") };
+            sentences.push(thing_sentence(e, &lead, relations, &by_id));
+        }
+    }
+
+    // 3. stuff
+    let stuff_clauses: Vec<String> = stuff
+        .iter()
+        .map(|s| {
+            let name = match s.attributes.colour {
+                Some(c) => format!("{} {}", c.phrase(), s.tag),
+                None => s.tag.clone(),
+            };
+            let verb = if s.attributes.area_fraction >= 0.2 { "covers" } else { "lies at" };
+            let mut clause = format!("the {name} {} {verb} the {}", s.box_text(), s.attributes.position.phrase());
+            let rel = relation_clauses(s, relations, &by_id);
+            if !rel.is_empty() {
+                clause.push_str(&format!(", {}", join_and(&rel)));
+            }
+            clause
+        })
+        .collect();
+    if !stuff_clauses.is_empty() {
+        sentences.push(format!("{}.", capitalise(&stuff_clauses.join("; "))));
+    }
+
+    // 4. global state
+    sentences.push(global_sentence(global));
+    sentences.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::{Attributes, ColourAttr, ColourName, RelationKind};
+
+    fn ent(id: u32, tag: &str, kind: Kind, area: f32, pos: Position, norm: [f32; 4]) -> Entity {
+        Entity {
+            id,
+            tag: tag.into(),
+            kind,
+            score: 0.9,
+            box_norm: norm,
+            box_px: [0.0; 4],
+            category_id: None,
+            sources: heapless::Vec::new(),
+            discovered: false,
+            alternatives: heapless::Vec::new(),
+            attributes: Attributes {
+                colour: Some(ColourAttr { name: ColourName::Brown, fraction: 0.6, secondary: None }),
+                size: SizeClass::from_area_fraction(area),
+                position: pos,
+                area_fraction: area,
+            },
+            mask: None,
+        }
+    }
+
+    fn global() -> GlobalState {
+        GlobalState {
+            lighting: Lighting::Bright,
+            brightness: 0.7,
+            setting: Setting::Outdoor,
+            crowdedness: Crowdedness::Sparse,
+            thing_count: 3,
+            scene: SceneType::Field,
+        }
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(plural("person"), "people");
+        assert_eq!(plural("bus"), "buses");
+        assert_eq!(plural("wine glass"), "wine glasses");
+        assert_eq!(plural("sandwich"), "sandwiches");
+        assert_eq!(plural("teddy bear"), "teddy bears");
+        assert_eq!(plural("skis"), "skis");
+        assert_eq!(article("orange cat"), "an");
+        assert_eq!(article("brown dog"), "a");
+        assert_eq!(number_word(3), "three");
+        assert_eq!(number_word(20), "20");
+    }
+
+    #[test]
+    fn plurals_are_aggregated_with_every_box() {
+        let es = vec![
+            ent(1, "horse", Kind::Thing, 0.2, Position::Left, [0.0, 0.4, 0.5, 0.9]),
+            ent(2, "horse", Kind::Thing, 0.1, Position::Centre, [0.4, 0.4, 0.7, 0.8]),
+            ent(3, "horse", Kind::Thing, 0.05, Position::Right, [0.7, 0.4, 0.9, 0.7]),
+            ent(4, "sky", Kind::Stuff, 0.3, Position::Top, [0.0, 0.0, 1.0, 0.4]),
+        ];
+        let c = write_caption(&es, &[], &global());
+        assert!(
+            c.starts_with(
+                "The image shows three horses [[0.000, 0.400, 0.500, 0.900]], [[0.400, 0.400, 0.700, 0.800]] and \
+                 [[0.700, 0.400, 0.900, 0.700]], with the sky [[0.000, 0.000, 1.000, 0.400]] around them."
+            ),
+            "{c}"
+        );
+        assert!(c.contains("across the middle of the frame"), "{c}");
+        assert!(c.contains("The brown sky [[0.000, 0.000, 1.000, 0.400]] covers the top"), "{c}");
+        assert!(c.ends_with("Overall, this is an outdoor open field, brightly lit, with only a few objects in view."), "{c}");
+    }
+
+    #[test]
+    fn every_tag_mention_is_followed_by_a_box() {
+        let es = vec![
+            ent(1, "dog", Kind::Thing, 0.2, Position::BottomLeft, [0.1, 0.4, 0.4, 0.9]),
+            ent(2, "bicycle", Kind::Thing, 0.3, Position::Centre, [0.1, 0.2, 0.7, 0.7]),
+            ent(3, "floor", Kind::Stuff, 0.3, Position::Bottom, [0.0, 0.6, 1.0, 1.0]),
+        ];
+        let rel = vec![
+            Relation { subject: 1, predicate: Predicate::OnTopOf, object: 3, kind: RelationKind::Spatial },
+            Relation { subject: 1, predicate: Predicate::Overlapping, object: 2, kind: RelationKind::Spatial },
+        ];
+        let c = write_caption(&es, &rel, &global());
+        assert!(c.contains("The large brown dog [[0.100, 0.400, 0.400, 0.900]] is in the bottom left of the frame, on the floor [[0.000, 0.600, 1.000, 1.000]] and overlapping the bicycle [[0.100, 0.200, 0.700, 0.700]]."), "{c}");
+        for tag in ["dog", "bicycle", "floor"] {
+            for (i, _) in c.match_indices(tag) {
+                let rest = &c[i + tag.len()..];
+                assert!(rest.trim_start().starts_with("[["), "mention of {tag} without a box: …{rest}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_scene_says_so() {
+        let g = GlobalState { crowdedness: Crowdedness::Empty, thing_count: 0, scene: SceneType::Unknown, setting: Setting::Unknown, ..global() };
+        let c = write_caption(&[], &[], &g);
+        assert_eq!(c, "The image shows no recognisable objects or regions. Overall, the scene is brightly lit, with no distinct objects in view.");
+    }
+}

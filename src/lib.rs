@@ -1,0 +1,31 @@
+//! pancap: grounded panoptic captions from camera frames, on edge devices.
+//!
+//! Pipeline: [`source`] frames → [`perceive`] (detector suite, discovery, stuff) → [`scene`] graph →
+//! [`caption`] text and formats. Models are described by [`models`] manifests and run behind the
+//! [`engine::Engine`] seam.
+
+pub mod caption;
+pub mod engine;
+pub mod eval;
+pub mod geometry;
+pub mod models;
+pub mod perceive;
+pub mod pipeline;
+pub mod scene;
+pub mod source;
+pub mod timing;
+
+pub use pipeline::{FrameResult, Pipeline, PipelineConfig, PipelineError};
+
+/// The library's aggregated error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Source(#[from] source::SourceError),
+    #[error(transparent)]
+    Provision(#[from] models::ProvisionError),
+    #[error(transparent)]
+    Manifest(#[from] models::ManifestError),
+}

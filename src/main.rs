@@ -1,0 +1,329 @@
+//! The `pancap` command line: a thin layer over the library. clap and anyhow live here only.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use pancap::caption::{overlay, CocoResult, SaPancapPrediction};
+use pancap::models::{self, Manifest};
+use pancap::source::{self, DecodeLimits};
+use pancap::timing::{Stage, Timings};
+use pancap::{Pipeline, PipelineConfig};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Grounded panoptic captions from images, on the CPU (tract) by default.
+#[derive(Parser)]
+#[command(name = "pancap", version, about)]
+struct Cli {
+    /// Directory holding the provisioned model files [env: PANCAP_MODELS_DIR; default: ./models]
+    #[arg(long, global = true)]
+    models_dir: Option<PathBuf>,
+    /// Log level (error, warn, info, debug)
+    #[arg(long, global = true, default_value = "warn", env = "PANCAP_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Caption image files and directories
+    Caption(CaptionArgs),
+    /// List, provision and verify model files
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// List the models this build knows, with their files and hashes
+    List,
+    /// Copy model files from an offline mirror directory and verify their sha256
+    Pull {
+        /// Mirror directory laid out like ../shared/models
+        #[arg(long, env = "PANCAP_MODEL_MIRROR")]
+        from: PathBuf,
+        /// Only these models (default: all)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Check that every model file is installed with the expected sha256
+    Verify {
+        /// Only these models (default: all)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// The caption paragraph per image
+    Text,
+    /// One JSON array of full results
+    Json,
+    /// One JSON object per line, per image, written as each image finishes
+    Jsonl,
+    /// SA-Pancap predictions: [{"image_path", "model_response"}]
+    Sapancap,
+    /// COCO detection results for the images listed by --coco-instances
+    Coco,
+}
+
+#[derive(clap::Args)]
+struct CaptionArgs {
+    /// Image files or directories (not recursive)
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Write the output here instead of standard output (replaced atomically when complete)
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Write an overlay PNG per image (boxes, stuff masks, ids and tags) into this directory
+    #[arg(long)]
+    overlay: Option<PathBuf>,
+    /// COCO instances JSON naming the images and their ids (required by --format coco)
+    #[arg(long)]
+    coco_instances: Option<PathBuf>,
+    /// Detectors of the suite, primary first
+    #[arg(long, value_delimiter = ',', default_values_t = pancap::pipeline::DEFAULT_DETECTORS.iter().map(|s| s.to_string()))]
+    detectors: Vec<String>,
+    /// Skip stuff segmentation (things only)
+    #[arg(long)]
+    no_stuff: bool,
+    /// Skip the extra-instance discovery pass
+    #[arg(long)]
+    no_discovery: bool,
+    /// Minimum merged score for an entity to be captioned
+    #[arg(long, default_value_t = 0.4)]
+    threshold: f32,
+    /// Largest accepted image side in pixels
+    #[arg(long, default_value_t = DecodeLimits::default().max_side)]
+    max_side: u32,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    env_logger::Builder::new().parse_filters(&cli.log).format_timestamp(None).init();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let models_dir = cli.models_dir.unwrap_or_else(models::default_models_dir);
+    match cli.command {
+        Command::Models { action } => models_cmd(action, &models_dir),
+        Command::Caption(args) => caption_cmd(args, models_dir),
+    }
+}
+
+fn selected(only: &[String]) -> Result<Vec<Manifest>> {
+    if only.is_empty() {
+        Ok(Manifest::all()?)
+    } else {
+        only.iter().map(|n| Manifest::by_name(n).map_err(Into::into)).collect()
+    }
+}
+
+fn models_cmd(action: ModelsAction, models_dir: &Path) -> Result<i32> {
+    let mut failed = 0;
+    let mut report = |results: Vec<Result<models::PullReport, models::ProvisionError>>| {
+        for r in results {
+            match r {
+                Ok(r) => println!("{:<32} {:<10} {}", r.model, format!("{:?}", r.status).to_lowercase(), r.path.display()),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    };
+    match action {
+        ModelsAction::List => {
+            for m in Manifest::all()? {
+                println!(
+                    "{:<32} {:<9} {:<48} {}  [{}]",
+                    m.name,
+                    format!("{:?}", m.role).to_lowercase(),
+                    m.file,
+                    m.sha256,
+                    m.validated_backends.join(",")
+                );
+            }
+        }
+        ModelsAction::Pull { from, only } => report(models::pull(&selected(&only)?, &from, models_dir)?),
+        ModelsAction::Verify { only } => report(models::verify(&selected(&only)?, models_dir)),
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// Image file name → COCO image id, from an instances JSON.
+fn coco_image_ids(path: &Path) -> Result<HashMap<String, u64>> {
+    #[derive(serde::Deserialize)]
+    struct Img {
+        id: u64,
+        file_name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Instances {
+        images: Vec<Img>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let inst: Instances = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(inst.images.into_iter().map(|i| (i.file_name, i.id)).collect())
+}
+
+/// Where results go: standard output, or a file replaced atomically when everything is written.
+struct Sink {
+    out: Box<dyn Write>,
+    target: Option<(PathBuf, PathBuf)>,
+}
+
+impl Sink {
+    fn open(path: Option<&Path>) -> Result<Sink> {
+        match path {
+            None => Ok(Sink { out: Box::new(std::io::stdout().lock()), target: None }),
+            Some(p) => {
+                let tmp = p.with_extension(format!("partial-{}", std::process::id()));
+                let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                Ok(Sink { out: Box::new(std::io::BufWriter::new(f)), target: Some((tmp, p.to_path_buf())) })
+            }
+        }
+    }
+
+    /// Writes one whole record and flushes it, so a reader never sees half a line.
+    fn line(&mut self, s: &str) -> Result<()> {
+        let mut buf = String::with_capacity(s.len() + 1);
+        buf.push_str(s);
+        buf.push('\n');
+        self.out.write_all(buf.as_bytes())?;
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.out.flush()?;
+        drop(self.out);
+        if let Some((tmp, dest)) = self.target {
+            std::fs::rename(&tmp, &dest).with_context(|| format!("writing {}", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
+    let coco_ids = match (&args.format, &args.coco_instances) {
+        (Format::Coco, None) => bail!("--format coco needs --coco-instances FILE to map images to COCO ids"),
+        (_, Some(p)) => Some(coco_image_ids(p)?),
+        _ => None,
+    };
+    let limits = DecodeLimits { max_side: args.max_side, ..DecodeLimits::default() };
+    let cfg = PipelineConfig {
+        models_dir,
+        detectors: args.detectors.clone(),
+        segmenter: if args.no_stuff { None } else { PipelineConfig::default().segmenter },
+        discovery: if args.no_discovery { None } else { PipelineConfig::default().discovery },
+        caption_threshold: args.threshold,
+        decode_limits: limits,
+        ..PipelineConfig::default()
+    };
+    let t = Instant::now();
+    let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
+    log::info!("suite {:?} loaded on {} in {:.0} ms", pipeline.detector_names(), pipeline.backend(), t.elapsed().as_secs_f64() * 1e3);
+    if let Some(dir) = &args.overlay {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+
+    let mut sink = Sink::open(args.output.as_deref())?;
+    let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let mut json_items: Vec<serde_json::Value> = Vec::new();
+    let mut sapancap: Vec<SaPancapPrediction> = Vec::new();
+    let mut coco: Vec<CocoResult> = Vec::new();
+
+    for (seq, input) in source::expand_inputs(&args.inputs).into_iter().enumerate() {
+        let path = match input {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let image_id = match &coco_ids {
+            Some(ids) => {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                match ids.get(name) {
+                    Some(id) => Some(*id),
+                    None if args.format == Format::Coco => {
+                        log::warn!("{}: not listed in the COCO instances file; skipped", path.display());
+                        skipped += 1;
+                        continue;
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let t = Instant::now();
+        let mut frame = match source::read_image(&path, &limits) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        frame.seq = seq as u64;
+        let mut timings = Timings::default();
+        timings.record(Stage::Decode, None, t);
+        let result = match pipeline.process(&frame, timings) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        ok += 1;
+        log::info!("{}: {} entities in {:.0} ms", path.display(), result.caption.entities.len(), result.caption.timings_ms.total_ms());
+        if let Some(dir) = &args.overlay {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+            let out = dir.join(format!("{stem}.overlay.png"));
+            if let Err(e) = overlay::render(&frame.rgb, &result.caption.entities).save(&out) {
+                eprintln!("error: {}: writing overlay: {e}", out.display());
+                failed += 1;
+            }
+        }
+        match args.format {
+            Format::Text => sink.line(&format!("{}\n{}\n", result.caption.image, result.caption.caption))?,
+            Format::Jsonl => sink.line(&serde_json::to_string(&result.caption)?)?,
+            Format::Json => json_items.push(serde_json::to_value(&result.caption)?),
+            Format::Sapancap => sapancap.push(SaPancapPrediction {
+                image_path: result.caption.image.clone(),
+                model_response: result.caption.caption.clone(),
+            }),
+            Format::Coco => {
+                if let Some(id) = image_id {
+                    coco.extend(result.ranking.iter().map(|b| CocoResult::new(id, b)));
+                }
+            }
+        }
+    }
+    match args.format {
+        Format::Json => sink.line(&serde_json::to_string_pretty(&json_items)?)?,
+        Format::Sapancap => sink.line(&serde_json::to_string_pretty(&sapancap)?)?,
+        Format::Coco => sink.line(&serde_json::to_string(&coco)?)?,
+        Format::Text | Format::Jsonl => {}
+    }
+    sink.finish()?;
+    eprintln!("captioned {ok} image(s), {failed} failed{}", if skipped > 0 { format!(", {skipped} not in the COCO file") } else { String::new() });
+    Ok(if failed > 0 { 1 } else { 0 })
+}

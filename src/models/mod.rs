@@ -1,0 +1,257 @@
+//! Model manifests (checked in, embedded in the binary) and provisioning of the weights they describe from an
+//! offline mirror, verified by sha256. Nothing here reaches a network.
+
+mod labels;
+mod provision;
+
+pub use labels::{LabelSet, COCO80, ADE20K32};
+pub use provision::{pull, verify, FileStatus, ProvisionError, PullReport};
+
+use crate::engine::{DType, InputSpec, ModelSpec};
+use crate::geometry::ResizeMode;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The manifests compiled into the binary, one per supported model.
+const EMBEDDED: &[(&str, &str)] = &[
+    ("yolox_nano_416", include_str!("../../models/yolox_nano_416.toml")),
+    ("picodet_s_416_coco", include_str!("../../models/picodet_s_416_coco.toml")),
+    ("nanodet_m_416", include_str!("../../models/nanodet_m_416.toml")),
+    ("deimv2_hgnetv2_femto_coco", include_str!("../../models/deimv2_hgnetv2_femto_coco.toml")),
+    ("deeplabv3_mnv2_ade20k32_uint8", include_str!("../../models/deeplabv3_mnv2_ade20k32_uint8.toml")),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Detector,
+    Segmenter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColourOrder {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub repo: String,
+    pub commit: String,
+    pub path: String,
+    pub licence: String,
+    pub upstream: String,
+}
+
+/// The image input of a model and exactly how pixels become tensor values:
+/// `value = (pixel * scale - mean[c]) / std[c]`, channels in `colour` order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputManifest {
+    pub name: String,
+    pub shape: [usize; 4],
+    pub layout: Layout,
+    pub dtype: DType,
+    pub colour: ColourOrder,
+    pub scale: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub resize: ResizeMode,
+    pub pad_value: u8,
+}
+
+impl InputManifest {
+    /// Model input width and height.
+    pub fn size(&self) -> (u32, u32) {
+        let [_, a, b, c] = self.shape;
+        match self.layout {
+            Layout::Nchw => (c as u32, b as u32),
+            Layout::Nhwc => (b as u32, a as u32),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputManifest {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// How raw outputs become detections or a label map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DecoderManifest {
+    /// YOLOX: one row per grid cell `[dx, dy, log w, log h, obj, classes...]`, obj/classes already sigmoid.
+    Yolox { strides: Vec<u32>, nms_iou: f32 },
+    /// GFL (PicoDet, NanoDet): per-stride class maps then per-stride distance distributions.
+    Gfl { strides: Vec<u32>, reg_max: u32, nms_iou: f32 },
+    /// NMS-free DETR (DEIMv2) with an extra input carrying the original image size `[[w, h]]`.
+    Detr { size_input: String, nms_iou: f32 },
+    /// Semantic segmentation whose graph ends in an ArgMax: one class id per pixel.
+    Argmax,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub role: Role,
+    /// Path of the weights relative to the models directory (and to the mirror).
+    pub file: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub labels: LabelSet,
+    pub validated_backends: Vec<String>,
+    #[serde(default)]
+    pub ignore_declared_shapes: bool,
+    pub source: Source,
+    pub input: InputManifest,
+    pub outputs: Vec<OutputManifest>,
+    pub decoder: DecoderManifest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {name}: {reason}")]
+    Parse { name: String, reason: String },
+    #[error("manifest {name}: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("unknown model '{0}' (known: {1})")]
+    Unknown(String, String),
+}
+
+impl Manifest {
+    pub fn parse(name: &str, text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Parse { name: name.into(), reason: e.to_string() })?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let bad = |reason: String| Err(ManifestError::Invalid { name: self.name.clone(), reason });
+        if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return bad(format!("sha256 '{}' is not 64 hex digits", self.sha256));
+        }
+        if self.input.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return bad("input.std must be finite and non-zero".into());
+        }
+        let (w, h) = self.input.size();
+        if w == 0 || h == 0 || self.input.shape[0] != 1 {
+            return bad(format!("input shape {:?} must be batch 1 with a non-zero size", self.input.shape));
+        }
+        let channels = match self.input.layout {
+            Layout::Nchw => self.input.shape[1],
+            Layout::Nhwc => self.input.shape[3],
+        };
+        if channels != 3 {
+            return bad(format!("input shape {:?} must have 3 channels", self.input.shape));
+        }
+        let expected_outputs = match &self.decoder {
+            DecoderManifest::Yolox { .. } | DecoderManifest::Argmax => 1,
+            DecoderManifest::Gfl { strides, .. } => 2 * strides.len(),
+            DecoderManifest::Detr { .. } => 3,
+        };
+        if self.outputs.len() != expected_outputs {
+            return bad(format!("decoder needs {expected_outputs} outputs, manifest lists {}", self.outputs.len()));
+        }
+        if self.file.contains("..") || Path::new(&self.file).is_absolute() {
+            return bad(format!("file '{}' must be a relative path inside the models directory", self.file));
+        }
+        Ok(())
+    }
+
+    /// Every embedded manifest, in a fixed order.
+    pub fn all() -> Result<Vec<Manifest>, ManifestError> {
+        EMBEDDED.iter().map(|(name, text)| Manifest::parse(name, text)).collect()
+    }
+
+    pub fn by_name(name: &str) -> Result<Manifest, ManifestError> {
+        match EMBEDDED.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => Manifest::parse(n, text),
+            None => Err(ManifestError::Unknown(
+                name.into(),
+                EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    pub fn path_in(&self, models_dir: &Path) -> PathBuf {
+        models_dir.join(&self.file)
+    }
+
+    /// What an engine needs to load this model from `models_dir`.
+    pub fn model_spec(&self, models_dir: &Path) -> ModelSpec {
+        let mut inputs = vec![InputSpec {
+            name: self.input.name.clone(),
+            shape: self.input.shape.to_vec(),
+            dtype: self.input.dtype,
+        }];
+        if let DecoderManifest::Detr { size_input, .. } = &self.decoder {
+            inputs.push(InputSpec { name: size_input.clone(), shape: vec![1, 2], dtype: DType::I64 });
+        }
+        ModelSpec {
+            path: self.path_in(models_dir),
+            inputs,
+            outputs: self.outputs.iter().map(|o| o.name.clone()).collect(),
+            ignore_declared_shapes: self.ignore_declared_shapes,
+        }
+    }
+}
+
+/// Where provisioned weights live: `--models-dir`, else `PANCAP_MODELS_DIR`, else `./models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("PANCAP_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_manifests_parse_and_validate() {
+        let all = Manifest::all().map_err(|e| e.to_string());
+        let all = all.as_deref().unwrap_or_default();
+        assert_eq!(all.len(), EMBEDDED.len());
+        for m in all {
+            assert!(m.file.ends_with(".onnx"), "{}", m.name);
+        }
+        let y = all.iter().find(|m| m.name == "yolox_nano_416");
+        assert_eq!(y.map(|m| m.input.size()), Some((416, 416)));
+        let s = all.iter().find(|m| m.role == Role::Segmenter);
+        assert_eq!(s.map(|m| m.input.size()), Some((512, 512)));
+    }
+
+    #[test]
+    fn a_bad_hash_is_rejected() {
+        let text = include_str!("../../models/yolox_nano_416.toml").replace(
+            "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14",
+            "abc",
+        );
+        let err = Manifest::parse("x", &text).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("sha256"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_names_the_known_ones() {
+        let err = Manifest::by_name("nope").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("yolox_nano_416"), "{err}");
+    }
+
+    #[test]
+    fn detr_spec_has_the_size_input() {
+        let m = Manifest::by_name("deimv2_hgnetv2_femto_coco").ok();
+        let spec = m.map(|m| m.model_spec(Path::new("models")));
+        assert_eq!(spec.map(|s| s.inputs.len()), Some(2));
+    }
+}

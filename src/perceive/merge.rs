@@ -1,0 +1,264 @@
+//! Merging detections across detectors by IoU-based redundancy removal (PancapEngine's recipe), not NMS:
+//! detectors' scores live on different scales, so no detector's score may suppress another's box. Overlapping
+//! boxes become one instance that remembers every detector that saw it; its class is the one with the most
+//! combined evidence and its box the evidence-weighted mean of that class's boxes.
+
+use super::decode::Detection;
+use crate::geometry::BoxF;
+use serde::{Deserialize, Serialize};
+
+/// Which pass produced a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pass {
+    /// The detector on the whole frame.
+    Full,
+    /// Extra-instance discovery on tiles of the frame.
+    Tiles,
+}
+
+/// One detector's vote for an instance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// Index of the detector in the suite.
+    pub detector: usize,
+    pub pass: Pass,
+    pub class: usize,
+    pub score: f32,
+    pub bbox: BoxF,
+}
+
+/// An instance after merging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub hits: Vec<Hit>,
+    pub class: usize,
+    pub score: f32,
+    pub bbox: BoxF,
+    /// Other classes proposed for the same region, with their combined evidence, best first.
+    pub alternatives: Vec<(usize, f32)>,
+}
+
+impl Instance {
+    /// True when only the discovery pass found this instance.
+    pub fn discovered(&self) -> bool {
+        self.hits.iter().all(|h| h.pass == Pass::Tiles)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MergeParams {
+    /// Same-class boxes overlapping at least this much are one instance.
+    pub same_class_iou: f32,
+    /// Boxes of different classes overlapping at least this much are one instance with disputed class.
+    pub cross_class_iou: f32,
+}
+
+impl Default for MergeParams {
+    fn default() -> Self {
+        MergeParams { same_class_iou: 0.55, cross_class_iou: 0.65 }
+    }
+}
+
+/// Evidence that several independent detectors saw `class`: noisy-or over each detector's best score.
+fn evidence(hits: &[Hit], class: usize) -> (f32, BoxF) {
+    let mut best: Vec<&Hit> = Vec::new();
+    for h in hits.iter().filter(|h| h.class == class) {
+        match best.iter_mut().find(|b| b.detector == h.detector) {
+            Some(b) if b.score < h.score => *b = h,
+            Some(_) => {}
+            None => best.push(h),
+        }
+    }
+    let miss: f32 = best.iter().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product();
+    let wsum: f32 = best.iter().map(|h| h.score.max(1e-6)).sum();
+    let mut b = [0f32; 4];
+    for h in &best {
+        let w = h.score.max(1e-6) / wsum.max(1e-6);
+        b[0] += w * h.bbox.x1;
+        b[1] += w * h.bbox.y1;
+        b[2] += w * h.bbox.x2;
+        b[3] += w * h.bbox.y2;
+    }
+    (1.0 - miss, BoxF::new(b[0], b[1], b[2], b[3]))
+}
+
+fn resolve(inst: &mut Instance) {
+    let mut classes: Vec<usize> = inst.hits.iter().map(|h| h.class).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut scored: Vec<(usize, f32, BoxF)> = classes
+        .into_iter()
+        .map(|c| {
+            let (e, b) = evidence(&inst.hits, c);
+            (c, e, b)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(&(c, e, b)) = scored.first() {
+        inst.class = c;
+        inst.score = e;
+        inst.bbox = b;
+    }
+    inst.alternatives = scored.iter().skip(1).map(|&(c, e, _)| (c, e)).collect();
+}
+
+/// The instance a box is redundant with: the best same-class overlap at `same_class_iou`, else the best
+/// other-class overlap at `cross_class_iou`.
+fn redundant_with(instances: &[Instance], class: usize, bbox: &BoxF, params: &MergeParams, skip: Option<usize>) -> Option<usize> {
+    let mut same: Option<(usize, f32)> = None;
+    let mut cross: Option<(usize, f32)> = None;
+    for (i, inst) in instances.iter().enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
+        let iou = inst.bbox.iou(bbox);
+        let is_same = inst.class == class || inst.hits.iter().any(|h| h.class == class);
+        let (slot, needed) = if is_same { (&mut same, params.same_class_iou) } else { (&mut cross, params.cross_class_iou) };
+        if iou >= needed && slot.is_none_or(|(_, b)| iou > b) {
+            *slot = Some((i, iou));
+        }
+    }
+    same.or(cross).map(|(i, _)| i)
+}
+
+/// Adds one hit: into the instance it is redundant with, or as a new instance when `may_create`.
+/// Returns whether the hit started a new instance.
+pub fn absorb(instances: &mut Vec<Instance>, hit: Hit, params: &MergeParams, may_create: bool) -> bool {
+    match redundant_with(instances, hit.class, &hit.bbox, params, None).and_then(|i| instances.get_mut(i)) {
+        Some(inst) => {
+            inst.hits.push(hit);
+            resolve(inst);
+            false
+        }
+        None if may_create => {
+            instances.push(Instance {
+                hits: vec![hit],
+                class: hit.class,
+                score: hit.score,
+                bbox: hit.bbox,
+                alternatives: Vec::new(),
+            });
+            true
+        }
+        None => false,
+    }
+}
+
+/// Re-merges instances whose resolved boxes became redundant with a stronger one after absorbing hits, until
+/// none is left; the result is sorted by score.
+pub fn consolidate(instances: &mut Vec<Instance>, params: &MergeParams) {
+    loop {
+        instances.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let mut merged = false;
+        for j in (1..instances.len()).rev() {
+            let Some(weak) = instances.get(j) else { continue };
+            let (class, bbox) = (weak.class, weak.bbox);
+            let target = redundant_with(instances.get(..j).unwrap_or_default(), class, &bbox, params, None);
+            if let Some(i) = target {
+                let weak = instances.remove(j);
+                if let Some(strong) = instances.get_mut(i) {
+                    strong.hits.extend(weak.hits);
+                    resolve(strong);
+                }
+                merged = true;
+                break;
+            }
+        }
+        if !merged {
+            return;
+        }
+    }
+}
+
+/// Merges the full-frame detections of every detector (index = position in `per_detector`).
+pub fn merge(per_detector: &[Vec<Detection>], params: &MergeParams) -> Vec<Instance> {
+    let mut instances = Vec::new();
+    for (detector, dets) in per_detector.iter().enumerate() {
+        let mut dets = dets.clone();
+        dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+        for d in dets {
+            let hit = Hit { detector, pass: Pass::Full, class: d.class, score: d.score, bbox: d.bbox };
+            absorb(&mut instances, hit, params, true);
+        }
+    }
+    consolidate(&mut instances, params);
+    instances
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, score: f32, class: usize) -> Detection {
+        Detection { bbox: BoxF::new(x, 0.0, x + 10.0, 10.0), score, class }
+    }
+
+    #[test]
+    fn agreeing_detectors_make_one_instance_with_both_sources() {
+        let m = merge(&[vec![det(0.0, 0.8, 16)], vec![det(0.5, 0.6, 16)]], &MergeParams::default());
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].hits.len(), 2);
+        assert!((m[0].score - (1.0 - 0.2 * 0.4)).abs() < 1e-5, "noisy-or evidence");
+        // weighted box lies between the two
+        assert!(m[0].bbox.x1 > 0.0 && m[0].bbox.x1 < 0.5);
+    }
+
+    #[test]
+    fn a_weak_detector_never_suppresses_a_strong_one_elsewhere() {
+        let m = merge(&[vec![det(0.0, 0.9, 0)], vec![det(30.0, 0.05, 0)]], &MergeParams::default());
+        assert_eq!(m.len(), 2, "non-overlapping boxes both survive, whatever their scores");
+    }
+
+    #[test]
+    fn disputed_class_keeps_the_stronger_with_an_alternative() {
+        // horse 0.6 + cow 0.7 on the same box from two detectors, plus horse 0.5 from the second
+        let m = merge(&[vec![det(0.0, 0.6, 17)], vec![det(0.0, 0.7, 19), det(0.2, 0.5, 17)]], &MergeParams::default());
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].class, 17, "horse has 0.8 combined evidence against cow's 0.7");
+        assert_eq!(m[0].alternatives.first().map(|a| a.0), Some(19));
+    }
+
+    #[test]
+    fn a_hit_prefers_its_own_class_over_a_closer_other_class() {
+        let p = MergeParams::default();
+        // yolox: horse; picodet: cow at almost the same box, and horse at a box that overlaps the yolox horse less
+        let horse = Detection { bbox: BoxF::new(0.0, 0.0, 100.0, 100.0), score: 0.65, class: 17 };
+        let cow = Detection { bbox: BoxF::new(0.0, 20.0, 90.0, 100.0), score: 0.48, class: 19 };
+        let horse2 = Detection { bbox: BoxF::new(0.0, 20.0, 92.0, 100.0), score: 0.37, class: 17 };
+        let m = merge(&[vec![horse], vec![cow, horse2]], &p);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].class, 17);
+    }
+
+    #[test]
+    fn consolidate_merges_instances_that_drifted_together() {
+        let p = MergeParams::default();
+        let a = Instance { hits: vec![Hit { detector: 0, pass: Pass::Full, class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0) }], class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0), alternatives: vec![] };
+        let b = Instance { hits: vec![Hit { detector: 1, pass: Pass::Full, class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0) }], class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0), alternatives: vec![] };
+        let mut v = vec![b, a];
+        consolidate(&mut v, &p);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].hits.len(), 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merge_invariants(a in proptest::collection::vec((0.0f32..200.0, 0.01f32..1.0, 0usize..3), 0..30),
+                            b in proptest::collection::vec((0.0f32..200.0, 0.01f32..1.0, 0usize..3), 0..30)) {
+            let to = |v: &Vec<(f32, f32, usize)>| v.iter().map(|&(x, s, c)| det(x, s, c)).collect::<Vec<_>>();
+            let (da, db) = (to(&a), to(&b));
+            let m = merge(&[da.clone(), db.clone()], &MergeParams::default());
+            // every input hit ends up in exactly one instance
+            let hits: usize = m.iter().map(|i| i.hits.len()).sum();
+            proptest::prop_assert_eq!(hits, da.len() + db.len());
+            proptest::prop_assert!(m.len() <= da.len() + db.len());
+            for i in &m {
+                proptest::prop_assert!(i.score >= 0.0 && i.score <= 1.0);
+                // the merged score is at least the best single score of its class
+                let best = i.hits.iter().filter(|h| h.class == i.class).map(|h| h.score).fold(0.0, f32::max);
+                proptest::prop_assert!(i.score + 1e-6 >= best);
+            }
+        }
+    }
+}

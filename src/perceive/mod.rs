@@ -1,0 +1,272 @@
+//! The perception suite (PancapEngine analogue): several detectors, each `preprocess → engine.run →
+//! postprocess`, merged by redundancy removal; an extra-instance discovery pass on tiles; and a semantic
+//! segmenter whose unclaimed stuff pixels become stuff regions.
+
+pub mod decode;
+pub mod merge;
+pub mod preprocess;
+pub mod stuff;
+
+use crate::engine::{Engine, EngineError, Tensor, TensorData};
+use crate::geometry::BoxF;
+use crate::models::{DecoderManifest, LabelSet, Manifest, Role};
+use crate::timing::{Stage, Timings};
+use decode::{DecodeParams, Detection};
+use image::RgbImage;
+use merge::{absorb, Hit, Instance, MergeParams, Pass};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use stuff::LabelMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerceiveError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("unexpected model output: {0}")]
+    BadOutput(String),
+    #[error("unsupported model input: {0}")]
+    UnsupportedInput(String),
+    #[error("model {name} cannot serve as a {want}: {reason}")]
+    WrongModel { name: String, want: &'static str, reason: String },
+}
+
+/// Thresholds of one detector.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DetectParams {
+    /// Candidates below this class score are dropped (low, so COCO evaluation sees the full ranking).
+    pub score_threshold: f32,
+    pub max_candidates: usize,
+    /// Detections kept after NMS.
+    pub max_detections: usize,
+}
+
+impl Default for DetectParams {
+    fn default() -> Self {
+        DetectParams { score_threshold: 0.01, max_candidates: 2000, max_detections: 100 }
+    }
+}
+
+/// A COCO detector: its manifest, an engine running it, and thresholds.
+pub struct Detector {
+    manifest: Manifest,
+    engine: Box<dyn Engine>,
+    pub params: DetectParams,
+}
+
+impl Detector {
+    pub fn new(manifest: Manifest, engine: Box<dyn Engine>, params: DetectParams) -> Result<Self, PerceiveError> {
+        let wrong = |reason: &str| PerceiveError::WrongModel {
+            name: manifest.name.clone(),
+            want: "detector",
+            reason: reason.to_string(),
+        };
+        if manifest.role != Role::Detector || matches!(manifest.decoder, DecoderManifest::Argmax) {
+            return Err(wrong("its manifest does not describe a detector"));
+        }
+        if manifest.labels != LabelSet::Coco80 {
+            return Err(wrong("the suite merges COCO-80 detectors only"));
+        }
+        Ok(Detector { manifest, engine, params })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.engine.backend()
+    }
+
+    /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS.
+    pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
+        let name = self.manifest.name.clone();
+        let t = Instant::now();
+        let (tensor, lb) = preprocess::preprocess(rgb, &self.manifest.input)?;
+        let mut inputs = vec![tensor];
+        if let DecoderManifest::Detr { .. } = self.manifest.decoder {
+            let size = vec![i64::from(rgb.width()), i64::from(rgb.height())];
+            inputs.push(Tensor::new(vec![1, 2], TensorData::I64(size))?);
+        }
+        timings.record(Stage::Preprocess, Some(&name), t);
+
+        let t = Instant::now();
+        let outputs = self.engine.run(&inputs)?;
+        timings.record(Stage::Inference, Some(&name), t);
+
+        let t = Instant::now();
+        let p = DecodeParams {
+            score_threshold: self.params.score_threshold,
+            max_candidates: self.params.max_candidates,
+            num_classes: LabelSet::Coco80.labels().len(),
+        };
+        let (dets, iou) = match &self.manifest.decoder {
+            DecoderManifest::Yolox { strides, nms_iou } => {
+                let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("yolox: no output".into()))?;
+                (decode::decode_yolox(out, strides, &lb, &p)?, *nms_iou)
+            }
+            DecoderManifest::Gfl { strides, reg_max, nms_iou } => {
+                (decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p)?, *nms_iou)
+            }
+            DecoderManifest::Detr { nms_iou, .. } => (decode::decode_detr(&outputs, &p)?, *nms_iou),
+            DecoderManifest::Argmax => return Err(PerceiveError::BadOutput("segmenter used as detector".into())),
+        };
+        let (w, h) = (rgb.width() as f32, rgb.height() as f32);
+        let dets = decode::nms(dets, iou, self.params.max_detections)
+            .into_iter()
+            .map(|d| Detection { bbox: d.bbox.clamp(w, h), ..d })
+            .filter(|d| d.bbox.area() > 0.0)
+            .collect();
+        timings.record(Stage::Postprocess, Some(&name), t);
+        Ok(dets)
+    }
+}
+
+/// The semantic segmenter used for stuff.
+pub struct Segmenter {
+    manifest: Manifest,
+    engine: Box<dyn Engine>,
+}
+
+impl Segmenter {
+    pub fn new(manifest: Manifest, engine: Box<dyn Engine>) -> Result<Self, PerceiveError> {
+        if manifest.role != Role::Segmenter || !matches!(manifest.decoder, DecoderManifest::Argmax) {
+            return Err(PerceiveError::WrongModel {
+                name: manifest.name.clone(),
+                want: "segmenter",
+                reason: "its manifest does not describe an ArgMax segmenter".into(),
+            });
+        }
+        Ok(Segmenter { manifest, engine })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn labels(&self) -> LabelSet {
+        self.manifest.labels
+    }
+
+    pub fn segment(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<LabelMap, PerceiveError> {
+        let name = self.manifest.name.clone();
+        let t = Instant::now();
+        let (tensor, lb) = preprocess::preprocess(rgb, &self.manifest.input)?;
+        timings.record(Stage::Preprocess, Some(&name), t);
+        let t = Instant::now();
+        let outputs = self.engine.run(&[tensor])?;
+        timings.record(Stage::Inference, Some(&name), t);
+        let t = Instant::now();
+        let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("segmenter: no output".into()))?;
+        let map = stuff::decode_argmax(out, &lb, rgb.width(), rgb.height())?;
+        timings.record(Stage::Postprocess, Some(&name), t);
+        Ok(map)
+    }
+}
+
+/// Extra-instance discovery: the primary detector looks again at overlapping tiles, where small objects are
+/// larger relative to its input.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryParams {
+    /// Tiles per side.
+    pub grid: u32,
+    /// Fraction of a tile shared with its neighbour.
+    pub overlap: f32,
+    /// Tile detections below this score are ignored.
+    pub min_score: f32,
+    /// New instances from tiles must be at most this fraction of the image (larger ones are fragments).
+    pub max_area_fraction: f32,
+    /// Images smaller than this (longest side, pixels) are not tiled.
+    pub min_image_side: u32,
+}
+
+impl Default for DiscoveryParams {
+    fn default() -> Self {
+        DiscoveryParams { grid: 2, overlap: 0.25, min_score: 0.2, max_area_fraction: 0.04, min_image_side: 320 }
+    }
+}
+
+/// Tile rectangles `(x, y, w, h)` covering the image in a `grid × grid` layout with overlap.
+pub fn tiles(width: u32, height: u32, grid: u32, overlap: f32) -> Vec<(u32, u32, u32, u32)> {
+    let grid = grid.max(1);
+    let span = |len: u32| -> Vec<(u32, u32)> {
+        let g = grid as f32;
+        let tile = (len as f32 / (g - (g - 1.0) * overlap.clamp(0.0, 0.9))).ceil().min(len as f32) as u32;
+        let step = if grid > 1 { (len - tile) as f32 / (g - 1.0) } else { 0.0 };
+        (0..grid).map(|i| ((i as f32 * step).round() as u32, tile)).collect()
+    };
+    let (xs, ys) = (span(width), span(height));
+    ys.iter().flat_map(|&(y, th)| xs.iter().map(move |&(x, tw)| (x, y, tw, th))).collect()
+}
+
+/// Runs the discovery pass with `detector` (suite index `index`) and adds its findings to `instances`.
+/// Returns how many new instances it created.
+pub fn discover(
+    detector: &mut Detector,
+    index: usize,
+    rgb: &RgbImage,
+    instances: &mut Vec<Instance>,
+    params: &DiscoveryParams,
+    merge: &MergeParams,
+    timings: &mut Timings,
+) -> Result<usize, PerceiveError> {
+    let (w, h) = (rgb.width(), rgb.height());
+    if w.max(h) < params.min_image_side || params.grid < 2 {
+        return Ok(0);
+    }
+    let t = Instant::now();
+    let image_area = (w as f32) * (h as f32);
+    let mut created = 0;
+    let mut scratch = Timings::default();
+    for (tx, ty, tw, th) in tiles(w, h, params.grid, params.overlap) {
+        let crop = image::imageops::crop_imm(rgb, tx, ty, tw, th).to_image();
+        let dets = detector.detect(&crop, &mut scratch)?;
+        let edge = 2.0;
+        for d in dets.into_iter().filter(|d| d.score >= params.min_score) {
+            let b = d.bbox;
+            // a box cut by an inner tile edge is a fragment
+            let cut = (tx > 0 && b.x1 <= edge)
+                || (ty > 0 && b.y1 <= edge)
+                || (tx + tw < w && b.x2 >= tw as f32 - edge)
+                || (ty + th < h && b.y2 >= th as f32 - edge);
+            if cut {
+                continue;
+            }
+            let bbox = b.translate(tx as f32, ty as f32);
+            let small = bbox.area() <= params.max_area_fraction * image_area;
+            let inside_same = instances.iter().any(|i| i.class == d.class && bbox.covered_by(&i.bbox) >= 0.7);
+            let hit = Hit { detector: index, pass: Pass::Tiles, class: d.class, score: d.score, bbox };
+            if absorb(instances, hit, merge, small && !inside_same) {
+                created += 1;
+            }
+        }
+    }
+    timings.record(Stage::Discovery, Some(detector.name()), t);
+    Ok(created)
+}
+
+/// Boxes of a set of instances, for claiming pixels.
+pub fn boxes(instances: &[Instance]) -> Vec<BoxF> {
+    instances.iter().map(|i| i.bbox).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_image_with_overlap() {
+        let t = tiles(640, 480, 2, 0.25);
+        assert_eq!(t.len(), 4);
+        for &(x, y, w, h) in &t {
+            assert!(x + w <= 640 && y + h <= 480);
+        }
+        assert_eq!(t[0].0, 0);
+        assert_eq!(t[3].0 + t[3].2, 640, "last tile reaches the right edge");
+        assert_eq!(t[3].1 + t[3].3, 480, "and the bottom edge");
+        assert!(t[1].0 < t[0].2, "neighbours overlap");
+    }
+}

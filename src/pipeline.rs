@@ -1,0 +1,343 @@
+//! One frame through the whole suite: detectors → merge → discovery → stuff → attributes, relations, global
+//! state → caption. Configuration is a plain serde value; the CLI builds it, the library never sees clap.
+
+use crate::caption::{text::write_caption, ScoredBox};
+use crate::engine::{self, Backend, Engine};
+use crate::geometry::BoxF;
+use crate::models::{self, LabelSet, Manifest, ManifestError, ProvisionError, Role};
+use crate::perceive::merge::{Instance, MergeParams, Pass};
+use crate::perceive::stuff::{claimed_by_things, stuff_regions};
+use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
+use crate::scene::attributes::{dominant_colour, Region};
+use crate::scene::relations::{relate, RelationParams};
+use crate::scene::{
+    global::global_state, Alternative, Attributes, DiscoveryReport, Entity, Kind, PanopticCaption, Position,
+    SizeClass, SourceVote, Truncation, MAX_ALTERNATIVES, MAX_SOURCES, SCHEMA_VERSION,
+};
+use crate::source::{DecodeLimits, Frame};
+use crate::timing::{Stage, Timings};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The default suite: two different real detectors and the ADE20K-32 stuff segmenter.
+pub const DEFAULT_DETECTORS: &[&str] = &["yolox_nano_416", "picodet_s_416_coco"];
+pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_uint8";
+
+/// ADE20K-32 classes that are COCO things (left to the detectors, never stuff).
+const ADE_THINGS: &[&str] = &["other", "person", "car", "chair", "bed", "sofa", "armchair"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineConfig {
+    pub models_dir: PathBuf,
+    pub backend: Backend,
+    /// Detector manifests by name, primary first (the primary also runs extra-instance discovery).
+    pub detectors: Vec<String>,
+    /// Stuff segmenter manifest, or none to caption things only.
+    pub segmenter: Option<String>,
+    /// Extra-instance discovery on tiles, or none.
+    pub discovery: Option<DiscoveryParams>,
+    pub detect: DetectParams,
+    pub merge: MergeParams,
+    /// Entities below this merged score are kept for COCO evaluation but not captioned.
+    pub caption_threshold: f32,
+    /// Stuff regions smaller than this fraction of the image are dropped.
+    pub stuff_min_area: f32,
+    pub relations: RelationParams,
+    /// Most thing entities in one caption (the rest are counted as truncated).
+    pub max_things: usize,
+    pub decode_limits: DecodeLimits,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            models_dir: models::default_models_dir(),
+            backend: Backend::Tract,
+            detectors: DEFAULT_DETECTORS.iter().map(|s| s.to_string()).collect(),
+            segmenter: Some(DEFAULT_SEGMENTER.to_string()),
+            discovery: Some(DiscoveryParams::default()),
+            detect: DetectParams::default(),
+            merge: MergeParams::default(),
+            caption_threshold: 0.4,
+            stuff_min_area: 0.01,
+            relations: RelationParams::default(),
+            max_things: 40,
+            decode_limits: DecodeLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Perceive(#[from] PerceiveError),
+    #[error("{origin}: {source}")]
+    Frame { origin: String, source: PerceiveError },
+    #[error("the suite needs at least one detector")]
+    NoDetector,
+    #[error("model {0} is a {1:?}, not usable here")]
+    WrongRole(String, Role),
+}
+
+/// What one frame yields: the caption and the full detection ranking for COCO evaluation.
+#[derive(Debug, Clone)]
+pub struct FrameResult {
+    pub caption: PanopticCaption,
+    pub ranking: Vec<ScoredBox>,
+}
+
+pub struct Pipeline {
+    detectors: Vec<Detector>,
+    segmenter: Option<Segmenter>,
+    cfg: PipelineConfig,
+}
+
+impl Pipeline {
+    /// Verifies every model of the configured suite by sha256, then loads it on the configured backend.
+    pub fn load(cfg: PipelineConfig) -> Result<Self, PipelineError> {
+        let mut manifests = Vec::new();
+        for name in &cfg.detectors {
+            let m = Manifest::by_name(name)?;
+            if m.role != Role::Detector {
+                return Err(PipelineError::WrongRole(m.name, m.role));
+            }
+            manifests.push(m);
+        }
+        let seg = cfg.segmenter.as_deref().map(Manifest::by_name).transpose()?;
+        manifests.extend(seg.iter().cloned());
+        for r in models::verify(&manifests, &cfg.models_dir) {
+            r?;
+        }
+        let mut detectors = Vec::new();
+        for m in manifests.iter().filter(|m| m.role == Role::Detector) {
+            let e = engine::load(cfg.backend, m.model_spec(&cfg.models_dir))?;
+            detectors.push(Detector::new(m.clone(), e, cfg.detect)?);
+        }
+        let segmenter = match seg {
+            Some(m) if m.role == Role::Segmenter => {
+                let e = engine::load(cfg.backend, m.model_spec(&cfg.models_dir))?;
+                Some(Segmenter::new(m, e)?)
+            }
+            Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
+            None => None,
+        };
+        Self::from_parts(detectors, segmenter, cfg)
+    }
+
+    /// Builds a pipeline from already loaded models (tests use fake engines here).
+    pub fn from_parts(
+        detectors: Vec<Detector>,
+        segmenter: Option<Segmenter>,
+        cfg: PipelineConfig,
+    ) -> Result<Self, PipelineError> {
+        if detectors.is_empty() {
+            return Err(PipelineError::NoDetector);
+        }
+        Ok(Pipeline { detectors, segmenter, cfg })
+    }
+
+    /// Convenience for tests and tools: a detector from a manifest and any engine.
+    pub fn detector(manifest: Manifest, engine: Box<dyn Engine>, p: DetectParams) -> Result<Detector, PipelineError> {
+        Ok(Detector::new(manifest, engine, p)?)
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.detectors.first().map(|d| d.backend()).unwrap_or("none")
+    }
+
+    pub fn detector_names(&self) -> Vec<String> {
+        self.detectors.iter().map(|d| d.name().to_string()).collect()
+    }
+
+    /// Captions one frame. `timings` may already hold the decode time of the frame.
+    pub fn process(&mut self, frame: &Frame, mut timings: Timings) -> Result<FrameResult, PipelineError> {
+        let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source };
+        let rgb = &frame.rgb;
+        let (w, h) = (rgb.width(), rgb.height());
+        let image_area = (w as f32 * h as f32).max(1.0);
+
+        // 1. every detector on the whole frame
+        let mut per_detector = Vec::with_capacity(self.detectors.len());
+        for d in &mut self.detectors {
+            per_detector.push(d.detect(rgb, &mut timings).map_err(frame_err)?);
+        }
+        // 2. redundancy removal across detectors
+        let t = Instant::now();
+        let mut instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
+        timings.record(Stage::Merge, None, t);
+        // 3. extra-instance discovery with the primary detector
+        let discovery_ran = match (self.cfg.discovery, self.detectors.first_mut()) {
+            (Some(p), Some(primary)) => {
+                perceive::discover(primary, 0, rgb, &mut instances, &p, &self.cfg.merge, &mut timings)
+                    .map_err(frame_err)?;
+                let t = Instant::now();
+                perceive::merge::consolidate(&mut instances, &self.cfg.merge);
+                timings.record(Stage::Merge, None, t);
+                true
+            }
+            _ => false,
+        };
+
+        let ranking = ranking(&instances);
+        let (captioned, dropped): (Vec<&Instance>, usize) = {
+            let mut above: Vec<&Instance> = Vec::new();
+            for i in instances.iter().filter(|i| i.score >= self.cfg.caption_threshold) {
+                if !above.iter().any(|s| is_fragment_of(i, s)) {
+                    above.push(i);
+                }
+            }
+            let dropped = above.len().saturating_sub(self.cfg.max_things);
+            (above.into_iter().take(self.cfg.max_things).collect(), dropped)
+        };
+
+        // 4. things become entities
+        let t = Instant::now();
+        let names = self.detector_names();
+        let coco = LabelSet::Coco80.labels();
+        let mut entities: Vec<Entity> = Vec::new();
+        for (n, inst) in captioned.iter().enumerate() {
+            let bbox = inst.bbox.clamp(w as f32, h as f32);
+            let area_fraction = bbox.area() / image_area;
+            let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
+            for hit in &inst.hits {
+                let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
+                let model = heapless::String::try_from(name).unwrap_or_default();
+                match sources.iter_mut().find(|s| s.model == model && s.pass == hit.pass) {
+                    Some(s) => s.score = s.score.max(hit.score),
+                    None => {
+                        let _ = sources.push(SourceVote { model, pass: hit.pass, score: hit.score });
+                    }
+                }
+            }
+            let mut alternatives = heapless::Vec::<Alternative, MAX_ALTERNATIVES>::new();
+            for &(class, score) in inst.alternatives.iter().take(MAX_ALTERNATIVES) {
+                let tag = heapless::String::try_from(coco.name(class)).unwrap_or_default();
+                let _ = alternatives.push(Alternative { tag, score });
+            }
+            entities.push(Entity {
+                id: n as u32 + 1,
+                tag: coco.name(inst.class).to_string(),
+                kind: Kind::Thing,
+                score: inst.score,
+                box_norm: bbox.normalised(w, h),
+                box_px: [bbox.x1, bbox.y1, bbox.x2, bbox.y2],
+                category_id: coco.get(inst.class).map(|l| l.dataset_id),
+                sources,
+                discovered: inst.discovered(),
+                alternatives,
+                attributes: Attributes {
+                    colour: dominant_colour(rgb, Region::BoxCore(bbox), 0.35),
+                    size: SizeClass::from_area_fraction(area_fraction),
+                    position: Position::of(&bbox, w, h),
+                    area_fraction,
+                },
+                mask: None,
+            });
+        }
+        timings.record(Stage::Describe, None, t);
+
+        // 5. stuff from the pixels no thing claims
+        if let Some(seg) = self.segmenter.as_mut() {
+            let labels = seg.labels().labels();
+            let map = seg.segment(rgb, &mut timings).map_err(frame_err)?;
+            let t = Instant::now();
+            let thing_boxes: Vec<BoxF> = entities.iter().map(Entity::bbox).collect();
+            let claimed = claimed_by_things(w, h, &thing_boxes);
+            let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
+            let regions = stuff_regions(&map, &claimed, is_stuff, self.cfg.stuff_min_area);
+            timings.record(Stage::Stuff, None, t);
+            let t = Instant::now();
+            for r in regions {
+                let id = entities.len() as u32 + 1;
+                entities.push(Entity {
+                    id,
+                    tag: labels.name(r.class).to_string(),
+                    kind: Kind::Stuff,
+                    score: 1.0,
+                    box_norm: r.bbox.normalised(w, h),
+                    box_px: [r.bbox.x1, r.bbox.y1, r.bbox.x2, r.bbox.y2],
+                    category_id: None,
+                    sources: source_of(seg.name()),
+                    discovered: false,
+                    alternatives: heapless::Vec::new(),
+                    attributes: Attributes {
+                        colour: dominant_colour(rgb, Region::Mask(&r.mask), 0.35),
+                        size: SizeClass::from_area_fraction(r.area_fraction),
+                        position: Position::of(&r.bbox, w, h),
+                        area_fraction: r.area_fraction,
+                    },
+                    mask: Some(r.mask.to_rle()),
+                });
+            }
+            timings.record(Stage::Describe, None, t);
+        }
+
+        // 6. relations and global state
+        let t = Instant::now();
+        let (relations, rel_dropped) = relate(&entities, w, h, &self.cfg.relations);
+        let global = global_state(rgb, &entities);
+        timings.record(Stage::Describe, None, t);
+
+        // 7. caption
+        let t = Instant::now();
+        let caption = write_caption(&entities, &relations, &global);
+        timings.record(Stage::Caption, None, t);
+
+        let added = entities.iter().filter(|e| e.discovered).count() as u32;
+        Ok(FrameResult {
+            caption: PanopticCaption {
+                schema_version: SCHEMA_VERSION,
+                image: frame.origin.clone(),
+                width: w,
+                height: h,
+                entities,
+                relations,
+                global,
+                caption,
+                discovery: DiscoveryReport { ran: discovery_ran, added },
+                truncated: Truncation { entities: dropped as u32, relations: rel_dropped },
+                backend: self.backend().to_string(),
+                timings_ms: timings,
+            },
+            ranking,
+        })
+    }
+}
+
+/// A much weaker same-class box lying almost entirely inside a stronger one is a fragment of it (a part seen
+/// as a whole), not another instance worth captioning. It stays in the COCO ranking.
+fn is_fragment_of(weak: &Instance, strong: &Instance) -> bool {
+    weak.class == strong.class && weak.bbox.covered_by(&strong.bbox) >= 0.85 && weak.score < 0.75 * strong.score
+}
+
+fn source_of(model: &str) -> heapless::Vec<SourceVote, MAX_SOURCES> {
+    let mut v = heapless::Vec::new();
+    let _ = v.push(SourceVote { model: heapless::String::try_from(model).unwrap_or_default(), pass: Pass::Full, score: 1.0 });
+    v
+}
+
+/// The full ranking for COCO evaluation: each instance under its class, plus its alternative classes.
+fn ranking(instances: &[Instance]) -> Vec<ScoredBox> {
+    let coco = LabelSet::Coco80.labels();
+    let mut out = Vec::new();
+    for inst in instances {
+        for (class, score) in std::iter::once((inst.class, inst.score)).chain(inst.alternatives.iter().copied()) {
+            if let Some(l) = coco.get(class) {
+                out.push(ScoredBox { category_id: l.dataset_id, bbox: inst.bbox, score });
+            }
+        }
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}

@@ -1,0 +1,343 @@
+//! Per-entity attributes measured from pixels and geometry: named colour, relative size, position in frame.
+
+use crate::geometry::BoxF;
+use crate::perceive::stuff::Mask;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColourName {
+    Black,
+    White,
+    Gray,
+    Red,
+    Orange,
+    Yellow,
+    Green,
+    Blue,
+    Purple,
+    Pink,
+    Brown,
+}
+
+impl ColourName {
+    pub const ALL: [ColourName; 11] = [
+        ColourName::Black,
+        ColourName::White,
+        ColourName::Gray,
+        ColourName::Red,
+        ColourName::Orange,
+        ColourName::Yellow,
+        ColourName::Green,
+        ColourName::Blue,
+        ColourName::Purple,
+        ColourName::Pink,
+        ColourName::Brown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColourName::Black => "black",
+            ColourName::White => "white",
+            ColourName::Gray => "gray",
+            ColourName::Red => "red",
+            ColourName::Orange => "orange",
+            ColourName::Yellow => "yellow",
+            ColourName::Green => "green",
+            ColourName::Blue => "blue",
+            ColourName::Purple => "purple",
+            ColourName::Pink => "pink",
+            ColourName::Brown => "brown",
+        }
+    }
+}
+
+/// Names the colour of one sRGB pixel by hue, saturation and value.
+pub fn name_pixel(r: u8, g: u8, b: u8) -> ColourName {
+    let (rf, gf, bf) = (f32::from(r) / 255.0, f32::from(g) / 255.0, f32::from(b) / 255.0);
+    let max = rf.max(gf).max(bf);
+    let min = rf.min(gf).min(bf);
+    let v = max;
+    let s = if max > 0.0 { (max - min) / max } else { 0.0 };
+    if v < 0.18 {
+        return ColourName::Black;
+    }
+    if s < 0.16 || (max - min) < 0.07 {
+        return if v > 0.78 {
+            ColourName::White
+        } else if v < 0.28 {
+            ColourName::Black
+        } else {
+            ColourName::Gray
+        };
+    }
+    let d = max - min;
+    let h = if max == rf {
+        60.0 * (((gf - bf) / d).rem_euclid(6.0))
+    } else if max == gf {
+        60.0 * ((bf - rf) / d + 2.0)
+    } else {
+        60.0 * ((rf - gf) / d + 4.0)
+    };
+    match h {
+        h if !(12.0..330.0).contains(&h) => {
+            if s < 0.5 && v > 0.65 {
+                ColourName::Pink
+            } else if v < 0.45 {
+                ColourName::Brown
+            } else {
+                ColourName::Red
+            }
+        }
+        h if h < 45.0 => {
+            if v < 0.62 || s < 0.35 {
+                ColourName::Brown
+            } else {
+                ColourName::Orange
+            }
+        }
+        h if h < 68.0 => {
+            if v < 0.5 {
+                ColourName::Brown
+            } else {
+                ColourName::Yellow
+            }
+        }
+        h if h < 165.0 => ColourName::Green,
+        h if h < 255.0 => ColourName::Blue,
+        h if h < 290.0 => ColourName::Purple,
+        _ => ColourName::Pink,
+    }
+}
+
+/// The dominant named colour(s) of a region, with the fraction of sampled pixels each covers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ColourAttr {
+    pub name: ColourName,
+    pub fraction: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<ColourName>,
+}
+
+impl ColourAttr {
+    pub fn phrase(&self) -> String {
+        match self.secondary {
+            Some(s) => format!("{} and {}", self.name.as_str(), s.as_str()),
+            None => self.name.as_str().to_string(),
+        }
+    }
+}
+
+/// Region whose pixels are sampled for colour.
+pub enum Region<'a> {
+    /// A thing: the central ellipse of its box (half the box's radii), avoiding the background at the corners.
+    BoxCore(BoxF),
+    /// A stuff region: its mask.
+    Mask(&'a Mask),
+}
+
+/// Names the dominant colour of a region; None when no colour dominates (≥ `min_fraction` of samples).
+pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32) -> Option<ColourAttr> {
+    let mut hist = [0u32; 11];
+    let (w, h) = (img.width(), img.height());
+    let mut count = |x: u32, y: u32| {
+        if let Some(p) = img.get_pixel_checked(x, y) {
+            let [r, g, b] = p.0;
+            if let Some(slot) = hist.get_mut(name_pixel(r, g, b) as usize) {
+                *slot += 1;
+            }
+        }
+    };
+    match region {
+        Region::BoxCore(b) => {
+            let b = b.clamp(w as f32, h as f32);
+            let (cx, cy) = b.centre();
+            let (rx, ry) = (b.width() / 4.0, b.height() / 4.0);
+            let step = ((b.width() * b.height() / 4.0 / 4096.0).sqrt().ceil() as u32).max(1);
+            let (x0, y0) = ((cx - rx).max(0.0) as u32, (cy - ry).max(0.0) as u32);
+            let (x1, y1) = (((cx + rx).ceil() as u32).min(w), ((cy + ry).ceil() as u32).min(h));
+            for y in (y0..y1).step_by(step as usize) {
+                for x in (x0..x1).step_by(step as usize) {
+                    let (dx, dy) = ((x as f32 + 0.5 - cx) / rx.max(0.5), (y as f32 + 0.5 - cy) / ry.max(0.5));
+                    if dx * dx + dy * dy <= 1.0 {
+                        count(x, y);
+                    }
+                }
+            }
+        }
+        Region::Mask(m) => {
+            let area = m.area().max(1);
+            let step = ((area as f32 / 4096.0).sqrt().ceil() as u32).max(1);
+            for y in (0..m.height.min(h)).step_by(step as usize) {
+                for x in (0..m.width.min(w)).step_by(step as usize) {
+                    if m.get(x, y) {
+                        count(x, y);
+                    }
+                }
+            }
+        }
+    }
+    let total: u32 = hist.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ranked: Vec<(ColourName, u32)> = ColourName::ALL.iter().copied().zip(hist).collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (first, n1) = *ranked.first()?;
+    let fraction = n1 as f32 / total as f32;
+    if fraction < min_fraction {
+        return None;
+    }
+    let secondary = ranked.get(1).filter(|(_, n2)| *n2 as f32 / total as f32 >= 0.3).map(|(c, _)| *c);
+    Some(ColourAttr { name: first, fraction, secondary })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizeClass {
+    Tiny,
+    Small,
+    Medium,
+    Large,
+    Huge,
+}
+
+impl SizeClass {
+    pub fn from_area_fraction(f: f32) -> SizeClass {
+        match f {
+            f if f < 0.005 => SizeClass::Tiny,
+            f if f < 0.03 => SizeClass::Small,
+            f if f < 0.15 => SizeClass::Medium,
+            f if f < 0.4 => SizeClass::Large,
+            _ => SizeClass::Huge,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizeClass::Tiny => "tiny",
+            SizeClass::Small => "small",
+            SizeClass::Medium => "medium-sized",
+            SizeClass::Large => "large",
+            SizeClass::Huge => "huge",
+        }
+    }
+}
+
+/// Where the centre of an entity lies on a 3 × 3 grid of the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Position {
+    TopLeft,
+    Top,
+    TopRight,
+    Left,
+    Centre,
+    Right,
+    BottomLeft,
+    Bottom,
+    BottomRight,
+}
+
+impl Position {
+    pub fn of(b: &BoxF, width: u32, height: u32) -> Position {
+        let (cx, cy) = b.centre();
+        let col = ((cx / width.max(1) as f32) * 3.0).clamp(0.0, 2.999) as usize;
+        let row = ((cy / height.max(1) as f32) * 3.0).clamp(0.0, 2.999) as usize;
+        use Position::*;
+        match (row, col) {
+            (0, 0) => TopLeft,
+            (0, 1) => Top,
+            (0, _) => TopRight,
+            (1, 0) => Left,
+            (1, 1) => Centre,
+            (1, _) => Right,
+            (_, 0) => BottomLeft,
+            (_, 1) => Bottom,
+            _ => BottomRight,
+        }
+    }
+
+    /// "the top left", "the centre"…, for "in the … of the frame".
+    pub fn phrase(self) -> &'static str {
+        use Position::*;
+        match self {
+            TopLeft => "top left",
+            Top => "top",
+            TopRight => "top right",
+            Left => "left",
+            Centre => "centre",
+            Right => "right",
+            BottomLeft => "bottom left",
+            Bottom => "bottom",
+            BottomRight => "bottom right",
+        }
+    }
+
+    pub fn row(self) -> u8 {
+        use Position::*;
+        match self {
+            TopLeft | Top | TopRight => 0,
+            Left | Centre | Right => 1,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Attributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<ColourAttr>,
+    pub size: SizeClass,
+    pub position: Position,
+    /// Area of the box (things) or mask (stuff) over the image area.
+    pub area_fraction: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_primary_and_neutral_colours() {
+        assert_eq!(name_pixel(220, 30, 30), ColourName::Red);
+        assert_eq!(name_pixel(30, 160, 40), ColourName::Green);
+        assert_eq!(name_pixel(40, 80, 200), ColourName::Blue);
+        assert_eq!(name_pixel(240, 220, 40), ColourName::Yellow);
+        assert_eq!(name_pixel(250, 140, 20), ColourName::Orange);
+        assert_eq!(name_pixel(120, 70, 30), ColourName::Brown);
+        assert_eq!(name_pixel(245, 245, 245), ColourName::White);
+        assert_eq!(name_pixel(128, 128, 130), ColourName::Gray);
+        assert_eq!(name_pixel(10, 10, 12), ColourName::Black);
+        assert_eq!(name_pixel(240, 160, 200), ColourName::Pink);
+        assert_eq!(name_pixel(120, 40, 170), ColourName::Purple);
+        assert_eq!(name_pixel(135, 190, 235), ColourName::Blue, "sky blue");
+    }
+
+    #[test]
+    fn dominant_colour_of_a_two_tone_box() {
+        let mut img = RgbImage::from_pixel(100, 100, image::Rgb([0, 0, 255]));
+        for y in 0..100 {
+            for x in 50..100 {
+                img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 100.0, 100.0)), 0.3).unwrap();
+        assert!(c.fraction > 0.4 && c.fraction < 0.6);
+        let pair = [c.name, c.secondary.unwrap()];
+        assert!(pair.contains(&ColourName::Blue) && pair.contains(&ColourName::White));
+        // a box entirely in the blue half
+        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 40.0, 100.0)), 0.3).unwrap();
+        assert_eq!((c.name, c.secondary), (ColourName::Blue, None));
+    }
+
+    #[test]
+    fn size_and_position() {
+        assert_eq!(SizeClass::from_area_fraction(0.001), SizeClass::Tiny);
+        assert_eq!(SizeClass::from_area_fraction(0.5), SizeClass::Huge);
+        assert_eq!(Position::of(&BoxF::new(0.0, 0.0, 10.0, 10.0), 100, 100), Position::TopLeft);
+        assert_eq!(Position::of(&BoxF::new(40.0, 40.0, 60.0, 60.0), 100, 100), Position::Centre);
+        assert_eq!(Position::of(&BoxF::new(90.0, 90.0, 100.0, 100.0), 100, 100), Position::BottomRight);
+    }
+}

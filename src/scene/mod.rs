@@ -1,0 +1,119 @@
+//! The scene graph: typed, bounded, serialisable. Entities (things and stuff) with attributes, relations between
+//! them, and the global state of the image.
+
+pub mod attributes;
+pub mod global;
+pub mod relations;
+
+use crate::geometry::BoxF;
+use crate::perceive::merge::Pass;
+use crate::perceive::stuff::Rle;
+use crate::timing::Timings;
+pub use attributes::{Attributes, ColourAttr, ColourName, Position, SizeClass};
+pub use global::{Crowdedness, GlobalState, Lighting, SceneType, Setting};
+pub use relations::{Predicate, Relation, RelationKind};
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON layout below; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Detectors that may vote for one entity.
+pub const MAX_SOURCES: usize = 8;
+/// Alternative tags kept per entity.
+pub const MAX_ALTERNATIVES: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Thing,
+    Stuff,
+}
+
+/// One model's vote for an entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceVote {
+    pub model: heapless::String<48>,
+    pub pass: Pass,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    pub tag: heapless::String<32>,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub id: u32,
+    pub tag: String,
+    pub kind: Kind,
+    pub score: f32,
+    /// Normalised `[x1, y1, x2, y2]`, 3 decimals.
+    #[serde(rename = "box")]
+    pub box_norm: [f32; 4],
+    /// `[x1, y1, x2, y2]` in image pixels.
+    pub box_px: [f32; 4],
+    /// COCO category id for things (the dataset's own id), absent for stuff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<u32>,
+    pub sources: heapless::Vec<SourceVote, MAX_SOURCES>,
+    /// True when only the extra-instance discovery pass found this entity.
+    pub discovered: bool,
+    #[serde(default, skip_serializing_if = "heapless::Vec::is_empty")]
+    pub alternatives: heapless::Vec<Alternative, MAX_ALTERNATIVES>,
+    pub attributes: Attributes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Rle>,
+}
+
+impl Entity {
+    pub fn bbox(&self) -> BoxF {
+        let [x1, y1, x2, y2] = self.box_px;
+        BoxF::new(x1, y1, x2, y2)
+    }
+
+    /// Box mention as written in captions: `[[x1, y1, x2, y2]]`, normalised, 3 decimals.
+    pub fn box_text(&self) -> String {
+        let [a, b, c, d] = self.box_norm;
+        format!("[[{a:.3}, {b:.3}, {c:.3}, {d:.3}]]")
+    }
+}
+
+/// Counts of items dropped to respect the bounds, so truncation is visible.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    pub entities: u32,
+    pub relations: u32,
+}
+
+/// What the extra-instance discovery pass contributed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryReport {
+    pub ran: bool,
+    /// Entities in this caption found only by discovery.
+    pub added: u32,
+}
+
+/// Everything pancap says about one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PanopticCaption {
+    pub schema_version: u32,
+    /// The input path (or stream name).
+    pub image: String,
+    pub width: u32,
+    pub height: u32,
+    pub entities: Vec<Entity>,
+    pub relations: Vec<Relation>,
+    pub global: GlobalState,
+    pub caption: String,
+    pub discovery: DiscoveryReport,
+    pub truncated: Truncation,
+    pub backend: String,
+    pub timings_ms: Timings,
+}
+
+impl PanopticCaption {
+    pub fn entity(&self, id: u32) -> Option<&Entity> {
+        self.entities.iter().find(|e| e.id == id)
+    }
+}

@@ -1,0 +1,310 @@
+//! Relations between entities from geometry alone: spatial (left/right, above/below, on top of, inside, next to,
+//! overlapping), part-whole (only for region pairs that are parts by definition) and scale (larger than).
+//! No action is ever stated: boxes are no evidence of one.
+
+use super::{Entity, Kind};
+use crate::geometry::BoxF;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Predicate {
+    LeftOf,
+    RightOf,
+    Above,
+    Below,
+    OnTopOf,
+    Inside,
+    PartOf,
+    NextTo,
+    Overlapping,
+    LargerThan,
+}
+
+impl Predicate {
+    /// The verb phrase used in captions: "A is {phrase} B".
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Predicate::LeftOf => "to the left of",
+            Predicate::RightOf => "to the right of",
+            Predicate::Above => "above",
+            Predicate::Below => "below",
+            Predicate::OnTopOf => "on",
+            Predicate::Inside => "within",
+            Predicate::PartOf => "part of",
+            Predicate::NextTo => "next to",
+            Predicate::Overlapping => "overlapping",
+            Predicate::LargerThan => "larger than",
+        }
+    }
+
+    pub fn kind(self) -> RelationKind {
+        match self {
+            Predicate::PartOf => RelationKind::PartWhole,
+            Predicate::LargerThan => RelationKind::Scale,
+            _ => RelationKind::Spatial,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelationKind {
+    Spatial,
+    PartWhole,
+    Scale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Relation {
+    pub subject: u32,
+    pub predicate: Predicate,
+    pub object: u32,
+    pub kind: RelationKind,
+}
+
+/// Stuff that things stand or lie on.
+const SUPPORT_STUFF: &[&str] =
+    &["floor", "road", "grass", "sidewalk", "earth", "field", "rug", "sand", "snow", "table", "bed", "shelf"];
+/// Things that other things rest on.
+const SUPPORT_THINGS: &[&str] = &["dining table", "bed", "couch", "chair", "bench", "desk", "car", "truck", "suitcase"];
+/// Stuff that surrounds what is in it (a bird within the sky, a boat within the water).
+const CONTAINER_STUFF: &[&str] = &["sky", "water", "sea", "tree", "grass", "field"];
+/// (part, whole) region pairs that are parts by definition.
+const PART_WHOLE: &[(&str, &str)] =
+    &[("windowpane", "building"), ("windowpane", "house"), ("door", "building"), ("door", "house")];
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RelationParams {
+    /// Relations kept per entity (its strongest, nearest ones).
+    pub per_entity: usize,
+    /// Relations kept per image.
+    pub max_total: usize,
+}
+
+impl Default for RelationParams {
+    fn default() -> Self {
+        RelationParams { per_entity: 3, max_total: 64 }
+    }
+}
+
+fn horizontal_overlap(a: &BoxF, b: &BoxF) -> f32 {
+    (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0)
+}
+
+fn vertical_overlap(a: &BoxF, b: &BoxF) -> f32 {
+    (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0)
+}
+
+/// The one spatial predicate that best describes `a` relative to thing `b`, if any.
+fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
+    let (ba, bb) = (a.bbox(), b.bbox());
+    if ba.covered_by(&bb) >= 0.9 && ba.area() < 0.5 * bb.area() {
+        return Some(Predicate::Inside);
+    }
+    let hov = horizontal_overlap(&ba, &bb);
+    // a rests on b: its bottom edge lies in the upper part of b, it is mostly over b, and b is a support
+    if SUPPORT_THINGS.contains(&b.tag.as_str())
+        && ba.area() < bb.area()
+        && hov >= 0.6 * ba.width()
+        && ba.y2 >= bb.y1 - 0.05 * bb.height()
+        && ba.y2 <= bb.y1 + 0.4 * bb.height()
+        && ba.centre().1 < bb.y1 + 0.25 * bb.height()
+    {
+        return Some(Predicate::OnTopOf);
+    }
+    let iou = ba.iou(&bb);
+    let small = ba.area().min(bb.area()).max(1.0);
+    if iou >= 0.1 || ba.intersection(&bb) >= 0.3 * small {
+        return Some(Predicate::Overlapping);
+    }
+    let vov = vertical_overlap(&ba, &bb);
+    let (acx, acy) = ba.centre();
+    let (bcx, bcy) = bb.centre();
+    let dx = (acx - bcx).abs() / (ba.width() + bb.width()).max(1.0);
+    let dy = (acy - bcy).abs() / (ba.height() + bb.height()).max(1.0);
+    if dx >= dy {
+        let gap = if acx < bcx { bb.x1 - ba.x2 } else { ba.x1 - bb.x2 };
+        let side = ba.width().min(bb.width());
+        if vov >= 0.5 * ba.height().min(bb.height()) && gap <= 0.5 * side {
+            return Some(Predicate::NextTo);
+        }
+        Some(if acx < bcx { Predicate::LeftOf } else { Predicate::RightOf })
+    } else {
+        Some(if acy < bcy { Predicate::Above } else { Predicate::Below })
+    }
+}
+
+/// How `a` (a thing) relates to stuff region `s`.
+fn thing_stuff(a: &Entity, s: &Entity, width: u32, height: u32) -> Option<Predicate> {
+    let mask = s.mask.as_ref().and_then(|m| m.to_mask())?;
+    let b = a.bbox().clamp(width as f32, height as f32);
+    // the support under the thing: the row just below its bottom edge, middle half of its width
+    if SUPPORT_STUFF.contains(&s.tag.as_str()) {
+        let y = (b.y2 as u32).min(height.saturating_sub(1));
+        let ys = [y, (y + 3).min(height.saturating_sub(1)), y.saturating_sub(3)];
+        let (x0, x1) = ((b.x1 + 0.25 * b.width()) as u32, (b.x2 - 0.25 * b.width()) as u32);
+        let mut hits = 0;
+        let mut total = 0;
+        for &yy in &ys {
+            for x in (x0..=x1.max(x0)).step_by(((x1 - x0.min(x1)) / 8).max(1) as usize) {
+                total += 1;
+                if mask.get(x, yy) {
+                    hits += 1;
+                }
+            }
+        }
+        if total > 0 && hits * 2 >= total {
+            return Some(Predicate::OnTopOf);
+        }
+    }
+    if CONTAINER_STUFF.contains(&s.tag.as_str()) {
+        // most of the ring just outside the box belongs to the stuff
+        let ring = [
+            ((b.x1 - 3.0).max(0.0), b.centre().1),
+            ((b.x2 + 3.0).min(width as f32 - 1.0), b.centre().1),
+            (b.centre().0, (b.y1 - 3.0).max(0.0)),
+            (b.centre().0, (b.y2 + 3.0).min(height as f32 - 1.0)),
+        ];
+        let inside = ring.iter().filter(|(x, y)| mask.get(*x as u32, *y as u32)).count();
+        if inside >= 3 {
+            return Some(Predicate::Inside);
+        }
+    }
+    None
+}
+
+fn stuff_stuff(a: &Entity, b: &Entity) -> Option<Predicate> {
+    if PART_WHOLE.contains(&(a.tag.as_str(), b.tag.as_str())) && a.bbox().covered_by(&b.bbox()) >= 0.8 {
+        return Some(Predicate::PartOf);
+    }
+    None
+}
+
+/// Ranks candidate relations: containment and support first, then nearness.
+fn strength(p: Predicate) -> u8 {
+    match p {
+        Predicate::PartOf => 0,
+        Predicate::OnTopOf => 1,
+        Predicate::Inside => 2,
+        Predicate::Overlapping => 3,
+        Predicate::NextTo => 4,
+        _ => 5,
+    }
+}
+
+/// Relations among `entities`, bounded per entity and in total. Returns the relations and how many were dropped.
+pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationParams) -> (Vec<Relation>, u32) {
+    let mut out: Vec<Relation> = Vec::new();
+    let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
+    let mut dropped = 0u32;
+    for a in entities {
+        let mut cands: Vec<(u8, f32, Relation)> = Vec::new();
+        for b in entities.iter().filter(|b| b.id != a.id) {
+            let p = match (a.kind, b.kind) {
+                (Kind::Thing, Kind::Thing) => thing_thing(a, b),
+                (Kind::Thing, Kind::Stuff) => thing_stuff(a, b, width, height),
+                (Kind::Stuff, Kind::Stuff) => stuff_stuff(a, b),
+                (Kind::Stuff, Kind::Thing) => None,
+            };
+            let Some(p) = p else { continue };
+            // each symmetric pair is stated once, from the entity with the smaller id
+            let symmetric = matches!(p, Predicate::NextTo | Predicate::Overlapping);
+            let mirrored = matches!(p, Predicate::RightOf | Predicate::Below);
+            if (symmetric && a.id > b.id) || mirrored {
+                continue;
+            }
+            let (acx, acy) = a.bbox().centre();
+            let (bcx, bcy) = b.bbox().centre();
+            let dist = ((acx - bcx).powi(2) + (acy - bcy).powi(2)).sqrt() / diag;
+            cands.push((strength(p), dist, Relation { subject: a.id, predicate: p, object: b.id, kind: p.kind() }));
+            // scale: the same kind of thing at clearly different sizes
+            if a.kind == Kind::Thing && a.tag == b.tag && a.bbox().area() >= 1.8 * b.bbox().area() {
+                let p = Predicate::LargerThan;
+                cands.push((6, dist, Relation { subject: a.id, predicate: p, object: b.id, kind: p.kind() }));
+            }
+        }
+        cands.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
+        dropped += cands.len().saturating_sub(params.per_entity) as u32;
+        out.extend(cands.into_iter().take(params.per_entity).map(|c| c.2));
+    }
+    if out.len() > params.max_total {
+        dropped += (out.len() - params.max_total) as u32;
+        out.truncate(params.max_total);
+    }
+    (out, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perceive::stuff::Mask;
+    use crate::scene::{Attributes, Position, SizeClass};
+
+    fn ent(id: u32, tag: &str, kind: Kind, b: [f32; 4]) -> Entity {
+        Entity {
+            id,
+            tag: tag.into(),
+            kind,
+            score: 0.9,
+            box_norm: [0.0; 4],
+            box_px: b,
+            category_id: None,
+            sources: heapless::Vec::new(),
+            discovered: false,
+            alternatives: heapless::Vec::new(),
+            attributes: Attributes { colour: None, size: SizeClass::Small, position: Position::Centre, area_fraction: 0.1 },
+            mask: None,
+        }
+    }
+
+    fn find(r: &[Relation], s: u32, o: u32) -> Option<Predicate> {
+        r.iter().find(|x| x.subject == s && x.object == o).map(|x| x.predicate)
+    }
+
+    #[test]
+    fn left_right_above_next_to() {
+        let es = vec![
+            ent(1, "dog", Kind::Thing, [0.0, 50.0, 20.0, 70.0]),
+            ent(2, "cat", Kind::Thing, [80.0, 50.0, 100.0, 70.0]),
+            ent(3, "kite", Kind::Thing, [80.0, 0.0, 100.0, 10.0]),
+            ent(4, "dog", Kind::Thing, [22.0, 52.0, 40.0, 70.0]),
+        ];
+        let (r, _) = relate(&es, 100, 100, &RelationParams { per_entity: 10, max_total: 100 });
+        assert_eq!(find(&r, 1, 2), Some(Predicate::LeftOf));
+        assert_eq!(find(&r, 2, 1), None, "the mirror is not stated twice");
+        assert_eq!(find(&r, 3, 2), Some(Predicate::Above));
+        assert_eq!(find(&r, 1, 4), Some(Predicate::NextTo));
+        assert!(r.iter().all(|x| x.predicate != Predicate::LargerThan || x.subject != 4));
+    }
+
+    #[test]
+    fn cup_on_table_and_dog_on_grass() {
+        let mut grass = ent(9, "grass", Kind::Stuff, [0.0, 60.0, 100.0, 100.0]);
+        let bits = (0..100 * 100).map(|i| i / 100 >= 60).collect();
+        grass.mask = Some(Mask { width: 100, height: 100, bits }.to_rle());
+        let es = vec![
+            ent(1, "cup", Kind::Thing, [40.0, 20.0, 50.0, 32.0]),
+            ent(2, "dining table", Kind::Thing, [20.0, 30.0, 80.0, 55.0]),
+            ent(3, "dog", Kind::Thing, [0.0, 40.0, 15.0, 70.0]),
+            grass,
+        ];
+        let (r, _) = relate(&es, 100, 100, &RelationParams::default());
+        assert_eq!(find(&r, 1, 2), Some(Predicate::OnTopOf));
+        assert_eq!(find(&r, 3, 9), Some(Predicate::OnTopOf));
+        assert!(r.iter().all(|x| x.kind != RelationKind::PartWhole), "no part-whole without a defined pair");
+    }
+
+    #[test]
+    fn larger_than_and_bounds() {
+        let es = vec![
+            ent(1, "horse", Kind::Thing, [0.0, 0.0, 60.0, 60.0]),
+            ent(2, "horse", Kind::Thing, [70.0, 0.0, 90.0, 20.0]),
+        ];
+        let (r, _) = relate(&es, 100, 100, &RelationParams::default());
+        assert!(r.iter().any(|x| x.subject == 1 && x.object == 2 && x.predicate == Predicate::LargerThan));
+        let (r, dropped) = relate(&es, 100, 100, &RelationParams { per_entity: 1, max_total: 1 });
+        assert_eq!(r.len(), 1);
+        assert!(dropped >= 1);
+    }
+}

@@ -1,0 +1,183 @@
+//! Frames and where they come from. This slice reads image files and directories; every bad file yields one
+//! error that names it, and the caller carries on with the next.
+
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+
+/// One decoded RGB frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub rgb: RgbImage,
+    /// Where the frame came from (a file path, or a stream name and sequence number).
+    pub origin: String,
+    pub seq: u64,
+}
+
+impl Frame {
+    pub fn width(&self) -> u32 {
+        self.rgb.width()
+    }
+    pub fn height(&self) -> u32 {
+        self.rgb.height()
+    }
+}
+
+/// Limits that keep a hostile or broken file from exhausting memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DecodeLimits {
+    /// Largest accepted width or height, in pixels.
+    pub max_side: u32,
+    /// Largest accepted pixel count (width × height).
+    pub max_pixels: u64,
+    /// Largest accepted file, in bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_side: 16_384, max_pixels: 64 * 1024 * 1024, max_file_bytes: 256 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: empty file (0 bytes)")]
+    Empty { path: PathBuf },
+    #[error("{path}: file is {bytes} bytes, over the {limit}-byte limit")]
+    TooLargeFile { path: PathBuf, bytes: u64, limit: u64 },
+    #[error("{path}: not an image in a supported format (JPEG, PNG, BMP, GIF, TIFF, WebP, PNM)")]
+    NotAnImage { path: PathBuf },
+    #[error("{path}: image is {width}x{height}, over the limit ({max_side} px a side, {max_pixels} pixels); refusing to decode it")]
+    TooLarge { path: PathBuf, width: u32, height: u32, max_side: u32, max_pixels: u64 },
+    #[error("{path}: image has zero width or height")]
+    ZeroSize { path: PathBuf },
+    #[error("{path}: corrupt or truncated image: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+}
+
+/// Decodes one image file into an RGB frame, checking the header's dimensions before decoding any pixels.
+pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Frame, SourceError> {
+    let p = || path.to_path_buf();
+    let meta = std::fs::metadata(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            SourceError::NotFound { path: p() }
+        } else {
+            SourceError::Read { path: p(), source }
+        }
+    })?;
+    if meta.len() == 0 {
+        return Err(SourceError::Empty { path: p() });
+    }
+    if meta.len() > limits.max_file_bytes {
+        return Err(SourceError::TooLargeFile { path: p(), bytes: meta.len(), limit: limits.max_file_bytes });
+    }
+    let bytes = std::fs::read(path).map_err(|source| SourceError::Read { path: p(), source })?;
+    decode_bytes(&bytes, path, limits)
+}
+
+/// Decodes an encoded image held in memory; `path` names it in errors.
+pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<Frame, SourceError> {
+    let p = || path.to_path_buf();
+    if bytes.is_empty() {
+        return Err(SourceError::Empty { path: p() });
+    }
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|source| SourceError::Read { path: p(), source })
+    };
+    let probe = reader()?;
+    if probe.format().is_none() {
+        return Err(SourceError::NotAnImage { path: p() });
+    }
+    let (width, height) = probe.into_dimensions().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
+    if width == 0 || height == 0 {
+        return Err(SourceError::ZeroSize { path: p() });
+    }
+    if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(SourceError::TooLarge {
+            path: p(),
+            width,
+            height,
+            max_side: limits.max_side,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    let mut decoder = reader()?;
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_side);
+    l.max_image_height = Some(limits.max_side);
+    // RGBA8 of the largest accepted image plus decoder working memory.
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
+    decoder.limits(l);
+    let img = decoder.decode().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
+    Ok(Frame { rgb: img.into_rgb8(), origin: path.display().to_string(), seq: 0 })
+}
+
+/// Expands the inputs into a sorted list of files: files as given, directories walked (not recursively; hidden
+/// entries skipped). A missing input is reported as an error in the list, in place.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<Result<PathBuf, SourceError>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            match std::fs::read_dir(input) {
+                Ok(entries) => {
+                    let mut files: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.is_file()
+                                && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+                        })
+                        .collect();
+                    files.sort();
+                    out.extend(files.into_iter().map(Ok));
+                }
+                Err(source) => out.push(Err(SourceError::Read { path: input.clone(), source })),
+            }
+        } else if input.exists() {
+            out.push(Ok(input.clone()));
+        } else {
+            out.push(Err(SourceError::NotFound { path: input.clone() }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
+        let mut buf = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png).unwrap();
+        buf
+    }
+
+    #[test]
+    fn decodes_a_png() {
+        let f = decode_bytes(&png_bytes(7, 5), Path::new("a.png"), &DecodeLimits::default()).unwrap();
+        assert_eq!((f.width(), f.height()), (7, 5));
+        assert_eq!(f.rgb.get_pixel(3, 3).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn rejects_text_empty_truncated_and_bombs() {
+        let l = DecodeLimits::default();
+        let e = decode_bytes(b"hello, I am text", Path::new("notes.txt"), &l).unwrap_err();
+        assert!(matches!(e, SourceError::NotAnImage { .. }) && e.to_string().contains("notes.txt"));
+        assert!(matches!(decode_bytes(b"", Path::new("e.png"), &l), Err(SourceError::Empty { .. })));
+        let png = png_bytes(64, 64);
+        let cut = &png[..png.len() / 2];
+        assert!(matches!(decode_bytes(cut, Path::new("cut.png"), &l), Err(SourceError::Corrupt { .. })));
+        // a header that claims a huge image is refused before any pixel is decoded
+        let small = DecodeLimits { max_side: 32, max_pixels: 1024, max_file_bytes: 1 << 20 };
+        let e = decode_bytes(&png, Path::new("bomb.png"), &small).unwrap_err();
+        assert!(matches!(e, SourceError::TooLarge { width: 64, height: 64, .. }), "{e}");
+    }
+}
