@@ -81,10 +81,10 @@ impl BoxF {
     }
 
     /// Normalised `[x1, y1, x2, y2]` in [0, 1], rounded to 3 decimals (the SA-Pancap caption convention).
-    pub fn normalised(&self, width: u32, height: u32) -> [f32; 4] {
-        let (w, h) = (width.max(1) as f32, height.max(1) as f32);
-        let r = |v: f32| ((v * 1000.0).round() / 1000.0).clamp(0.0, 1.0);
-        [r(self.x1 / w), r(self.y1 / h), r(self.x2 / w), r(self.y2 / h)]
+    pub fn normalised(&self, width: u32, height: u32) -> [f64; 4] {
+        let (w, h) = (f64::from(width.max(1)), f64::from(height.max(1)));
+        let r = |v: f32, d: f64| ((f64::from(v) / d * 1000.0).round() / 1000.0).clamp(0.0, 1.0);
+        [r(self.x1, w), r(self.y1, h), r(self.x2, w), r(self.y2, h)]
     }
 
     /// COCO `[x, y, w, h]` in pixels.

@@ -99,13 +99,13 @@ fn coco_val_dev_map_floor() {
     }
     let m = coco_map(&gt, &results);
     eprintln!("merged suite on coco-val2017-dev: {m:?}");
-    // measured 2026-11-22: see README (floor a few points under the measurement)
+    // measured 2026-11-22 on x86 (tract): mAP 37.2, AP50 54.2 (pycocotools agrees); floors sit ~3 points under
     assert!(m.ap >= MAP_FLOOR, "mAP {:.1} fell under the floor {MAP_FLOOR}", m.ap);
     assert!(m.ap50 >= AP50_FLOOR, "AP50 {:.1} fell under the floor {AP50_FLOOR}", m.ap50);
 }
 
-const MAP_FLOOR: f64 = 20.0;
-const AP50_FLOOR: f64 = 35.0;
+const MAP_FLOOR: f64 = 34.0;
+const AP50_FLOOR: f64 = 50.0;
 
 #[test]
 fn things_only_suite_without_stuff_or_discovery() {

@@ -262,7 +262,7 @@ mod tests {
     use super::*;
     use crate::scene::{Attributes, ColourAttr, ColourName, RelationKind};
 
-    fn ent(id: u32, tag: &str, kind: Kind, area: f32, pos: Position, norm: [f32; 4]) -> Entity {
+    fn ent(id: u32, tag: &str, kind: Kind, area: f32, pos: Position, norm: [f64; 4]) -> Entity {
         Entity {
             id,
             tag: tag.into(),

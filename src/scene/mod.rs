@@ -50,7 +50,7 @@ pub struct Entity {
     pub score: f32,
     /// Normalised `[x1, y1, x2, y2]`, 3 decimals.
     #[serde(rename = "box")]
-    pub box_norm: [f32; 4],
+    pub box_norm: [f64; 4],
     /// `[x1, y1, x2, y2]` in image pixels.
     pub box_px: [f32; 4],
     /// COCO category id for things (the dataset's own id), absent for stuff.

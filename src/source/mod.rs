@@ -91,8 +91,14 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
             .map_err(|source| SourceError::Read { path: p(), source })
     };
     let probe = reader()?;
-    if probe.format().is_none() {
+    let Some(format) = probe.format() else {
         return Err(SourceError::NotAnImage { path: p() });
+    };
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(SourceError::Corrupt {
+            path: p(),
+            reason: "JPEG ends before its end-of-image marker (truncated file)".into(),
+        });
     }
     let (width, height) = probe.into_dimensions().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
     if width == 0 || height == 0 {
@@ -116,6 +122,17 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
     decoder.limits(l);
     let img = decoder.decode().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
     Ok(Frame { rgb: img.into_rgb8(), origin: path.display().to_string(), seq: 0 })
+}
+
+/// A complete JPEG has its end-of-image marker (FF D9) after the last start-of-scan marker (FF DA). Inside
+/// entropy-coded data every FF byte is stuffed, so neither pattern occurs there; an EOI that only precedes the
+/// last scan belongs to an embedded thumbnail. The decoder alone pads a truncated scan with grey silently.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 /// Expands the inputs into a sorted list of files: files as given, directories walked (not recursively; hidden
@@ -164,6 +181,21 @@ mod tests {
         let f = decode_bytes(&png_bytes(7, 5), Path::new("a.png"), &DecodeLimits::default()).unwrap();
         assert_eq!((f.width(), f.height()), (7, 5));
         assert_eq!(f.rgb.get_pixel(3, 3).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_caught() {
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 7]));
+        let mut jpg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpg), image::ImageFormat::Jpeg).unwrap();
+        let l = DecodeLimits::default();
+        assert!(decode_bytes(&jpg, Path::new("ok.jpg"), &l).is_ok());
+        let mut padded = jpg.clone();
+        padded.extend_from_slice(&[0, 0, 0, 0]);
+        assert!(decode_bytes(&padded, Path::new("padded.jpg"), &l).is_ok(), "trailing bytes after EOI are fine");
+        let cut = &jpg[..jpg.len() - 40];
+        let e = decode_bytes(cut, Path::new("cut.jpg"), &l).unwrap_err();
+        assert!(matches!(e, SourceError::Corrupt { .. }) && e.to_string().contains("cut.jpg"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,226 @@
+//! The `pancap` binary end to end: formats, overlays, bad input, model provisioning errors.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn pancap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .arg("--models-dir")
+        .arg(common::models_dir())
+        .args(args)
+        .output()
+        .expect("run pancap")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A PNG whose header claims `w × h` pixels (a decompression bomb if it were decoded).
+fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // a tiny IDAT (a zlib stream holding one zero byte) and IEND, so the header parses like a real file's
+    for (kind, data) in [(&b"IDAT"[..], &[0x78, 0x01, 0x01, 0x01, 0x00, 0xFE, 0xFF, 0x00, 0x00, 0x01, 0x00, 0x01][..]), (b"IEND", &[])] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+fn mixed_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mixed");
+    std::fs::create_dir(&dir).unwrap();
+    let dog = std::fs::read(common::data("darknet-images-unannotated/dog.jpg")).unwrap();
+    std::fs::write(dir.join("a_good.jpg"), &dog).unwrap();
+    std::fs::write(dir.join("b_truncated.jpg"), &dog[..dog.len() / 2]).unwrap();
+    std::fs::write(dir.join("c_empty.jpg"), b"").unwrap();
+    std::fs::write(dir.join("d_notes.txt"), b"not an image at all\n").unwrap();
+    std::fs::write(dir.join("e_bomb.png"), png_claiming(100_000, 100_000)).unwrap();
+    std::fs::write(dir.join("f_zero.png"), png_claiming(0, 10)).unwrap();
+    std::fs::write(dir.join(".hidden.jpg"), b"ignored").unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn a_directory_of_mixed_content_captions_the_good_and_names_each_bad_file() {
+    let (_tmp, dir) = mixed_dir();
+    let out = pancap(&["caption", dir.to_str().unwrap(), "--format", "jsonl", "--no-stuff", "--no-discovery"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "a failure is reported in the exit status\n{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(lines[0]["image"].as_str().unwrap().ends_with("a_good.jpg"));
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 5, "{stderr}");
+    for (name, why) in [
+        ("b_truncated.jpg", "truncated"),
+        ("c_empty.jpg", "empty"),
+        ("d_notes.txt", "not an image"),
+        ("e_bomb.png", "100000x100000"),
+        ("f_zero.png", "dimensions"),
+    ] {
+        let line = errors.iter().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no error for {name}: {stderr}"));
+        assert!(line.contains(why), "{line}");
+    }
+    assert!(!stderr.contains("hidden"), "hidden files are skipped");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn a_missing_input_is_an_error_but_the_rest_still_run() {
+    let dog = common::data("darknet-images-unannotated/dog.jpg");
+    let out = pancap(&["caption", "/nonexistent/x.jpg", dog.to_str().unwrap(), "--no-stuff", "--no-discovery"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/x.jpg: no such file"));
+    assert!(text(&out.stdout).contains("dog [["));
+}
+
+#[test]
+fn json_sapancap_and_overlay_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = common::data("darknet-images-unannotated/person.jpg");
+    let json = tmp.path().join("out.json");
+    let overlays = tmp.path().join("ov");
+    let out = pancap(&[
+        "caption",
+        img.to_str().unwrap(),
+        "--format",
+        "json",
+        "-o",
+        json.to_str().unwrap(),
+        "--overlay",
+        overlays.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let item = &v[0];
+    assert_eq!(item["image"].as_str(), img.to_str());
+    assert_eq!((item["width"].as_u64(), item["height"].as_u64()), (Some(640), Some(424)));
+    for e in item["entities"].as_array().unwrap() {
+        for key in ["id", "tag", "kind", "score", "box", "sources", "attributes"] {
+            assert!(e.get(key).is_some(), "entity lacks {key}: {e}");
+        }
+        let b: Vec<f64> = e["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert!(b.iter().all(|x| (0.0..=1.0).contains(x)) && b[0] <= b[2] && b[1] <= b[3]);
+        if e["kind"] == "stuff" {
+            assert!(e["mask"]["counts"].is_array());
+        }
+    }
+    for key in ["relations", "global", "caption", "timings_ms"] {
+        assert!(item.get(key).is_some(), "{key}");
+    }
+    assert!(item["timings_ms"].as_array().unwrap().iter().any(|t| t["stage"] == "inference"));
+    let png = overlays.join("person.overlay.png");
+    let ov = image::open(&png).unwrap();
+    assert_eq!((ov.width(), ov.height()), (640, 424));
+    assert!(ov.to_rgb8() != image::open(&img).unwrap().to_rgb8(), "overlay draws something");
+
+    let sa = tmp.path().join("sa.json");
+    let out = pancap(&["caption", img.to_str().unwrap(), "--format", "sapancap", "-o", sa.to_str().unwrap(), "--no-discovery"]);
+    assert!(out.status.success());
+    let v: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&sa).unwrap()).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0]["image_path"].as_str(), img.to_str());
+    assert!(v[0]["model_response"].as_str().unwrap().contains("[["));
+}
+
+#[test]
+fn coco_results_cover_the_listed_images_with_low_scores_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = common::data("coco-val2017-dev/images");
+    let instances = common::data("coco-val2017-dev/instances.json");
+    // two listed images and one unlisted image
+    let imgs = tmp.path().join("imgs");
+    std::fs::create_dir(&imgs).unwrap();
+    for f in ["000000397133.jpg", "000000037777.jpg"] {
+        std::fs::copy(dir.join(f), imgs.join(f)).unwrap();
+    }
+    std::fs::copy(common::data("darknet-images-unannotated/dog.jpg"), imgs.join("dog.jpg")).unwrap();
+    let res = tmp.path().join("res.json");
+    let out = pancap(&[
+        "caption", imgs.to_str().unwrap(), "--format", "coco", "--coco-instances", instances.to_str().unwrap(),
+        "-o", res.to_str().unwrap(), "--no-stuff",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("1 not in the COCO file"));
+    let v: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&res).unwrap()).unwrap();
+    let ids: std::collections::BTreeSet<u64> = v.iter().map(|r| r["image_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec![37777, 397133]);
+    let min = v.iter().map(|r| r["score"].as_f64().unwrap()).fold(1.0, f64::min);
+    assert!(min < 0.05, "low-score detections are kept for COCO evaluation (min {min})");
+    assert!(v.iter().all(|r| r["bbox"].as_array().unwrap().len() == 4 && r["category_id"].as_u64().unwrap() <= 90));
+}
+
+#[test]
+fn coco_format_without_instances_is_a_usage_error() {
+    let out = pancap(&["caption", "x.jpg", "--format", "coco"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--coco-instances"));
+}
+
+#[test]
+fn models_verify_names_a_tampered_file_and_both_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let mirror = common::shared().join("models");
+    let out = Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .args(["--models-dir", models.to_str().unwrap(), "models", "pull", "--only", "yolox_nano_416", "--from"])
+        .arg(&mirror)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let file = models.join("detection/yolox_nano_416.onnx");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1000] ^= 0xFF;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .args(["--models-dir", models.to_str().unwrap(), "models", "verify", "--only", "yolox_nano_416"])
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("yolox_nano_416.onnx"), "{err}");
+    assert!(err.contains("695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"), "expected hash: {err}");
+    assert!(err.matches(char::is_alphanumeric).count() > 128 && err.contains("models pull"), "actual hash and fix: {err}");
+    // captioning refuses the tampered model
+    let dog = common::data("darknet-images-unannotated/dog.jpg");
+    let out = Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .args(["--models-dir", models.to_str().unwrap(), "caption", dog.to_str().unwrap(), "--detectors", "yolox_nano_416", "--no-stuff"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("sha256"));
+}
+
+#[test]
+fn models_list_names_every_manifest() {
+    let out = pancap(&["models", "list"]);
+    let s = text(&out.stdout);
+    for m in ["yolox_nano_416", "picodet_s_416_coco", "nanodet_m_416", "deimv2_hgnetv2_femto_coco", "deeplabv3_mnv2_ade20k32_uint8"] {
+        assert!(s.contains(m), "{s}");
+    }
+}

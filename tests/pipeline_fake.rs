@@ -1,0 +1,144 @@
+//! The whole pipeline driven by fake engines: no weights, fully deterministic, checked against a golden JSON
+//! compared as parsed values. Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test --test pipeline_fake`.
+
+use pancap::engine::{EngineError, FakeEngine, Tensor, TensorData};
+use pancap::models::Manifest;
+use pancap::perceive::{DetectParams, Detector};
+use pancap::source::Frame;
+use pancap::timing::Timings;
+use pancap::{Pipeline, PipelineConfig};
+use std::path::Path;
+
+/// A YOLOX head output with one confident cell per (stride index, gx, gy, w, h, class, score).
+fn yolox_output(cells: &[(usize, usize, usize, f32, f32, usize, f32)]) -> Tensor {
+    let strides = [8usize, 16, 32];
+    let sizes: Vec<usize> = strides.iter().map(|s| 416 / s).collect();
+    let rows: usize = sizes.iter().map(|g| g * g).sum();
+    let mut v = vec![0f32; rows * 85];
+    for &(si, gx, gy, w, h, class, score) in cells {
+        let offset: usize = sizes[..si].iter().map(|g| g * g).sum();
+        let r = (offset + gy * sizes[si] + gx) * 85;
+        let s = strides[si] as f32;
+        v[r] = 0.5;
+        v[r + 1] = 0.5;
+        v[r + 2] = (w / s).ln();
+        v[r + 3] = (h / s).ln();
+        v[r + 4] = 1.0;
+        v[r + 5 + class] = score;
+    }
+    Tensor::new(vec![1, rows, 85], TensorData::F32(v)).unwrap()
+}
+
+/// PicoDet outputs (strides 8, 16, 32, 64 on 416) with one cell per (stride index, gx, gy, l, t, r, b, class, score);
+/// distances in pixels, encoded as a two-bin distribution whose expectation is exact.
+fn picodet_outputs(cells: &[(usize, usize, usize, [f32; 4], usize, f32)]) -> Vec<Tensor> {
+    let strides = [8usize, 16, 32, 64];
+    let sizes: Vec<usize> = strides.iter().map(|s| 416usize.div_ceil(*s)).collect();
+    let mut cls: Vec<Vec<f32>> = sizes.iter().map(|g| vec![0.0; g * g * 80]).collect();
+    let mut dist: Vec<Vec<f32>> = sizes.iter().map(|g| vec![-30.0; g * g * 32]).collect();
+    for &(si, gx, gy, sides, class, score) in cells {
+        let cell = gy * sizes[si] + gx;
+        cls[si][cell * 80 + class] = score;
+        for (k, d) in sides.iter().enumerate() {
+            let e = d / strides[si] as f32;
+            let lo = e.floor();
+            let frac = e - lo;
+            let base = cell * 32 + k * 8 + lo as usize;
+            dist[si][base] = (1.0 - frac).max(1e-9).ln();
+            dist[si][base + 1] = frac.max(1e-9).ln();
+        }
+    }
+    let mut out: Vec<Tensor> = cls
+        .into_iter()
+        .zip(&sizes)
+        .map(|(v, g)| Tensor::new(vec![1, g * g, 80], TensorData::F32(v)).unwrap())
+        .collect();
+    out.extend(dist.into_iter().zip(&sizes).map(|(v, g)| Tensor::new(vec![1, g * g, 32], TensorData::F32(v)).unwrap()));
+    out
+}
+
+fn fake_picodet(outputs: Vec<Tensor>) -> Detector {
+    let m = Manifest::by_name("picodet_s_416_coco").unwrap();
+    let spec = m.model_spec(Path::new("unused"));
+    let engine = FakeEngine::new(spec, move |_inputs: &[Tensor]| -> Result<Vec<Tensor>, EngineError> { Ok(outputs.clone()) });
+    Detector::new(m, Box::new(engine), DetectParams::default()).unwrap()
+}
+
+fn fake_yolox(outputs: Tensor) -> Detector {
+    let m = Manifest::by_name("yolox_nano_416").unwrap();
+    let spec = m.model_spec(Path::new("unused"));
+    let engine = FakeEngine::new(spec, move |_inputs: &[Tensor]| -> Result<Vec<Tensor>, EngineError> { Ok(vec![outputs.clone()]) });
+    Detector::new(m, Box::new(engine), DetectParams::default()).unwrap()
+}
+
+fn frame() -> Frame {
+    // 416x416 so model pixels are image pixels: sky-blue top half, green bottom half
+    let mut rgb = image::RgbImage::from_pixel(416, 416, image::Rgb([120, 180, 235]));
+    for y in 208..416 {
+        for x in 0..416 {
+            rgb.put_pixel(x, y, image::Rgb([40, 150, 50]));
+        }
+    }
+    // a red square where the fake detector will see the first thing
+    for y in 180..260 {
+        for x in 60..140 {
+            rgb.put_pixel(x, y, image::Rgb([210, 30, 30]));
+        }
+    }
+    Frame { rgb, origin: "synthetic.png".into(), seq: 0 }
+}
+
+fn run() -> pancap::FrameResult {
+    // primary: a dog (class 16) centred at (100, 220) 80x80, two people; secondary agrees on the dog only
+    let primary = fake_yolox(yolox_output(&[
+        (1, 6, 13, 80.0, 80.0, 16, 0.9),   // centre (104, 216)
+        (1, 18, 10, 40.0, 100.0, 0, 0.8),  // person at (296, 168)
+        (1, 22, 10, 40.0, 100.0, 0, 0.7),  // person at (360, 168)
+    ]));
+    // PicoDet cell (6, 13) at stride 16 has its centre at (103.5, 215.5)
+    let secondary = fake_picodet(picodet_outputs(&[(1, 6, 13, [42.0, 39.0, 42.0, 39.0], 16, 0.6)]));
+    let cfg = PipelineConfig { segmenter: None, discovery: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary, secondary], None, cfg).unwrap();
+    let mut r = p.process(&frame(), Timings::default()).unwrap();
+    r.caption.timings_ms = Timings::default(); // times are not deterministic
+    r
+}
+
+#[test]
+fn fake_engines_drive_the_whole_pipeline() {
+    let r = run();
+    let c = &r.caption;
+    let tags: Vec<&str> = c.entities.iter().map(|e| e.tag.as_str()).collect();
+    assert_eq!(tags, vec!["dog", "person", "person"]);
+    let dog = &c.entities[0];
+    assert_eq!(dog.sources.len(), 2, "both fake detectors voted for the dog");
+    assert!((dog.score - (1.0 - 0.1 * 0.4)).abs() < 1e-4);
+    assert_eq!(dog.attributes.colour.map(|c| c.name), Some(pancap::scene::ColourName::Red));
+    assert!(c.caption.contains("two people [["), "{}", c.caption);
+    assert!(c.relations.iter().any(|r| r.subject == 2 && r.object == 3 && r.predicate == pancap::scene::Predicate::LeftOf));
+    // the ranking keeps every scored class for COCO evaluation
+    assert!(r.ranking.iter().any(|b| b.category_id == 18));
+}
+
+#[test]
+fn golden_json() {
+    let r = run();
+    let actual = serde_json::to_value(&r.caption).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/synthetic_fake_engines.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(actual, golden, "output changed; if on purpose, regenerate with UPDATE_GOLDEN=1");
+}
+
+#[test]
+fn a_failing_engine_names_the_frame() {
+    let m = Manifest::by_name("yolox_nano_416").unwrap();
+    let engine = FakeEngine::new(m.model_spec(Path::new("x")), |_: &[Tensor]| Err(EngineError::Fake("boom".into())));
+    let d = Detector::new(m, Box::new(engine), DetectParams::default()).unwrap();
+    let cfg = PipelineConfig { segmenter: None, discovery: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![d], None, cfg).unwrap();
+    let e = p.process(&frame(), Timings::default()).unwrap_err().to_string();
+    assert!(e.contains("synthetic.png") && e.contains("boom"), "{e}");
+}
