@@ -248,7 +248,11 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
     let mut sapancap: Vec<SaPancapPrediction> = Vec::new();
     let mut coco: Vec<CocoResult> = Vec::new();
 
-    for (seq, input) in source::expand_inputs(&args.inputs).into_iter().enumerate() {
+    let (inputs, passed_over) = source::expand_inputs(&args.inputs);
+    for p in &passed_over {
+        log::info!("{}: no image extension; not captioned", p.display());
+    }
+    for (seq, input) in inputs.into_iter().enumerate() {
         let path = match input {
             Ok(p) => p,
             Err(e) => {
@@ -324,6 +328,13 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         Format::Text | Format::Jsonl => {}
     }
     sink.finish()?;
-    eprintln!("captioned {ok} image(s), {failed} failed{}", if skipped > 0 { format!(", {skipped} not in the COCO file") } else { String::new() });
+    let mut summary = format!("captioned {ok} image(s), {failed} failed");
+    if skipped > 0 {
+        summary.push_str(&format!(", {skipped} not in the COCO file"));
+    }
+    if !passed_over.is_empty() {
+        summary.push_str(&format!(", {} non-image file(s) in directories passed over", passed_over.len()));
+    }
+    eprintln!("{summary}");
     Ok(if failed > 0 { 1 } else { 0 })
 }

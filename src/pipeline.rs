@@ -75,15 +75,21 @@ pub enum PipelineError {
     #[error(transparent)]
     Provision(#[from] ProvisionError),
     #[error(transparent)]
-    Engine(#[from] engine::EngineError),
+    Engine(Box<engine::EngineError>),
     #[error(transparent)]
     Perceive(#[from] PerceiveError),
     #[error("{origin}: {source}")]
-    Frame { origin: String, source: PerceiveError },
+    Frame { origin: String, source: Box<PerceiveError> },
     #[error("the suite needs at least one detector")]
     NoDetector,
     #[error("model {0} is a {1:?}, not usable here")]
     WrongRole(String, Role),
+}
+
+impl From<engine::EngineError> for PipelineError {
+    fn from(e: engine::EngineError) -> Self {
+        PipelineError::Engine(Box::new(e))
+    }
 }
 
 /// What one frame yields: the caption and the full detection ranking for COCO evaluation.
@@ -162,7 +168,7 @@ impl Pipeline {
 
     /// Captions one frame. `timings` may already hold the decode time of the frame.
     pub fn process(&mut self, frame: &Frame, mut timings: Timings) -> Result<FrameResult, PipelineError> {
-        let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source };
+        let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
         let (w, h) = (rgb.width(), rgb.height());
         let image_area = (w as f32 * h as f32).max(1.0);

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 //! The `pancap` binary end to end: formats, overlays, bad input, model provisioning errors.
 
 mod common;
@@ -58,7 +59,8 @@ fn mixed_dir() -> (tempfile::TempDir, PathBuf) {
     std::fs::write(dir.join("a_good.jpg"), &dog).unwrap();
     std::fs::write(dir.join("b_truncated.jpg"), &dog[..dog.len() / 2]).unwrap();
     std::fs::write(dir.join("c_empty.jpg"), b"").unwrap();
-    std::fs::write(dir.join("d_notes.txt"), b"not an image at all\n").unwrap();
+    std::fs::write(dir.join("d_notes.jpg"), b"not an image at all\n").unwrap();
+    std::fs::write(dir.join("README.txt"), b"a text file beside the photos\n").unwrap();
     std::fs::write(dir.join("e_bomb.png"), png_claiming(100_000, 100_000)).unwrap();
     std::fs::write(dir.join("f_zero.png"), png_claiming(0, 10)).unwrap();
     std::fs::write(dir.join(".hidden.jpg"), b"ignored").unwrap();
@@ -79,7 +81,7 @@ fn a_directory_of_mixed_content_captions_the_good_and_names_each_bad_file() {
     for (name, why) in [
         ("b_truncated.jpg", "truncated"),
         ("c_empty.jpg", "empty"),
-        ("d_notes.txt", "not an image"),
+        ("d_notes.jpg", "not an image"),
         ("e_bomb.png", "100000x100000"),
         ("f_zero.png", "dimensions"),
     ] {
@@ -87,15 +89,21 @@ fn a_directory_of_mixed_content_captions_the_good_and_names_each_bad_file() {
         assert!(line.contains(why), "{line}");
     }
     assert!(!stderr.contains("hidden"), "hidden files are skipped");
+    assert!(!stderr.contains("error: ") || !stderr.contains("README.txt"), "non-image files in a directory are passed over");
+    assert!(stderr.contains("1 non-image file(s) in directories passed over"), "{stderr}");
     assert!(!stderr.contains("panicked"));
 }
 
 #[test]
 fn a_missing_input_is_an_error_but_the_rest_still_run() {
     let dog = common::data("darknet-images-unannotated/dog.jpg");
-    let out = pancap(&["caption", "/nonexistent/x.jpg", dog.to_str().unwrap(), "--no-stuff", "--no-discovery"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let named = tmp.path().join("named.txt");
+    std::fs::write(&named, b"text").unwrap();
+    let out = pancap(&["caption", "/nonexistent/x.jpg", named.to_str().unwrap(), dog.to_str().unwrap(), "--no-stuff", "--no-discovery"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/x.jpg: no such file"));
+    assert!(text(&out.stderr).contains("named.txt: not an image"), "a file named explicitly is always tried");
     assert!(text(&out.stdout).contains("dog [["));
 }
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 //! The whole pipeline driven by fake engines: no weights, fully deterministic, checked against a golden JSON
 //! compared as parsed values. Regenerate on purpose with `UPDATE_GOLDEN=1 cargo test --test pipeline_fake`.
 
@@ -31,7 +32,10 @@ fn yolox_output(cells: &[(usize, usize, usize, f32, f32, usize, f32)]) -> Tensor
 
 /// PicoDet outputs (strides 8, 16, 32, 64 on 416) with one cell per (stride index, gx, gy, l, t, r, b, class, score);
 /// distances in pixels, encoded as a two-bin distribution whose expectation is exact.
-fn picodet_outputs(cells: &[(usize, usize, usize, [f32; 4], usize, f32)]) -> Vec<Tensor> {
+/// (stride index, gx, gy, [l, t, r, b], class, score)
+type GflCell = (usize, usize, usize, [f32; 4], usize, f32);
+
+fn picodet_outputs(cells: &[GflCell]) -> Vec<Tensor> {
     let strides = [8usize, 16, 32, 64];
     let sizes: Vec<usize> = strides.iter().map(|s| 416usize.div_ceil(*s)).collect();
     let mut cls: Vec<Vec<f32>> = sizes.iter().map(|g| vec![0.0; g * g * 80]).collect();

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 //! Integration tests on the real models (provisioned from the offline mirror) and real annotated images.
 
 mod common;

@@ -21,13 +21,19 @@ use stuff::LabelMap;
 #[derive(Debug, thiserror::Error)]
 pub enum PerceiveError {
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(Box<EngineError>),
     #[error("unexpected model output: {0}")]
     BadOutput(String),
     #[error("unsupported model input: {0}")]
     UnsupportedInput(String),
     #[error("model {name} cannot serve as a {want}: {reason}")]
     WrongModel { name: String, want: &'static str, reason: String },
+}
+
+impl From<EngineError> for PerceiveError {
+    fn from(e: EngineError) -> Self {
+        PerceiveError::Engine(Box::new(e))
+    }
 }
 
 /// Thresholds of one detector.

@@ -88,7 +88,7 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
         }
         other => return Err(PerceiveError::UnsupportedInput(format!("{other:?} image input"))),
     };
-    Tensor::new(shape, data).map_err(PerceiveError::Engine)
+    Ok(Tensor::new(shape, data)?)
 }
 
 /// `letterbox_image` then `canvas_to_tensor`.

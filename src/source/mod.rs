@@ -135,10 +135,21 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     }
 }
 
-/// Expands the inputs into a sorted list of files: files as given, directories walked (not recursively; hidden
-/// entries skipped). A missing input is reported as an error in the list, in place.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<Result<PathBuf, SourceError>> {
+/// File extensions a directory walk treats as images (case-insensitive).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "pnm", "ppm", "pgm", "pbm"];
+
+pub fn has_image_extension(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// The files to caption: files named as inputs are taken as they are; directories are walked (not recursively,
+/// sorted, hidden entries skipped) for files with an image extension. A missing input is an error in the list,
+/// in place. Also returns the other files the walk passed over.
+pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<Result<PathBuf, SourceError>>, Vec<PathBuf>) {
     let mut out = Vec::new();
+    let mut passed_over = Vec::new();
     for input in inputs {
         if input.is_dir() {
             match std::fs::read_dir(input) {
@@ -152,7 +163,10 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<Result<PathBuf, SourceError>> {
                         })
                         .collect();
                     files.sort();
-                    out.extend(files.into_iter().map(Ok));
+                    let (images, others): (Vec<PathBuf>, Vec<PathBuf>) =
+                        files.into_iter().partition(|p| has_image_extension(p));
+                    out.extend(images.into_iter().map(Ok));
+                    passed_over.extend(others);
                 }
                 Err(source) => out.push(Err(SourceError::Read { path: input.clone(), source })),
             }
@@ -162,7 +176,7 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<Result<PathBuf, SourceError>> {
             out.push(Err(SourceError::NotFound { path: input.clone() }));
         }
     }
-    out
+    (out, passed_over)
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 //! Shared helpers for integration tests: provisioning real models from the offline mirror and locating the
 //! development data. Tests that need them fail loudly (never skip) when the mirror is absent.
 #![allow(dead_code)]

@@ -1,0 +1,114 @@
+//! Criterion benches of the pure stages across input sizes: letterbox + tensor conversion, the YOLOX and GFL
+//! decoders, cross-detector merge, colour naming, caption writing. Run: `cargo bench --bench stages`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use pancap::engine::{Tensor, TensorData};
+use pancap::geometry::{BoxF, Letterbox, ResizeMode};
+use pancap::models::Manifest;
+use pancap::perceive::decode::{decode_gfl, decode_yolox, nms, DecodeParams, Detection};
+use pancap::perceive::merge::{merge, MergeParams};
+use pancap::perceive::preprocess::preprocess;
+use pancap::scene::attributes::{dominant_colour, Region};
+use std::hint::black_box;
+
+/// Deterministic pseudo-random values (xorshift), so runs compare like for like.
+fn noise(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) * scale
+        })
+        .collect()
+}
+
+fn image(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]))
+}
+
+fn bench_preprocess(c: &mut Criterion) {
+    let yolox = Manifest::by_name("yolox_nano_416").unwrap();
+    let seg = Manifest::by_name("deeplabv3_mnv2_ade20k32_uint8").unwrap();
+    let mut g = c.benchmark_group("preprocess");
+    for (w, h) in [(640, 480), (1280, 720), (1920, 1080)] {
+        let img = image(w, h);
+        g.bench_with_input(BenchmarkId::new("yolox_f32_nchw", format!("{w}x{h}")), &img, |b, img| {
+            b.iter(|| preprocess(black_box(img), &yolox.input).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("segmenter_u8_nhwc", format!("{w}x{h}")), &img, |b, img| {
+            b.iter(|| preprocess(black_box(img), &seg.input).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let lb = Letterbox::new(640, 480, 416, 416, ResizeMode::LetterboxTopLeft);
+    let mut g = c.benchmark_group("decode");
+    for threshold in [0.01f32, 0.3] {
+        let p = DecodeParams { score_threshold: threshold, max_candidates: 2000, num_classes: 80 };
+        let mut v = noise(3549 * 85, 7, 1.0);
+        for r in v.chunks_exact_mut(85) {
+            r[0] -= 0.5;
+            r[1] -= 0.5;
+            r[4] *= 0.2; // mostly low objectness, like a real frame
+        }
+        let t = Tensor::new(vec![1, 3549, 85], TensorData::F32(v)).unwrap();
+        g.bench_with_input(BenchmarkId::new("yolox", threshold), &t, |b, t| {
+            b.iter(|| decode_yolox(black_box(t), &[8, 16, 32], &lb, &p).unwrap())
+        });
+        let mut outs = Vec::new();
+        for (i, n) in [2704usize, 676, 169, 49].iter().enumerate() {
+            let cls: Vec<f32> = noise(n * 80, 11 + i as u32, 0.35);
+            outs.push(Tensor::new(vec![1, *n, 80], TensorData::F32(cls)).unwrap());
+        }
+        for (i, n) in [2704usize, 676, 169, 49].iter().enumerate() {
+            outs.push(Tensor::new(vec![1, *n, 32], TensorData::F32(noise(n * 32, 21 + i as u32, 4.0))).unwrap());
+        }
+        g.bench_with_input(BenchmarkId::new("gfl", threshold), &outs, |b, outs| {
+            b.iter(|| decode_gfl(black_box(outs), &[8, 16, 32, 64], 7, &lb, &p).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn detections(n: usize, seed: u32) -> Vec<Detection> {
+    let v = noise(n * 6, seed, 1.0);
+    v.chunks_exact(6)
+        .map(|r| {
+            let (x, y) = (r[0] * 600.0, r[1] * 440.0);
+            Detection { bbox: BoxF::new(x, y, x + 20.0 + r[2] * 200.0, y + 20.0 + r[3] * 200.0), score: r[4], class: (r[5] * 10.0) as usize }
+        })
+        .collect()
+}
+
+fn bench_nms_merge(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nms_merge");
+    for n in [50usize, 100, 300] {
+        let a = detections(n, 3);
+        let b = detections(n, 5);
+        g.bench_with_input(BenchmarkId::new("nms", n), &a, |bch, a| bch.iter(|| nms(black_box(a.clone()), 0.45, 100)));
+        g.bench_with_input(BenchmarkId::new("merge_two_detectors", n), &(a, b), |bch, (a, b)| {
+            bch.iter(|| merge(black_box(&[a.clone(), b.clone()]), &MergeParams::default()))
+        });
+    }
+    g.finish();
+}
+
+fn bench_colour(c: &mut Criterion) {
+    let img = image(1280, 720);
+    let mut g = c.benchmark_group("colour");
+    for side in [50f32, 200.0, 700.0] {
+        let b = BoxF::new(10.0, 10.0, 10.0 + side, 10.0 + side.min(700.0));
+        g.bench_with_input(BenchmarkId::new("box_core", side as u32), &b, |bch, b| {
+            bch.iter(|| dominant_colour(black_box(&img), Region::BoxCore(*b), 0.35))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour);
+criterion_main!(benches);
