@@ -27,6 +27,9 @@ pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_uint8";
 /// ADE20K-32 classes that are COCO things (left to the detectors, never stuff).
 const ADE_THINGS: &[&str] = &["other", "person", "car", "chair", "bed", "sofa", "armchair"];
 
+/// ADE20K stuff classes naming the same objects as a COCO thing class.
+const STUFF_AS_THING: &[(&str, &str)] = &[("table", "dining table"), ("plant", "potted plant")];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineConfig {
     pub models_dir: PathBuf,
@@ -261,7 +264,14 @@ impl Pipeline {
             let thing_boxes: Vec<BoxF> = entities.iter().map(Entity::bbox).collect();
             let claimed = claimed_by_things(w, h, &thing_boxes);
             let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
-            let regions = stuff_regions(&map, &claimed, is_stuff, self.cfg.stuff_min_area);
+            let mut regions = stuff_regions(&map, &claimed, is_stuff, self.cfg.stuff_min_area);
+            // a stuff class that is the same kind of object as a detected thing it overlaps is that thing
+            regions.retain(|r| {
+                let Some((_, thing)) = STUFF_AS_THING.iter().find(|(s, _)| *s == labels.name(r.class)) else {
+                    return true;
+                };
+                !entities.iter().any(|e| e.tag == *thing && r.bbox.covered_by(&e.bbox()).max(e.bbox().covered_by(&r.bbox)) >= 0.5)
+            });
             timings.record(Stage::Stuff, None, t);
             let t = Instant::now();
             for r in regions {

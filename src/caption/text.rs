@@ -78,7 +78,10 @@ fn describe(e: &Entity, with_size: bool) -> String {
         words.push(e.attributes.size.as_str().to_string());
     }
     if let Some(c) = e.attributes.colour {
-        words.push(c.phrase());
+        // "orange orange" says nothing: a colour that names the thing itself is left out
+        if !e.tag.split(' ').any(|w| w == c.name.as_str()) {
+            words.push(c.phrase());
+        }
     }
     words.push(e.tag.clone());
     words.join(" ")
@@ -293,6 +296,15 @@ mod tests {
             thing_count: 3,
             scene: SceneType::Field,
         }
+    }
+
+    #[test]
+    fn a_colour_naming_the_thing_is_left_out() {
+        let mut e = ent(1, "orange", Kind::Thing, 0.01, Position::Centre, [0.0; 4]);
+        e.attributes.colour = Some(ColourAttr { name: ColourName::Orange, fraction: 0.9, secondary: None });
+        assert_eq!(describe(&e, false), "orange");
+        e.tag = "apple".into();
+        assert_eq!(describe(&e, false), "orange apple");
     }
 
     #[test]

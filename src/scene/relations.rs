@@ -68,6 +68,8 @@ const SUPPORT_STUFF: &[&str] =
     &["floor", "road", "grass", "sidewalk", "earth", "field", "rug", "sand", "snow", "table", "bed", "shelf"];
 /// Things that other things rest on.
 const SUPPORT_THINGS: &[&str] = &["dining table", "bed", "couch", "chair", "bench", "desk", "car", "truck", "suitcase"];
+/// Things that are never "on" furniture merely because their box lies within its outline.
+const NOT_HELD: &[&str] = &["person", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "chair"];
 /// Stuff that surrounds what is in it (a bird within the sky, a boat within the water).
 const CONTAINER_STUFF: &[&str] = &["sky", "water", "sea", "tree", "grass", "field"];
 /// (part, whole) region pairs that are parts by definition.
@@ -99,8 +101,12 @@ fn vertical_overlap(a: &BoxF, b: &BoxF) -> f32 {
 /// The one spatial predicate that best describes `a` relative to thing `b`, if any.
 fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
     let (ba, bb) = (a.bbox(), b.bbox());
+    // one box inside another says only that they overlap in the picture, except for a small object within the
+    // outline of furniture that holds things (a bowl on a dining table)
     if ba.covered_by(&bb) >= 0.9 && ba.area() < 0.5 * bb.area() {
-        return Some(Predicate::Inside);
+        let holder = ["dining table", "bed", "couch", "bench", "desk"].contains(&b.tag.as_str());
+        let held = ba.area() < 0.15 * bb.area() && !NOT_HELD.contains(&a.tag.as_str());
+        return Some(if holder && held { Predicate::OnTopOf } else { Predicate::Overlapping });
     }
     let hov = horizontal_overlap(&ba, &bb);
     // a rests on b: its bottom edge lies in the upper part of b, it is mostly over b, and b is a support
@@ -293,6 +299,20 @@ mod tests {
         assert_eq!(find(&r, 1, 2), Some(Predicate::OnTopOf));
         assert_eq!(find(&r, 3, 9), Some(Predicate::OnTopOf));
         assert!(r.iter().all(|x| x.kind != RelationKind::PartWhole), "no part-whole without a defined pair");
+    }
+
+    #[test]
+    fn containment_is_on_for_held_objects_and_overlap_otherwise() {
+        let es = vec![
+            ent(1, "bowl", Kind::Thing, [40.0, 60.0, 50.0, 68.0]),
+            ent(2, "dining table", Kind::Thing, [0.0, 40.0, 100.0, 100.0]),
+            ent(3, "person", Kind::Thing, [5.0, 60.0, 20.0, 95.0]),
+            ent(4, "kite", Kind::Thing, [60.0, 50.0, 70.0, 60.0]),
+        ];
+        let (r, _) = relate(&es, 100, 100, &RelationParams { per_entity: 10, max_total: 100 });
+        assert_eq!(find(&r, 1, 2), Some(Predicate::OnTopOf));
+        assert_eq!(find(&r, 3, 2).or(find(&r, 2, 3)), Some(Predicate::Overlapping), "a person is not on the table");
+        assert!(r.iter().all(|x| x.predicate != Predicate::Inside), "no thing is within another thing");
     }
 
     #[test]
