@@ -98,7 +98,7 @@ struct CaptionArgs {
     #[arg(long)]
     no_discovery: bool,
     /// Minimum merged score for an entity to be captioned
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, default_value_t = 0.5)]
     threshold: f32,
     /// Largest accepted image side in pixels
     #[arg(long, default_value_t = DecodeLimits::default().max_side)]

@@ -62,7 +62,7 @@ impl Default for PipelineConfig {
             discovery: Some(DiscoveryParams::default()),
             detect: DetectParams::default(),
             merge: MergeParams::default(),
-            caption_threshold: 0.4,
+            caption_threshold: 0.5,
             stuff_min_area: 0.01,
             relations: RelationParams::default(),
             max_things: 40,
