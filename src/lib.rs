@@ -11,6 +11,7 @@ pub mod geometry;
 pub mod models;
 pub mod perceive;
 pub mod pipeline;
+pub mod score;
 pub mod scene;
 pub mod source;
 pub mod timing;

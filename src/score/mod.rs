@@ -1,0 +1,192 @@
+//! PancapScore building blocks (see ../shared/docs/pancapscore.md): reading mentions from caption text,
+//! one-to-one entity assignment, per-image precision/recall/F1, macro averaging and the overall score.
+//!
+//! Entity matching here uses the lexical tiers of the official cost — identical tags (−1000) and one tag
+//! containing the other (−100, the WordNet tier's overlap of 1.0) — plus −IoU for boxes overlapping at
+//! IoU ≥ 0.5. The WordNet synonym-overlap and sentence-embedding tiers are not part of this module yet.
+
+pub mod assign;
+pub mod reader;
+
+use serde::{Deserialize, Serialize};
+
+/// Precision, recall and F1 of one dimension on one image, in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prf {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+}
+
+impl Prf {
+    /// From counts: `matched` of `predicted` predictions and of `reference` references. A side with no items
+    /// scores 0, so an image with no reference items scores 0 in that dimension.
+    pub fn from_counts(matched: usize, predicted: usize, reference: usize) -> Prf {
+        let precision = if predicted > 0 { matched as f64 / predicted as f64 } else { 0.0 };
+        let recall = if reference > 0 { matched as f64 / reference as f64 } else { 0.0 };
+        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        Prf { precision, recall, f1 }
+    }
+}
+
+/// Macro average of per-image values, ×100.
+pub fn macro_average(values: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        100.0 * sum / n as f64
+    }
+}
+
+/// PancapScore = Tag + Loc + Att + Rel + 0.1 × Global (each a macro-averaged F1 ×100; maximum 410).
+pub fn pancap_score(tag: f64, location: f64, attribute: f64, relation: f64, global: f64) -> f64 {
+    tag + location + attribute + relation + 0.1 * global
+}
+
+/// One entity for matching: a tag and, when it has one, a normalised box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredEntity {
+    pub tag: String,
+    pub bbox: Option<[f64; 4]>,
+}
+
+fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = ix * iy;
+    let union = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
+/// The lexical tiers of the tag cost, or None when the tags are not matchable by them.
+pub fn lexical_tag_cost(reference: &str, predicted: &str) -> Option<f64> {
+    let (r, p) = (reference.trim().to_lowercase(), predicted.trim().to_lowercase());
+    if r.is_empty() || p.is_empty() {
+        return None;
+    }
+    if r == p {
+        Some(-1000.0)
+    } else if r.contains(&p) || p.contains(&r) {
+        Some(-100.0)
+    } else {
+        None
+    }
+}
+
+/// Result of matching one image's entities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityMatch {
+    /// `(reference index, prediction index)` of every matched pair.
+    pub pairs: Vec<(usize, usize)>,
+    /// The pairs (indices into `pairs`) that also earned location credit.
+    pub located: Vec<usize>,
+    pub tag: Prf,
+    pub location: Prf,
+}
+
+/// Matches references (rows) to predictions (columns) one to one with the tiered cost; only pairs with a tag
+/// match count (there is no IoU-only match), and a matched pair with IoU ≥ 0.5 earns location credit.
+pub fn match_entities(
+    references: &[ScoredEntity],
+    predictions: &[ScoredEntity],
+    tag_cost: impl Fn(&str, &str) -> Option<f64>,
+) -> EntityMatch {
+    let mut located_pair = vec![vec![false; predictions.len()]; references.len()];
+    let costs: Vec<Vec<f64>> = references
+        .iter()
+        .zip(located_pair.iter_mut())
+        .map(|(r, located_row)| {
+            predictions
+                .iter()
+                .zip(located_row.iter_mut())
+                .map(|(p, located)| match tag_cost(&r.tag, &p.tag) {
+                    None => assign::UNMATCHABLE,
+                    Some(c) => match (&r.bbox, &p.bbox) {
+                        (Some(a), Some(b)) if iou(a, b) >= 0.5 => {
+                            *located = true;
+                            c - iou(a, b)
+                        }
+                        _ => c,
+                    },
+                })
+                .collect()
+        })
+        .collect();
+    let pairs: Vec<(usize, usize)> = assign::min_cost_assignment(&costs)
+        .into_iter()
+        .filter(|&(r, p)| costs.get(r).and_then(|row| row.get(p)).is_some_and(|c| *c < 0.0))
+        .collect();
+    let located: Vec<usize> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, (r, p))| located_pair.get(*r).and_then(|row| row.get(*p)).copied().unwrap_or(false))
+        .map(|(i, _)| i)
+        .collect();
+    let tag = Prf::from_counts(pairs.len(), predictions.len(), references.len());
+    let location = Prf::from_counts(
+        located.len(),
+        predictions.iter().filter(|p| p.bbox.is_some()).count(),
+        references.iter().filter(|r| r.bbox.is_some()).count(),
+    );
+    EntityMatch { pairs, located, tag, location }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(tag: &str, b: Option<[f64; 4]>) -> ScoredEntity {
+        ScoredEntity { tag: tag.into(), bbox: b }
+    }
+
+    #[test]
+    fn published_arithmetic_check() {
+        let s = pancap_score(57.56, 30.34, 44.78, 34.61, 84.59);
+        assert!((s - 175.749).abs() < 1e-9);
+        assert_eq!(format!("{s:.2}"), "175.75");
+    }
+
+    #[test]
+    fn substring_tags_match_and_iou_only_does_not() {
+        let refs = vec![e("man", Some([0.0, 0.0, 0.5, 0.5])), e("tree", Some([0.5, 0.5, 1.0, 1.0]))];
+        // "woman" contains "man": tier 2 match; "car" lies exactly on the tree but has no tag match
+        let preds = vec![e("woman", Some([0.0, 0.0, 0.5, 0.5])), e("car", Some([0.5, 0.5, 1.0, 1.0]))];
+        let m = match_entities(&refs, &preds, lexical_tag_cost);
+        assert_eq!(m.pairs, vec![(0, 0)]);
+        assert_eq!(m.located, vec![0]);
+        assert!((m.tag.f1 - 0.5).abs() < 1e-12);
+        assert!((m.location.f1 - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn identical_tags_beat_substrings_and_iou_breaks_ties() {
+        let refs = vec![e("dog", Some([0.0, 0.0, 0.4, 0.4])), e("dog", Some([0.6, 0.6, 1.0, 1.0]))];
+        let preds = vec![e("dog", Some([0.6, 0.6, 1.0, 1.0])), e("dog", Some([0.0, 0.0, 0.4, 0.4])), e("hot dog", None)];
+        let m = match_entities(&refs, &preds, lexical_tag_cost);
+        assert_eq!(m.pairs, vec![(0, 1), (1, 0)], "IoU decides between equal tags");
+        assert_eq!(m.located.len(), 2);
+        assert!((m.tag.precision - 2.0 / 3.0).abs() < 1e-12 && (m.tag.recall - 1.0).abs() < 1e-12);
+        // location precision counts only predictions that have a box
+        assert!((m.location.precision - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_dimension_without_reference_items_scores_zero() {
+        let m = match_entities(&[], &[e("dog", None)], lexical_tag_cost);
+        assert_eq!(m.tag.f1, 0.0);
+        assert_eq!(Prf::from_counts(0, 0, 0).f1, 0.0);
+    }
+
+    #[test]
+    fn macro_averaging_weights_images_equally() {
+        // image A: 1 of 1 matched (F1 1); image B: 1 of 9 references, 1 prediction (F1 0.2)
+        let a = Prf::from_counts(1, 1, 1).f1;
+        let b = Prf::from_counts(1, 1, 9).f1;
+        assert!((macro_average([a, b]) - 60.0).abs() < 1e-9, "macro, not micro ({})", macro_average([a, b]));
+    }
+}
