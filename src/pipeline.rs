@@ -2,7 +2,7 @@
 //! state → caption. Configuration is a plain serde value; the CLI builds it, the library never sees clap.
 
 use crate::caption::{text::write_caption, ScoredBox};
-use crate::engine::{self, Backend, Engine};
+use crate::engine::{self, Backend};
 use crate::geometry::BoxF;
 use crate::models::{self, LabelSet, Manifest, ManifestError, ProvisionError, Role};
 use crate::perceive::merge::{Instance, MergeParams, Pass};
@@ -150,11 +150,6 @@ impl Pipeline {
             return Err(PipelineError::NoDetector);
         }
         Ok(Pipeline { detectors, segmenter, cfg })
-    }
-
-    /// Convenience for tests and tools: a detector from a manifest and any engine.
-    pub fn detector(manifest: Manifest, engine: Box<dyn Engine>, p: DetectParams) -> Result<Detector, PipelineError> {
-        Ok(Detector::new(manifest, engine, p)?)
     }
 
     pub fn config(&self) -> &PipelineConfig {

@@ -35,19 +35,7 @@ impl Timings {
         self.0.push(StageTime { stage, model: model.map(str::to_string), ms: since.elapsed().as_secs_f64() * 1e3 });
     }
 
-    /// Runs `f`, recording its duration.
-    pub fn time<T>(&mut self, stage: Stage, model: Option<&str>, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let out = f();
-        self.record(stage, model, t);
-        out
-    }
-
     pub fn total_ms(&self) -> f64 {
         self.0.iter().map(|s| s.ms).sum()
-    }
-
-    pub fn extend(&mut self, other: Timings) {
-        self.0.extend(other.0);
     }
 }

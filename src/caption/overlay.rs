@@ -119,25 +119,12 @@ pub fn render(img: &RgbImage, entities: &[Entity]) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{Attributes, Position, SizeClass};
+    use crate::scene::Position;
 
     #[test]
     fn draws_box_outline_and_label_inside_the_image() {
         let img = RgbImage::from_pixel(100, 80, Rgb([128, 128, 128]));
-        let e = Entity {
-            id: 1,
-            tag: "dog".into(),
-            kind: Kind::Thing,
-            score: 0.9,
-            box_norm: [0.0; 4],
-            box_px: [20.0, 30.0, 60.0, 70.0],
-            category_id: Some(18),
-            sources: heapless::Vec::new(),
-            discovered: false,
-            alternatives: heapless::Vec::new(),
-            attributes: Attributes { colour: None, size: SizeClass::Medium, position: Position::Centre, area_fraction: 0.2 },
-            mask: None,
-        };
+        let e = crate::scene::test_entity(1, "dog", Kind::Thing, [20.0, 30.0, 60.0, 70.0], 0.2, Position::Centre);
         let out = render(&img, &[e]);
         assert_eq!(out.get_pixel(40, 70).0, colour_of(1), "bottom edge drawn");
         assert_eq!(out.get_pixel(40, 50).0, [128, 128, 128], "inside untouched");

@@ -263,28 +263,13 @@ pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &Globa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{Attributes, ColourAttr, ColourName, RelationKind};
+    use crate::scene::{ColourAttr, ColourName, RelationKind};
 
     fn ent(id: u32, tag: &str, kind: Kind, area: f32, pos: Position, norm: [f64; 4]) -> Entity {
-        Entity {
-            id,
-            tag: tag.into(),
-            kind,
-            score: 0.9,
-            box_norm: norm,
-            box_px: [0.0; 4],
-            category_id: None,
-            sources: heapless::Vec::new(),
-            discovered: false,
-            alternatives: heapless::Vec::new(),
-            attributes: Attributes {
-                colour: Some(ColourAttr { name: ColourName::Brown, fraction: 0.6, secondary: None }),
-                size: SizeClass::from_area_fraction(area),
-                position: pos,
-                area_fraction: area,
-            },
-            mask: None,
-        }
+        let mut e = crate::scene::test_entity(id, tag, kind, [0.0; 4], area, pos);
+        e.box_norm = norm;
+        e.attributes.colour = Some(ColourAttr { name: ColourName::Brown, fraction: 0.6, secondary: None });
+        e
     }
 
     fn global() -> GlobalState {

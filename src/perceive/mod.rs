@@ -8,7 +8,6 @@ pub mod preprocess;
 pub mod stuff;
 
 use crate::engine::{Engine, EngineError, Tensor, TensorData};
-use crate::geometry::BoxF;
 use crate::models::{DecoderManifest, LabelSet, Manifest, Role};
 use crate::timing::{Stage, Timings};
 use decode::{DecodeParams, Detection};
@@ -252,11 +251,6 @@ pub fn discover(
     }
     timings.record(Stage::Discovery, Some(detector.name()), t);
     Ok(created)
-}
-
-/// Boxes of a set of instances, for claiming pixels.
-pub fn boxes(instances: &[Instance]) -> Vec<BoxF> {
-    instances.iter().map(|i| i.bbox).collect()
 }
 
 #[cfg(test)]

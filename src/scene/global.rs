@@ -174,23 +174,9 @@ fn dominant_scene(entities: &[Entity], setting: Setting) -> SceneType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{Attributes, Position, SizeClass};
 
     fn ent(tag: &str, kind: Kind, area: f32) -> Entity {
-        Entity {
-            id: 0,
-            tag: tag.into(),
-            kind,
-            score: 1.0,
-            box_norm: [0.0; 4],
-            box_px: [0.0; 4],
-            category_id: None,
-            sources: heapless::Vec::new(),
-            discovered: false,
-            alternatives: heapless::Vec::new(),
-            attributes: Attributes { colour: None, size: SizeClass::Large, position: Position::Top, area_fraction: area },
-            mask: None,
-        }
+        crate::scene::test_entity(0, tag, kind, [0.0; 4], area, crate::scene::Position::Top)
     }
 
     #[test]

@@ -117,3 +117,22 @@ impl PanopticCaption {
         self.entities.iter().find(|e| e.id == id)
     }
 }
+
+/// A plain entity for tests: no sources, alternatives, colour or mask; size from `area_fraction`.
+#[cfg(test)]
+pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area_fraction: f32, position: Position) -> Entity {
+    Entity {
+        id,
+        tag: tag.into(),
+        kind,
+        score: 0.9,
+        box_norm: [0.0; 4],
+        box_px,
+        category_id: None,
+        sources: heapless::Vec::new(),
+        discovered: false,
+        alternatives: heapless::Vec::new(),
+        attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction },
+        mask: None,
+    }
+}

@@ -245,23 +245,9 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
 mod tests {
     use super::*;
     use crate::perceive::stuff::Mask;
-    use crate::scene::{Attributes, Position, SizeClass};
 
     fn ent(id: u32, tag: &str, kind: Kind, b: [f32; 4]) -> Entity {
-        Entity {
-            id,
-            tag: tag.into(),
-            kind,
-            score: 0.9,
-            box_norm: [0.0; 4],
-            box_px: b,
-            category_id: None,
-            sources: heapless::Vec::new(),
-            discovered: false,
-            alternatives: heapless::Vec::new(),
-            attributes: Attributes { colour: None, size: SizeClass::Small, position: Position::Centre, area_fraction: 0.1 },
-            mask: None,
-        }
+        crate::scene::test_entity(id, tag, kind, b, 0.1, crate::scene::Position::Centre)
     }
 
     fn find(r: &[Relation], s: u32, o: u32) -> Option<Predicate> {
