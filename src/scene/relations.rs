@@ -4,7 +4,9 @@
 
 use super::{Entity, Kind};
 use crate::geometry::BoxF;
+use crate::perceive::stuff::Mask;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -141,9 +143,8 @@ fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
     }
 }
 
-/// How `a` (a thing) relates to stuff region `s`.
-fn thing_stuff(a: &Entity, s: &Entity, width: u32, height: u32) -> Option<Predicate> {
-    let mask = s.mask.as_ref().and_then(|m| m.to_mask())?;
+/// How `a` (a thing) relates to stuff region `s`, whose decoded mask is `mask`.
+fn thing_stuff(a: &Entity, s: &Entity, mask: &Mask, width: u32, height: u32) -> Option<Predicate> {
     let b = a.bbox().clamp(width as f32, height as f32);
     // the support under the thing: the row just below its bottom edge, middle half of its width
     if SUPPORT_STUFF.contains(&s.tag.as_str()) {
@@ -202,6 +203,9 @@ fn strength(p: Predicate) -> u8 {
 /// Relations among `entities`, bounded per entity and in total. Returns the relations and how many were dropped.
 pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationParams) -> (Vec<Relation>, u32) {
     let mut out: Vec<Relation> = Vec::new();
+    // each stuff mask is decoded once, not once per pair
+    let masks: BTreeMap<u32, Mask> =
+        entities.iter().filter_map(|e| Some((e.id, e.mask.as_ref()?.to_mask()?))).collect();
     let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
     let mut dropped = 0u32;
     for a in entities {
@@ -209,7 +213,7 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
         for b in entities.iter().filter(|b| b.id != a.id) {
             let p = match (a.kind, b.kind) {
                 (Kind::Thing, Kind::Thing) => thing_thing(a, b),
-                (Kind::Thing, Kind::Stuff) => thing_stuff(a, b, width, height),
+                (Kind::Thing, Kind::Stuff) => masks.get(&b.id).and_then(|m| thing_stuff(a, b, m, width, height)),
                 (Kind::Stuff, Kind::Stuff) => stuff_stuff(a, b),
                 (Kind::Stuff, Kind::Thing) => None,
             };
@@ -244,7 +248,6 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perceive::stuff::Mask;
 
     fn ent(id: u32, tag: &str, kind: Kind, b: [f32; 4]) -> Entity {
         crate::scene::test_entity(id, tag, kind, b, 0.1, crate::scene::Position::Centre)
