@@ -1,5 +1,8 @@
-//! Frames and where they come from. This slice reads image files and directories; every bad file yields one
-//! error that names it, and the caller carries on with the next.
+//! Frames and where they come from: image files and directories, and recorded streams ([`replay`]: MJPEG,
+//! Y4M, raw YUYV). Every bad file or frame yields one error that names it, and the caller carries on.
+
+pub mod pixel;
+pub mod replay;
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -59,8 +62,8 @@ pub enum SourceError {
     NotFound { path: PathBuf },
 }
 
-/// Decodes one image file into an RGB frame, checking the header's dimensions before decoding any pixels.
-pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Frame, SourceError> {
+/// Reads a whole file after checking it is non-empty and within the file-size limit.
+pub(crate) fn read_bounded(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>, SourceError> {
     let p = || path.to_path_buf();
     let meta = std::fs::metadata(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -75,7 +78,12 @@ pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Frame, SourceErr
     if meta.len() > limits.max_file_bytes {
         return Err(SourceError::TooLargeFile { path: p(), bytes: meta.len(), limit: limits.max_file_bytes });
     }
-    let bytes = std::fs::read(path).map_err(|source| SourceError::Read { path: p(), source })?;
+    std::fs::read(path).map_err(|source| SourceError::Read { path: p(), source })
+}
+
+/// Decodes one image file into an RGB frame, checking the header's dimensions before decoding any pixels.
+pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Frame, SourceError> {
+    let bytes = read_bounded(path, limits)?;
     decode_bytes(&bytes, path, limits)
 }
 
