@@ -42,6 +42,25 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// Refuses a zero-sized frame, or one over the side or pixel limits, before any pixel is allocated.
+    pub fn check_size(&self, path: &Path, width: u32, height: u32) -> Result<(), SourceError> {
+        if width == 0 || height == 0 {
+            return Err(SourceError::ZeroSize { path: path.to_path_buf() });
+        }
+        if width > self.max_side || height > self.max_side || u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(SourceError::TooLarge {
+                path: path.to_path_buf(),
+                width,
+                height,
+                max_side: self.max_side,
+                max_pixels: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{path}: cannot read: {source}")]
@@ -109,18 +128,7 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
         });
     }
     let (width, height) = probe.into_dimensions().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
-    if width == 0 || height == 0 {
-        return Err(SourceError::ZeroSize { path: p() });
-    }
-    if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(SourceError::TooLarge {
-            path: p(),
-            width,
-            height,
-            max_side: limits.max_side,
-            max_pixels: limits.max_pixels,
-        });
-    }
+    limits.check_size(path, width, height)?;
     let mut decoder = reader()?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);

@@ -155,18 +155,7 @@ impl<R: Read> Y4mFrames<R> {
                 _ => {}
             }
         }
-        if width == 0 || height == 0 {
-            return Err(SourceError::ZeroSize { path: path.to_path_buf() });
-        }
-        if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
-            return Err(SourceError::TooLarge {
-                path: path.to_path_buf(),
-                width,
-                height,
-                max_side: limits.max_side,
-                max_pixels: limits.max_pixels,
-            });
-        }
+        limits.check_size(path, width, height)?;
         Ok(Y4mFrames {
             path: path.to_path_buf(),
             reader,
@@ -234,20 +223,9 @@ pub struct YuyvFrames<R: Read> {
 
 impl<R: Read> YuyvFrames<R> {
     pub fn new(reader: R, path: &Path, width: u32, height: u32, limits: DecodeLimits) -> Result<Self, SourceError> {
-        if width == 0 || height == 0 {
-            return Err(SourceError::ZeroSize { path: path.to_path_buf() });
-        }
+        limits.check_size(path, width, height)?;
         if !width.is_multiple_of(2) {
             return Err(corrupt(path, format!("YUYV needs an even width, got {width}")));
-        }
-        if width > limits.max_side || height > limits.max_side || u64::from(width) * u64::from(height) > limits.max_pixels {
-            return Err(SourceError::TooLarge {
-                path: path.to_path_buf(),
-                width,
-                height,
-                max_side: limits.max_side,
-                max_pixels: limits.max_pixels,
-            });
         }
         let buf = vec![0; width as usize * height as usize * 2];
         Ok(YuyvFrames { path: path.to_path_buf(), reader, width, height, buf, seq: 0, done: false })
