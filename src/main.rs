@@ -125,11 +125,11 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn selected(only: &[String]) -> Result<Vec<Manifest>> {
+fn selected(only: &[String]) -> Result<Vec<models::ModelFile>> {
     if only.is_empty() {
-        Ok(Manifest::all()?)
+        Ok(models::all_files()?)
     } else {
-        only.iter().map(|n| Manifest::by_name(n).map_err(Into::into)).collect()
+        Ok(models::files_of(only)?)
     }
 }
 
@@ -157,6 +157,10 @@ fn models_cmd(action: ModelsAction, models_dir: &Path) -> Result<i32> {
                     m.sha256,
                     m.validated_backends.join(",")
                 );
+            }
+            for m in models::TextManifest::all()? {
+                println!("{:<32} {:<9} {:<48} {}  [{}]", m.name, "embedder", m.file, m.sha256, m.validated_backends.join(","));
+                println!("{:<32} {:<9} {:<48} {}", "", "tokenizer", m.tokenizer.file, m.tokenizer.sha256);
             }
         }
         ModelsAction::Pull { from, only } => report(models::pull(&selected(&only)?, &from, models_dir)?),

@@ -121,7 +121,8 @@ impl Pipeline {
         }
         let seg = cfg.segmenter.as_deref().map(Manifest::by_name).transpose()?;
         manifests.extend(seg.iter().cloned());
-        for r in models::verify(&manifests, &cfg.models_dir) {
+        let files: Vec<_> = manifests.iter().flat_map(Manifest::files).collect();
+        for r in models::verify(&files, &cfg.models_dir) {
             r?;
         }
         let mut detectors = Vec::new();

@@ -3,9 +3,11 @@
 
 mod labels;
 mod provision;
+pub mod text;
 
 pub use labels::{LabelSet, COCO80, ADE20K32};
 pub use provision::{pull, verify, FileStatus, ProvisionError, PullReport};
+pub use text::TextManifest;
 
 use crate::engine::{DType, InputSpec, ModelSpec};
 use crate::geometry::ResizeMode;
@@ -140,9 +142,7 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), ManifestError> {
         let bad = |reason: String| Err(ManifestError::Invalid { name: self.name.clone(), reason });
-        if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-            return bad(format!("sha256 '{}' is not 64 hex digits", self.sha256));
-        }
+        check_hash(&self.name, &self.sha256)?;
         if self.input.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return bad("input.std must be finite and non-zero".into());
         }
@@ -165,10 +165,7 @@ impl Manifest {
         if self.outputs.len() != expected_outputs {
             return bad(format!("decoder needs {expected_outputs} outputs, manifest lists {}", self.outputs.len()));
         }
-        if self.file.contains("..") || Path::new(&self.file).is_absolute() {
-            return bad(format!("file '{}' must be a relative path inside the models directory", self.file));
-        }
-        Ok(())
+        check_relative(&self.name, &self.file)
     }
 
     /// Every embedded manifest, in a fixed order.
@@ -190,6 +187,11 @@ impl Manifest {
         models_dir.join(&self.file)
     }
 
+    /// The files provisioning installs for this model.
+    pub fn files(&self) -> Vec<ModelFile> {
+        vec![ModelFile { model: self.name.clone(), file: self.file.clone(), sha256: self.sha256.clone() }]
+    }
+
     /// What an engine needs to load this model from `models_dir`.
     pub fn model_spec(&self, models_dir: &Path) -> ModelSpec {
         let mut inputs = vec![InputSpec {
@@ -207,6 +209,61 @@ impl Manifest {
             ignore_declared_shapes: self.ignore_declared_shapes,
         }
     }
+}
+
+/// One file a model needs (weights, tokenizer), as provisioning sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    /// The model it belongs to.
+    pub model: String,
+    /// Path relative to the models directory (and to the mirror).
+    pub file: String,
+    pub sha256: String,
+}
+
+impl ModelFile {
+    pub fn path_in(&self, models_dir: &Path) -> PathBuf {
+        models_dir.join(&self.file)
+    }
+}
+
+pub(crate) fn check_hash(name: &str, sha256: &str) -> Result<(), ManifestError> {
+    if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ManifestError::Invalid { name: name.into(), reason: format!("sha256 '{sha256}' is not 64 hex digits") });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_relative(name: &str, file: &str) -> Result<(), ManifestError> {
+    if file.contains("..") || Path::new(file).is_absolute() {
+        return Err(ManifestError::Invalid {
+            name: name.into(),
+            reason: format!("file '{file}' must be a relative path inside the models directory"),
+        });
+    }
+    Ok(())
+}
+
+/// Every file of every model this build knows (image models, then text models).
+pub fn all_files() -> Result<Vec<ModelFile>, ManifestError> {
+    let mut files: Vec<ModelFile> = Manifest::all()?.iter().flat_map(Manifest::files).collect();
+    files.extend(text::TextManifest::all()?.iter().flat_map(text::TextManifest::files));
+    Ok(files)
+}
+
+/// The files of the named models (image or text).
+pub fn files_of(names: &[String]) -> Result<Vec<ModelFile>, ManifestError> {
+    let mut files = Vec::new();
+    for name in names {
+        match Manifest::by_name(name) {
+            Ok(m) => files.extend(m.files()),
+            Err(e) => match text::TextManifest::by_name(name) {
+                Some(t) => files.extend(t?.files()),
+                None => return Err(e),
+            },
+        }
+    }
+    Ok(files)
 }
 
 /// Where provisioned weights live: `--models-dir`, else `PANCAP_MODELS_DIR`, else `./models`.

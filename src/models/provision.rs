@@ -2,7 +2,7 @@
 //! A copy is written to a temporary file and renamed into place only after its hash matched, so a failed or
 //! interrupted pull never leaves a half-written model behind.
 
-use super::Manifest;
+use super::ModelFile;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -71,42 +71,42 @@ fn hash_file(path: &Path, mut copy_to: Option<&mut File>) -> Result<String, Prov
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Checks that each model file is present in `models_dir` with its manifest's sha256.
-pub fn verify(manifests: &[Manifest], models_dir: &Path) -> Vec<Result<PullReport, ProvisionError>> {
-    manifests.iter().map(|m| verify_one(m, models_dir)).collect()
+/// Checks that each file is present in `models_dir` with its manifest's sha256.
+pub fn verify(files: &[ModelFile], models_dir: &Path) -> Vec<Result<PullReport, ProvisionError>> {
+    files.iter().map(|m| verify_one(m, models_dir)).collect()
 }
 
-fn verify_one(m: &Manifest, models_dir: &Path) -> Result<PullReport, ProvisionError> {
+fn verify_one(m: &ModelFile, models_dir: &Path) -> Result<PullReport, ProvisionError> {
     let path = m.path_in(models_dir);
     if !path.is_file() {
-        return Err(ProvisionError::Missing { model: m.name.clone(), path });
+        return Err(ProvisionError::Missing { model: m.model.clone(), path });
     }
     let actual = hash_file(&path, None)?;
     if actual != m.sha256 {
-        return Err(ProvisionError::HashMismatch { model: m.name.clone(), path, expected: m.sha256.clone(), actual });
+        return Err(ProvisionError::HashMismatch { model: m.model.clone(), path, expected: m.sha256.clone(), actual });
     }
-    Ok(PullReport { model: m.name.clone(), path, status: FileStatus::Verified, sha256: actual })
+    Ok(PullReport { model: m.model.clone(), path, status: FileStatus::Verified, sha256: actual })
 }
 
-/// Installs each model from `mirror` into `models_dir`, skipping files already present and verified.
+/// Installs each file from `mirror` into `models_dir`, skipping files already present and verified.
 pub fn pull(
-    manifests: &[Manifest],
+    files: &[ModelFile],
     mirror: &Path,
     models_dir: &Path,
 ) -> Result<Vec<Result<PullReport, ProvisionError>>, ProvisionError> {
     if !mirror.is_dir() {
         return Err(ProvisionError::NoMirror(mirror.to_path_buf()));
     }
-    Ok(manifests.iter().map(|m| pull_one(m, mirror, models_dir)).collect())
+    Ok(files.iter().map(|m| pull_one(m, mirror, models_dir)).collect())
 }
 
-fn pull_one(m: &Manifest, mirror: &Path, models_dir: &Path) -> Result<PullReport, ProvisionError> {
+fn pull_one(m: &ModelFile, mirror: &Path, models_dir: &Path) -> Result<PullReport, ProvisionError> {
     if let Ok(report) = verify_one(m, models_dir) {
         return Ok(report);
     }
     let src = mirror.join(&m.file);
     if !src.is_file() {
-        return Err(ProvisionError::MirrorMissing { model: m.name.clone(), path: src, file: m.file.clone() });
+        return Err(ProvisionError::MirrorMissing { model: m.model.clone(), path: src, file: m.file.clone() });
     }
     let dest = m.path_in(models_dir);
     if let Some(parent) = dest.parent() {
@@ -119,14 +119,14 @@ fn pull_one(m: &Manifest, mirror: &Path, models_dir: &Path) -> Result<PullReport
         out.sync_all().map_err(io(&tmp))?;
         if actual != m.sha256 {
             return Err(ProvisionError::MirrorMismatch {
-                model: m.name.clone(),
+                model: m.model.clone(),
                 path: src.clone(),
                 expected: m.sha256.clone(),
                 actual,
             });
         }
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        Ok(PullReport { model: m.name.clone(), path: dest.clone(), status: FileStatus::Installed, sha256: actual })
+        Ok(PullReport { model: m.model.clone(), path: dest.clone(), status: FileStatus::Installed, sha256: actual })
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -137,11 +137,9 @@ fn pull_one(m: &Manifest, mirror: &Path, models_dir: &Path) -> Result<PullReport
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::Manifest;
 
-    fn fake_manifest(dir: &Path, bytes: &[u8]) -> Manifest {
-        let mut m = Manifest::by_name("yolox_nano_416").map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        m.file = "detection/fake.onnx".into();
+    fn fake_manifest(dir: &Path, bytes: &[u8]) -> ModelFile {
+        let mut m = ModelFile { model: "fake".into(), file: "detection/fake.onnx".into(), sha256: String::new() };
         let mirror_file = dir.join("mirror").join(&m.file);
         std::fs::create_dir_all(mirror_file.parent().unwrap_or(dir)).ok();
         std::fs::write(&mirror_file, bytes).ok();

@@ -1,12 +1,20 @@
 //! PancapScore building blocks (see ../shared/docs/pancapscore.md): reading mentions from caption text,
 //! one-to-one entity assignment, per-image precision/recall/F1, macro averaging and the overall score.
 //!
-//! Entity matching here uses the lexical tiers of the official cost — identical tags (−1000) and one tag
-//! containing the other (−100, the WordNet tier's overlap of 1.0) — plus −IoU for boxes overlapping at
-//! IoU ≥ 0.5. The WordNet synonym-overlap and sentence-embedding tiers are not part of this module yet.
+//! Entity matching uses the official tiered cost (`matcher`: identical tags, WordNet synonym overlap,
+//! sentence-embedding cosine) plus −IoU for boxes overlapping at IoU ≥ 0.5. Attribute, relation and global
+//! items are compared structurally after matching (`content`) and are labelled approximate everywhere.
 
 pub mod assign;
+pub mod content;
+pub mod embed;
+pub mod input;
+pub mod matcher;
 pub mod reader;
+pub mod wordnet;
+
+pub use content::{Content, ItemCounts};
+pub use matcher::{TagMatcher, Tiers};
 
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +53,7 @@ pub fn pancap_score(tag: f64, location: f64, attribute: f64, relation: f64, glob
 }
 
 /// One entity for matching: a tag and, when it has one, a normalised box.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoredEntity {
     pub tag: String,
     pub bbox: Option<[f64; 4]>,
@@ -134,6 +142,101 @@ pub fn match_entities(
         references.iter().filter(|r| r.bbox.is_some()).count(),
     );
     EntityMatch { pairs, located, tag, location }
+}
+
+/// The scores of one image, all five dimensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageScore {
+    pub image: String,
+    pub reference_entities: usize,
+    pub predicted_entities: usize,
+    pub matched: usize,
+    pub tag: Prf,
+    pub location: Prf,
+    /// Approximate (structured items, no LLM).
+    pub attribute: Prf,
+    /// Approximate.
+    pub relation: Prf,
+    /// Approximate.
+    pub global: Prf,
+}
+
+impl ImageScore {
+    /// The per-image PancapScore (F1s ×100).
+    pub fn overall(&self) -> f64 {
+        100.0 * pancap_score(self.tag.f1, self.location.f1, self.attribute.f1, self.relation.f1, self.global.f1)
+    }
+}
+
+fn item_prf(c: ItemCounts) -> Prf {
+    let precision = if c.asked_predicted > 0 { c.confirmed_predicted as f64 / c.asked_predicted as f64 } else { 0.0 };
+    let recall = if c.reference > 0 { c.recalled_reference as f64 / c.reference as f64 } else { 0.0 };
+    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+    Prf { precision, recall, f1 }
+}
+
+/// Scores one prediction against its reference.
+pub fn score_image(
+    image: &str,
+    reference: &Content,
+    predicted: &Content,
+    matcher: &mut TagMatcher,
+) -> Result<ImageScore, embed::EmbedError> {
+    matcher.prepare(reference.entities.iter().chain(&predicted.entities).map(|e| e.tag.as_str()))?;
+    let m = match_entities(&reference.entities, &predicted.entities, |r, p| matcher.cost(r, p));
+    let (att, rel, glob) = content::compare_items(reference, predicted, &m.pairs);
+    Ok(ImageScore {
+        image: image.to_string(),
+        reference_entities: reference.entities.len(),
+        predicted_entities: predicted.entities.len(),
+        matched: m.pairs.len(),
+        tag: m.tag,
+        location: m.location,
+        attribute: item_prf(att),
+        relation: item_prf(rel),
+        global: item_prf(glob),
+    })
+}
+
+/// Macro-averaged scores ×100 over images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub images: usize,
+    pub tag: Prf,
+    pub location: Prf,
+    pub attribute: Prf,
+    pub relation: Prf,
+    pub global: Prf,
+    /// Tag + Loc + Att + Rel + 0.1 × Global (F1s).
+    pub pancap_score: f64,
+    /// The dimensions computed by structured comparison instead of the official LLM questions.
+    pub approximate: Vec<String>,
+}
+
+fn macro_prf<'a>(scores: impl Iterator<Item = &'a Prf> + Clone) -> Prf {
+    Prf {
+        precision: macro_average(scores.clone().map(|p| p.precision)),
+        recall: macro_average(scores.clone().map(|p| p.recall)),
+        f1: macro_average(scores.map(|p| p.f1)),
+    }
+}
+
+pub fn aggregate(images: &[ImageScore]) -> Aggregate {
+    let tag = macro_prf(images.iter().map(|i| &i.tag));
+    let location = macro_prf(images.iter().map(|i| &i.location));
+    let attribute = macro_prf(images.iter().map(|i| &i.attribute));
+    let relation = macro_prf(images.iter().map(|i| &i.relation));
+    let global = macro_prf(images.iter().map(|i| &i.global));
+    Aggregate {
+        images: images.len(),
+        pancap_score: pancap_score(tag.f1, location.f1, attribute.f1, relation.f1, global.f1),
+        tag,
+        location,
+        attribute,
+        relation,
+        global,
+        approximate: vec!["attribute".into(), "relation".into(), "global".into()],
+    }
 }
 
 #[cfg(test)]

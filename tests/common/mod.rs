@@ -30,8 +30,8 @@ pub fn models_dir() -> PathBuf {
             .map(PathBuf::from)
             .unwrap_or_else(|| shared().join("models"));
         let dir = repo().join("target/test-models");
-        let manifests = pancap::models::Manifest::all().expect("embedded manifests");
-        let results = pancap::models::pull(&manifests, &mirror, &dir)
+        let files = pancap::models::all_files().expect("embedded manifests");
+        let results = pancap::models::pull(&files, &mirror, &dir)
             .unwrap_or_else(|e| panic!("cannot provision test models: {e} (set PANCAP_MODEL_MIRROR)"));
         for r in results {
             if let Err(e) = r {
