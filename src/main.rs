@@ -12,6 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod cli;
+
 /// Grounded panoptic captions from images, on the CPU (tract) by default.
 #[derive(Parser)]
 #[command(name = "pancap", version, about)]
@@ -30,6 +32,8 @@ struct Cli {
 enum Command {
     /// Caption image files and directories
     Caption(CaptionArgs),
+    /// PancapScore of predicted captions against reference captions
+    Score(cli::score::ScoreArgs),
     /// List, provision and verify model files
     Models {
         #[command(subcommand)]
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Models { action } => models_cmd(action, &models_dir),
         Command::Caption(args) => caption_cmd(args, models_dir),
+        Command::Score(args) => cli::score::score_cmd(args, &models_dir),
     }
 }
 

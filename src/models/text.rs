@@ -36,7 +36,10 @@ pub struct TextManifest {
     pub max_tokens: usize,
     pub input_ids: String,
     pub attention_mask: String,
-    pub output: String,
+    /// Graph outputs in order.
+    pub outputs: Vec<String>,
+    /// The output holding the pooled, normalised sentence embedding.
+    pub embedding: String,
     pub dim: usize,
     pub tokenizer: TokenizerFile,
     pub source: Source,
@@ -50,6 +53,12 @@ impl TextManifest {
         check_hash(&m.name, &m.tokenizer.sha256)?;
         check_relative(&m.name, &m.file)?;
         check_relative(&m.name, &m.tokenizer.file)?;
+        if !m.outputs.contains(&m.embedding) {
+            return Err(ManifestError::Invalid {
+                name: m.name.clone(),
+                reason: format!("embedding output {} is not among outputs {:?}", m.embedding, m.outputs),
+            });
+        }
         if m.max_tokens < 3 || m.dim == 0 {
             return Err(ManifestError::Invalid {
                 name: m.name.clone(),
@@ -83,7 +92,12 @@ impl TextManifest {
         models_dir.join(&self.tokenizer.file)
     }
 
-    /// Both inputs at the fixed sequence length; the one output.
+    /// Index of the embedding among the outputs.
+    pub fn embedding_index(&self) -> usize {
+        self.outputs.iter().position(|o| *o == self.embedding).unwrap_or(0)
+    }
+
+    /// Both inputs at the fixed sequence length; the outputs.
     pub fn model_spec(&self, models_dir: &Path) -> ModelSpec {
         let shape = vec![1, self.max_tokens];
         ModelSpec {
@@ -92,7 +106,7 @@ impl TextManifest {
                 InputSpec { name: self.input_ids.clone(), shape: shape.clone(), dtype: DType::I64 },
                 InputSpec { name: self.attention_mask.clone(), shape, dtype: DType::I64 },
             ],
-            outputs: vec![self.output.clone()],
+            outputs: self.outputs.clone(),
             ignore_declared_shapes: false,
         }
     }

@@ -84,6 +84,11 @@ const GLOBAL: &[(&str, &str)] = &[
     ("urban", "built-up"), ("sky", "open sky"), ("trees", "greenery"), ("plants", "greenery"),
 ];
 
+/// True for a word the attribute vocabulary knows (the reader drops these from the front of a tag).
+pub(crate) fn is_attribute_word(w: &str) -> bool {
+    lookup(ATTRIBUTES, w).is_some()
+}
+
 fn lookup<'a>(table: &'a [(&str, &str)], word: &str) -> Option<&'a str> {
     table.iter().find(|(w, _)| *w == word).map(|(_, c)| *c)
 }

@@ -171,6 +171,7 @@ pub struct Embedder {
     tokenizer: WordPiece,
     max_tokens: usize,
     dim: usize,
+    output: usize,
 }
 
 impl Embedder {
@@ -186,7 +187,14 @@ impl Embedder {
     }
 
     pub fn from_parts(manifest: &TextManifest, engine: Box<dyn Engine>, tokenizer: WordPiece) -> Embedder {
-        Embedder { name: manifest.name.clone(), engine, tokenizer, max_tokens: manifest.max_tokens, dim: manifest.dim }
+        Embedder {
+            name: manifest.name.clone(),
+            engine,
+            tokenizer,
+            max_tokens: manifest.max_tokens,
+            dim: manifest.dim,
+            output: manifest.embedding_index(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -204,7 +212,7 @@ impl Embedder {
             Tensor::new(shape.clone(), TensorData::I64(ids))?,
             Tensor::new(shape, TensorData::I64(mask))?,
         ])?;
-        let v = out.first().map(|t| t.as_f32().map(<[f32]>::to_vec)).transpose()?.unwrap_or_default();
+        let v = out.get(self.output).map(|t| t.as_f32().map(<[f32]>::to_vec)).transpose()?.unwrap_or_default();
         if v.len() != self.dim {
             return Err(EmbedError::Output { model: self.name.clone(), have: v.len(), want: self.dim });
         }

@@ -119,7 +119,9 @@ fn phrase_before(before: &str) -> String {
         }
     }
     words.reverse();
-    while words.len() > 1 && words.first().is_some_and(|w| MODIFIERS.contains(&w.as_str())) {
+    while words.len() > 1
+        && words.first().is_some_and(|w| MODIFIERS.contains(&w.as_str()) || super::content::is_attribute_word(w))
+    {
         words.remove(0);
     }
     if words.len() > MAX_TAG_WORDS {
