@@ -9,11 +9,13 @@ pub mod engine;
 pub mod eval;
 pub mod geometry;
 pub mod models;
+pub mod panoptic;
 pub mod perceive;
 pub mod pipeline;
 pub mod score;
 pub mod scene;
 pub mod source;
+pub mod textmetrics;
 pub mod timing;
 
 pub use pipeline::{FrameResult, Pipeline, PipelineConfig, PipelineError};

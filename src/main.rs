@@ -32,6 +32,8 @@ struct Cli {
 enum Command {
     /// Caption image files and directories
     Caption(CaptionArgs),
+    /// Caption annotated images and report PancapScore tag/location, box mAP, PQ, or caption-text metrics
+    Eval(Box<cli::eval::EvalArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
     /// List, provision and verify model files
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Models { action } => models_cmd(action, &models_dir),
         Command::Caption(args) => caption_cmd(args, models_dir),
+        Command::Eval(args) => cli::eval::eval_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
     }
 }

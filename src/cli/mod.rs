@@ -1,1 +1,2 @@
 pub mod score;
+pub mod eval;
