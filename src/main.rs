@@ -109,6 +109,14 @@ struct CaptionArgs {
     /// Largest accepted image side in pixels
     #[arg(long, default_value_t = DecodeLimits::default().max_side)]
     max_side: u32,
+    /// Score each caption against an independent second pass (mirrored frame) and attach score and pass/fail
+    #[arg(long)]
+    self_check: bool,
+    /// Tag F1 (0-1) the self-check needs to pass
+    #[arg(long, default_value_t = 0.5)]
+    self_check_threshold: f64,
+    #[command(flatten)]
+    matcher: cli::score::MatcherArgs,
 }
 
 fn main() {
@@ -254,6 +262,7 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
+    let mut matcher = if args.self_check { Some(args.matcher.build(&pipeline.config().models_dir)?) } else { None };
     let mut sink = Sink::open(args.output.as_deref())?;
     let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut json_items: Vec<serde_json::Value> = Vec::new();
@@ -300,7 +309,7 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         frame.seq = seq as u64;
         let mut timings = Timings::default();
         timings.record(Stage::Decode, None, t);
-        let result = match pipeline.process(&frame, timings) {
+        let mut result = match pipeline.process(&frame, timings) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -308,6 +317,13 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
                 continue;
             }
         };
+        if let Some(m) = matcher.as_mut() {
+            let t = Instant::now();
+            let second = pipeline.second_opinion(&frame, &mut result.caption.timings_ms)?;
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            result.caption.self_check =
+                Some(pancap::score::self_check(&result.caption, &second, m, args.self_check_threshold, ms)?);
+        }
         ok += 1;
         log::info!("{}: {} entities in {:.0} ms", path.display(), result.caption.entities.len(), result.caption.timings_ms.total_ms());
         if let Some(dir) = &args.overlay {
@@ -319,7 +335,20 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
             }
         }
         match args.format {
-            Format::Text => sink.line(&format!("{}\n{}\n", result.caption.image, result.caption.caption))?,
+            Format::Text => {
+                let check = match &result.caption.self_check {
+                    Some(c) => format!(
+                        "self-check: {} (tag {:.1}, location {:.1}, threshold {:.0}; {:.0} ms)\n",
+                        if c.pass { "pass" } else { "FAIL" },
+                        c.tag,
+                        c.location,
+                        c.threshold,
+                        c.ms
+                    ),
+                    None => String::new(),
+                };
+                sink.line(&format!("{}\n{}\n{check}", result.caption.image, result.caption.caption))?
+            }
             Format::Jsonl => sink.line(&serde_json::to_string(&result.caption)?)?,
             Format::Json => json_items.push(serde_json::to_value(&result.caption)?),
             Format::Sapancap => sapancap.push(SaPancapPrediction {

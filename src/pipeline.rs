@@ -1,6 +1,7 @@
 //! One frame through the whole suite: detectors → merge → discovery → stuff → attributes, relations, global
 //! state → caption. Configuration is a plain serde value; the CLI builds it, the library never sees clap.
 
+use crate::score::ScoredEntity;
 use crate::caption::{text::write_caption, ScoredBox};
 use crate::engine::{self, Backend};
 use crate::geometry::BoxF;
@@ -321,9 +322,40 @@ impl Pipeline {
                 truncated: Truncation { entities: dropped as u32, relations: rel_dropped },
                 backend: self.backend().to_string(),
                 timings_ms: timings,
+                self_check: None,
             },
             ranking,
         })
+    }
+
+    /// An independent second opinion on a frame's things for the self-check: the suite's detectors on the
+    /// horizontally mirrored frame (no discovery, no stuff), boxes mirrored back, entities at the caption
+    /// threshold. Records its time as the self-check stage.
+    pub fn second_opinion(&mut self, frame: &Frame, timings: &mut Timings) -> Result<Vec<ScoredEntity>, PipelineError> {
+        let t = Instant::now();
+        let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
+        let mirrored = image::imageops::flip_horizontal(&frame.rgb);
+        let (w, h) = (mirrored.width(), mirrored.height());
+        let mut scratch = Timings::default();
+        let mut per_detector = Vec::with_capacity(self.detectors.len());
+        for d in &mut self.detectors {
+            per_detector.push(d.detect(&mirrored, &mut scratch).map_err(frame_err)?);
+        }
+        let instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
+        let coco = LabelSet::Coco80.labels();
+        let mut out: Vec<ScoredEntity> = Vec::new();
+        let mut kept: Vec<&Instance> = Vec::new();
+        for inst in instances.iter().filter(|i| i.score >= self.cfg.caption_threshold) {
+            if kept.iter().any(|k| is_fragment_of(inst, k)) || kept.len() >= self.cfg.max_things {
+                continue;
+            }
+            kept.push(inst);
+            let b = inst.bbox.clamp(w as f32, h as f32);
+            let unflipped = BoxF::new(w as f32 - b.x2, b.y1, w as f32 - b.x1, b.y2);
+            out.push(ScoredEntity { tag: coco.name(inst.class).to_string(), bbox: Some(unflipped.normalised(w, h)) });
+        }
+        timings.record(Stage::SelfCheck, None, t);
+        Ok(out)
     }
 }
 

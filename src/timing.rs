@@ -15,6 +15,7 @@ pub enum Stage {
     Stuff,
     Describe,
     Caption,
+    SelfCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

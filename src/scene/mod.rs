@@ -110,6 +110,25 @@ pub struct PanopticCaption {
     pub truncated: Truncation,
     pub backend: String,
     pub timings_ms: Timings,
+    /// The live consistency check against an independent second pass, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheck>,
+}
+
+/// PancapEngine's consistency filter, live: this caption's things scored against an independent second pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    /// How the second opinion was formed.
+    pub method: String,
+    /// Things compared (the second pass does not segment stuff).
+    pub compared: String,
+    /// PancapScore tag F1 ×100 between the two (location excluded from the verdict, as PancapEngine does).
+    pub tag: f64,
+    /// Location F1 ×100, reported.
+    pub location: f64,
+    pub threshold: f64,
+    pub pass: bool,
+    pub ms: f64,
 }
 
 impl PanopticCaption {

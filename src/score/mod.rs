@@ -198,6 +198,37 @@ pub fn score_image(
     })
 }
 
+/// PancapEngine's consistency filter, live: scores a caption's things against a second opinion (see
+/// `Pipeline::second_opinion`); the verdict uses tag F1 (location excluded, as PancapEngine does), location F1 is
+/// reported alongside.
+pub fn self_check(
+    caption: &crate::scene::PanopticCaption,
+    second: &[ScoredEntity],
+    matcher: &mut TagMatcher,
+    threshold: f64,
+    ms: f64,
+) -> Result<crate::scene::SelfCheck, embed::EmbedError> {
+    let things: Vec<ScoredEntity> = caption
+        .entities
+        .iter()
+        .filter(|e| e.kind == crate::scene::Kind::Thing)
+        .map(|e| ScoredEntity { tag: e.tag.clone(), bbox: Some(e.box_norm) })
+        .collect();
+    matcher.prepare(things.iter().chain(second).map(|e| e.tag.as_str()))?;
+    let m = match_entities(&things, second, |r, p| matcher.cost(r, p));
+    // no things on either side is agreement, not failure
+    let (tag, location) = if things.is_empty() && second.is_empty() { (1.0, 1.0) } else { (m.tag.f1, m.location.f1) };
+    Ok(crate::scene::SelfCheck {
+        method: "suite detectors on the horizontally mirrored frame, boxes mirrored back".into(),
+        compared: "things".into(),
+        tag: 100.0 * tag,
+        location: 100.0 * location,
+        threshold: 100.0 * threshold,
+        pass: tag >= threshold,
+        ms,
+    })
+}
+
 /// Macro-averaged scores ×100 over images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
