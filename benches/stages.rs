@@ -110,5 +110,29 @@ fn bench_colour(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour);
+fn bench_score(c: &mut Criterion) {
+    use pancap::score::{match_entities, Content, TagMatcher};
+    let mut g = c.benchmark_group("score");
+    let matcher = TagMatcher::new(None, None);
+    let tags = ["person", "dog", "car", "sky", "tree", "grass", "horse", "road"];
+    for n in [10usize, 30, 100] {
+        let mut text = String::new();
+        for i in 0..n {
+            let v = noise(4, i as u32, 1.0);
+            let (x, y) = (v[0].abs().min(0.8), v[1].abs().min(0.8));
+            text.push_str(&format!(
+                "The brown {} [[{x:.3}, {y:.3}, {:.3}, {:.3}]] is to the left of the white {} [[{y:.3}, {x:.3}, {:.3}, {:.3}]]. ",
+                tags[i % tags.len()], x + 0.2, y + 0.2, tags[(i + 3) % tags.len()], y + 0.2, x + 0.2
+            ));
+        }
+        g.bench_with_input(BenchmarkId::new("read_caption", n), &text, |b, t| b.iter(|| Content::from_text(t, None)));
+        let content = Content::from_text(&text, None);
+        g.bench_with_input(BenchmarkId::new("match_entities", 2 * n), &content, |b, c| {
+            b.iter(|| match_entities(&c.entities, &c.entities, |r, p| matcher.cost(r, p)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour, bench_score);
 criterion_main!(benches);

@@ -440,4 +440,33 @@ mod tests {
         assert_eq!(att.recalled_reference, 1);
         assert_eq!(rel.recalled_reference, 0);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_gives_items_that_point_at_entities(s in "\\PC{0,300}") {
+            let c = Content::from_text(&s, None);
+            for a in &c.attributes {
+                proptest::prop_assert!(a.entity < c.entities.len());
+            }
+            for r in &c.relations {
+                proptest::prop_assert!(r.subject < c.entities.len() && r.object < c.entities.len());
+            }
+        }
+
+        #[test]
+        fn boxes_with_arbitrary_words_between(words in proptest::collection::vec("[a-z]{1,8}|is|on|left of|and|,|\\.", 0..40)) {
+            let mut text = String::new();
+            for (i, w) in words.iter().enumerate() {
+                text.push_str(w);
+                text.push(' ');
+                if i % 3 == 2 {
+                    text.push_str("[[0.1, 0.2, 0.3, 0.4]] ");
+                }
+            }
+            let c = Content::from_text(&text, None);
+            for r in &c.relations {
+                proptest::prop_assert!(r.subject < c.entities.len() && r.object < c.entities.len());
+            }
+        }
+    }
 }
