@@ -40,6 +40,11 @@ fn wordnet_synonyms_of_real_tags() {
     // a multi-word tag is looked up whole too
     assert!(wn.lemma_set("traffic light").contains("traffic signal"));
     assert_eq!(wordnet::overlap(&wn.lemma_set("giraffe"), &wn.lemma_set("toaster")), 0.0);
+    // the same sets NLTK's WordNet reader gives (`wn.synsets(w, pos='n')` lemma names, on this database)
+    let set = |t: &str| wn.lemma_set(t).into_iter().collect::<Vec<_>>();
+    assert_eq!(set("couch"), ["couch", "lounge", "sofa"]);
+    assert_eq!(set("mice"), ["black eye", "computer mouse", "mouse", "shiner"]);
+    assert_eq!(set("tv").len(), 11);
 }
 
 #[test]
