@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod score;
 pub mod scene;
 pub mod source;
+pub mod stream;
 pub mod textmetrics;
 pub mod timing;
 

@@ -34,6 +34,8 @@ enum Command {
     Caption(CaptionArgs),
     /// Caption annotated images and report PancapScore tag/location, box mAP, PQ, or caption-text metrics
     Eval(Box<cli::eval::EvalArgs>),
+    /// Caption a camera or a recording live, as JSON Lines (changes, heartbeats, optionally every frame)
+    Stream(Box<cli::stream::StreamArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
     /// List, provision and verify model files
@@ -137,6 +139,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Models { action } => models_cmd(action, &models_dir),
         Command::Caption(args) => caption_cmd(args, models_dir),
         Command::Eval(args) => cli::eval::eval_cmd(*args, &models_dir),
+        Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
     }
 }

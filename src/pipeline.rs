@@ -96,6 +96,38 @@ impl From<engine::EngineError> for PipelineError {
     }
 }
 
+/// A stuff label map computed elsewhere (a segmenter on its own thread), with what is needed to read it.
+#[derive(Debug, Clone)]
+pub struct StuffMap {
+    pub model: String,
+    pub labels: LabelSet,
+    pub map: crate::perceive::stuff::LabelMap,
+}
+
+/// Where a frame's stuff comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum StuffInput<'a> {
+    /// Run the pipeline's own segmenter on this frame (when it has one).
+    Run,
+    /// Use a label map from an earlier frame (carried between slow-stage runs); ignored if its size differs.
+    Given(&'a StuffMap),
+    /// No stuff for this frame.
+    Skip,
+}
+
+/// Per-frame choices of the stream path: slow stages on their own cadence.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameOptions<'a> {
+    pub stuff: StuffInput<'a>,
+    pub discovery: bool,
+}
+
+impl Default for FrameOptions<'_> {
+    fn default() -> Self {
+        FrameOptions { stuff: StuffInput::Run, discovery: true }
+    }
+}
+
 /// What one frame yields: the caption and the full detection ranking for COCO evaluation.
 #[derive(Debug, Clone)]
 pub struct FrameResult {
@@ -166,8 +198,18 @@ impl Pipeline {
         self.detectors.iter().map(|d| d.name().to_string()).collect()
     }
 
-    /// Captions one frame. `timings` may already hold the decode time of the frame.
-    pub fn process(&mut self, frame: &Frame, mut timings: Timings) -> Result<FrameResult, PipelineError> {
+    /// Moves the segmenter out (to run it on its own thread); the pipeline then takes stuff as `StuffInput::Given`.
+    pub fn take_segmenter(&mut self) -> Option<Segmenter> {
+        self.segmenter.take()
+    }
+
+    /// Captions one frame with every stage. `timings` may already hold the decode time of the frame.
+    pub fn process(&mut self, frame: &Frame, timings: Timings) -> Result<FrameResult, PipelineError> {
+        self.process_with(frame, timings, FrameOptions::default())
+    }
+
+    /// Captions one frame; `opts` says whether discovery runs and where stuff comes from.
+    pub fn process_with(&mut self, frame: &Frame, mut timings: Timings, opts: FrameOptions<'_>) -> Result<FrameResult, PipelineError> {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
         let (w, h) = (rgb.width(), rgb.height());
@@ -184,7 +226,7 @@ impl Pipeline {
         timings.record(Stage::Merge, None, t);
         // 3. extra-instance discovery with the primary detector
         let discovery_ran = match (self.cfg.discovery, self.detectors.first_mut()) {
-            (Some(p), Some(primary)) => {
+            (Some(p), Some(primary)) if opts.discovery => {
                 perceive::discover(primary, 0, rgb, &mut instances, &p, &self.cfg.merge, &mut timings)
                     .map_err(frame_err)?;
                 let t = Instant::now();
@@ -254,14 +296,27 @@ impl Pipeline {
         timings.record(Stage::Describe, None, t);
 
         // 5. stuff from the pixels no thing claims
-        if let Some(seg) = self.segmenter.as_mut() {
-            let labels = seg.labels().labels();
-            let map = seg.segment(rgb, &mut timings).map_err(frame_err)?;
+        let stuff: Option<(String, LabelSet, std::borrow::Cow<'_, crate::perceive::stuff::LabelMap>)> = match opts.stuff {
+            StuffInput::Run => match self.segmenter.as_mut() {
+                Some(seg) => {
+                    let map = seg.segment(rgb, &mut timings).map_err(frame_err)?;
+                    Some((seg.name().to_string(), seg.labels(), std::borrow::Cow::Owned(map)))
+                }
+                None => None,
+            },
+            StuffInput::Given(m) if m.map.width == w && m.map.height == h => {
+                Some((m.model.clone(), m.labels, std::borrow::Cow::Borrowed(&m.map)))
+            }
+            StuffInput::Given(_) | StuffInput::Skip => None,
+        };
+        if let Some((seg_name, label_set, map)) = stuff {
+            let labels = label_set.labels();
+            let map = map.as_ref();
             let t = Instant::now();
             let thing_boxes: Vec<BoxF> = entities.iter().map(Entity::bbox).collect();
             let claimed = claimed_by_things(w, h, &thing_boxes);
             let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
-            let mut regions = stuff_regions(&map, &claimed, is_stuff, self.cfg.stuff_min_area);
+            let mut regions = stuff_regions(map, &claimed, is_stuff, self.cfg.stuff_min_area);
             // a stuff class that is the same kind of object as a detected thing it overlaps is that thing
             regions.retain(|r| {
                 let Some((_, thing)) = STUFF_AS_THING.iter().find(|(s, _)| *s == labels.name(r.class)) else {
@@ -281,7 +336,7 @@ impl Pipeline {
                     box_norm: r.bbox.normalised(w, h),
                     box_px: [r.bbox.x1, r.bbox.y1, r.bbox.x2, r.bbox.y2],
                     category_id: None,
-                    sources: source_of(seg.name()),
+                    sources: source_of(&seg_name),
                     discovered: false,
                     alternatives: heapless::Vec::new(),
                     attributes: Attributes {

@@ -1,2 +1,3 @@
 pub mod score;
 pub mod eval;
+pub mod stream;

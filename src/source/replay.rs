@@ -16,6 +16,25 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> SourceError {
 /// followed up to the scan, entropy-coded data is scanned for the next real marker, and a frame ends at its
 /// EOI. Bytes that do not start with SOI are skipped up to the next SOI. Linear in the input.
 pub fn split_mjpeg(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+    scan_mjpeg(data).into_iter().filter_map(|p| match p {
+        MjpegPiece::Frame(r) => Some(r),
+        MjpegPiece::Broken(_) | MjpegPiece::Incomplete(_) => None,
+    }).collect()
+}
+
+/// What a scan of concatenated JPEGs finds, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MjpegPiece {
+    /// A whole frame, SOI to EOI.
+    Frame(std::ops::Range<usize>),
+    /// A frame that starts with SOI but breaks off (a new SOI before its EOI, or garbage between segments).
+    Broken(std::ops::Range<usize>),
+    /// A frame still open at the end of the data (truncated, or more bytes to come).
+    Incomplete(std::ops::Range<usize>),
+}
+
+/// Like `split_mjpeg`, but reports broken and unfinished frames too, so a stream can count them.
+pub fn scan_mjpeg(data: &[u8]) -> Vec<MjpegPiece> {
     let mut frames = Vec::new();
     let mut i = 0usize;
     let byte = |k: usize| data.get(k).copied();
@@ -59,10 +78,24 @@ pub fn split_mjpeg(data: &[u8]) -> Vec<std::ops::Range<usize>> {
         }
         match end {
             Some(e) => {
-                frames.push(start..e);
+                frames.push(MjpegPiece::Frame(start..e));
                 i = e;
             }
-            None => i = start + 2,
+            None => {
+                // resume at the next SOI after this one
+                let next = (start + 2..data.len().saturating_sub(1))
+                    .find(|&k| data.get(k) == Some(&0xFF) && data.get(k + 1) == Some(&0xD8));
+                match next {
+                    Some(n) => {
+                        frames.push(MjpegPiece::Broken(start..n));
+                        i = n;
+                    }
+                    None => {
+                        frames.push(MjpegPiece::Incomplete(start..data.len()));
+                        i = data.len();
+                    }
+                }
+            }
         }
     }
     frames
@@ -72,7 +105,7 @@ pub fn split_mjpeg(data: &[u8]) -> Vec<std::ops::Range<usize>> {
 pub struct MjpegFrames {
     path: PathBuf,
     data: Vec<u8>,
-    frames: std::vec::IntoIter<std::ops::Range<usize>>,
+    frames: std::vec::IntoIter<MjpegPiece>,
     seq: u64,
     limits: DecodeLimits,
 }
@@ -80,8 +113,8 @@ pub struct MjpegFrames {
 impl MjpegFrames {
     pub fn open(path: &Path, limits: DecodeLimits) -> Result<Self, SourceError> {
         let data = super::read_bounded(path, &limits)?;
-        let frames = split_mjpeg(&data);
-        if frames.is_empty() {
+        let frames = scan_mjpeg(&data);
+        if !frames.iter().any(|p| matches!(p, MjpegPiece::Frame(_))) {
             return Err(corrupt(path, "no complete JPEG frame in this MJPEG stream"));
         }
         Ok(MjpegFrames { path: path.to_path_buf(), data, frames: frames.into_iter(), seq: 0, limits })
@@ -91,10 +124,15 @@ impl MjpegFrames {
 impl Iterator for MjpegFrames {
     type Item = Result<Frame, SourceError>;
     fn next(&mut self) -> Option<Self::Item> {
-        let range = self.frames.next()?;
+        let piece = self.frames.next()?;
         let seq = self.seq;
         self.seq += 1;
         let name = PathBuf::from(format!("{}#{seq}", self.path.display()));
+        let range = match piece {
+            MjpegPiece::Frame(r) => r,
+            MjpegPiece::Broken(_) => return Some(Err(corrupt(&name, "truncated JPEG frame (a new frame starts before its end)"))),
+            MjpegPiece::Incomplete(_) => return Some(Err(corrupt(&name, "truncated JPEG frame at the end of the recording"))),
+        };
         let bytes = self.data.get(range).unwrap_or_default();
         Some(decode_bytes(bytes, &name, &self.limits).map(|mut f| {
             f.seq = seq;
@@ -139,7 +177,11 @@ impl<R: Read> Y4mFrames<R> {
         }
         let (mut width, mut height, mut chroma) = (0u32, 0u32, Chroma::C420);
         for f in fields {
-            let (key, value) = f.split_at(f.len().min(1));
+            // the tag is the first character, whatever its width (split_at on a byte index could cut a char)
+            let mut chars = f.chars();
+            let key = chars.next().map(String::from).unwrap_or_default();
+            let value = chars.as_str();
+            let key = key.as_str();
             match key {
                 "W" => width = value.parse().unwrap_or(0),
                 "H" => height = value.parse().unwrap_or(0),
@@ -275,6 +317,14 @@ impl<R: Read> Iterator for YuyvFrames<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multibyte_header_field_is_not_a_panic() {
+        // found by the recording_readers fuzz target: a field starting with a 3-byte character
+        let data = "YUV4MPEG2 \u{FFFD}x W4 H2\n".as_bytes();
+        let r = Y4mFrames::new(data, Path::new("fuzz"), DecodeLimits::default());
+        assert!(r.is_ok());
+    }
 
     fn jpeg(w: u32, h: u32, v: u8) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(w, h, image::Rgb([v, v / 2, 255 - v]));

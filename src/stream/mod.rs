@@ -1,0 +1,438 @@
+//! The stream path: a capture thread feeds a bounded queue (live sources drop the oldest frame when the
+//! pipeline falls behind; recordings wait, so every frame is processed in order), the detectors run on every
+//! frame, slow stages run on their own cadence (stuff segmentation on a worker thread whose latest label map is
+//! carried to the frames in between; extra-instance discovery every N frames), a tracker gives instances stable
+//! ids, and JSON Lines records go out when the scene changes, on a heartbeat, or per frame on request.
+
+pub mod queue;
+pub mod sources;
+pub mod track;
+
+#[cfg(feature = "camera")]
+pub mod camera;
+
+use crate::perceive::Segmenter;
+use crate::pipeline::{FrameOptions, StuffInput, StuffMap};
+use crate::scene::{Kind, PanopticCaption};
+use crate::source::{Frame, SourceError};
+use crate::timing::Timings;
+use crate::{Pipeline, PipelineError};
+use queue::FrameQueue;
+use serde::{Deserialize, Serialize};
+use sources::FrameSource;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use track::{Observation, TrackParams, Tracker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("writing records: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("encoding a record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Also write a record for every processed frame.
+    pub every_frame: bool,
+    /// A heartbeat record when nothing changed for this long.
+    pub heartbeat: Duration,
+    /// Replay paced at this many frames per second instead of as fast as possible.
+    pub realtime_fps: Option<f64>,
+    /// Frames held between capture and the pipeline.
+    pub queue: usize,
+    /// Run extra-instance discovery on every Nth frame (0: never).
+    pub discovery_every: u32,
+    pub track: TrackParams,
+    /// Stop after this many frames from the source.
+    pub max_frames: Option<u64>,
+    /// Extra delay per frame, to exercise dropping (tests, drills).
+    pub slow_down: Duration,
+    /// Treat a recording as a live source: stale frames are dropped when the pipeline falls behind (with
+    /// `realtime_fps`, a recording then behaves like a camera).
+    pub live: bool,
+    /// Reopen attempts for a live source that fails, with backoff doubling from 100 ms to 5 s.
+    pub max_reopen: u32,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            every_frame: false,
+            heartbeat: Duration::from_secs(5),
+            realtime_fps: None,
+            queue: 2,
+            discovery_every: 10,
+            track: TrackParams::default(),
+            max_frames: None,
+            slow_down: Duration::ZERO,
+            max_reopen: 20,
+            live: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordKind {
+    /// The set of instances, their tags or their relations changed.
+    Update,
+    /// Nothing changed for a while; the current state again.
+    Heartbeat,
+    /// Every frame, on request.
+    Frame,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackedEntity {
+    /// Stable across frames (the track id).
+    pub id: u32,
+    pub tag: String,
+    pub kind: Kind,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: [f64; 4],
+    /// False while the track is tentative (seen in fewer frames than the confirmation needs).
+    pub confirmed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TrackedRelation {
+    pub subject: u32,
+    pub predicate: String,
+    pub object: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub kind: RecordKind,
+    pub seq: u64,
+    /// Capture time, milliseconds since the Unix epoch.
+    pub capture_unix_ms: u64,
+    /// From capture to this record.
+    pub latency_ms: f64,
+    pub entities: Vec<TrackedEntity>,
+    pub relations: Vec<TrackedRelation>,
+    pub caption: String,
+    /// Confirmed ids that appeared and disappeared since the previous update.
+    pub appeared: Vec<u32>,
+    pub disappeared: Vec<u32>,
+    /// Frames the stuff shown here comes from (carried from an earlier frame between segmentation runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuff_from_seq: Option<u64>,
+    /// Resident memory of the process when the record was written (kB; 0 where /proc is not available).
+    pub rss_kb: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub source: String,
+    pub frames: u64,
+    pub dropped: u64,
+    pub corrupt: u64,
+    pub records: u64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub fps: f64,
+    pub reopened: u32,
+    pub interrupted: bool,
+    /// Resident memory after the first frames and at the end, and the peak (kB, Linux /proc).
+    pub rss_warm_kb: u64,
+    pub rss_end_kb: u64,
+    pub rss_peak_kb: u64,
+}
+
+/// VmRSS and VmHWM of this process in kB (0 where /proc is not available).
+pub fn rss_kb() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(i.min(sorted.len() - 1)).copied().unwrap_or(0.0)
+}
+
+struct Captured {
+    frame: Result<Frame, SourceError>,
+    at: Instant,
+    unix_ms: u64,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The capture side: reads the source until it ends, the frame budget is spent or `stop` is set.
+fn capture(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue<Captured>>, opts: StreamOptions, stop: Arc<AtomicBool>, reopened: Arc<std::sync::atomic::AtomicU32>) {
+    let live = source.is_live() || opts.live;
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut failures = 0u32;
+    while !stop.load(Ordering::SeqCst) && opts.max_frames.is_none_or(|m| n < m) {
+        let Some(frame) = source.next_frame() else { break };
+        if live {
+            if let Err(SourceError::Read { .. }) = &frame {
+                // the device went away: reopen with backoff, without restarting the process
+                let mut wait = Duration::from_millis(100);
+                loop {
+                    if stop.load(Ordering::SeqCst) || failures >= opts.max_reopen {
+                        queue.close();
+                        return;
+                    }
+                    failures += 1;
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    match source.reopen() {
+                        Ok(()) => {
+                            reopened.fetch_add(1, Ordering::SeqCst);
+                            log::warn!("{}: reopened", source.describe());
+                            break;
+                        }
+                        Err(e) => log::warn!("{}: reopen failed: {e}", source.describe()),
+                    }
+                }
+                continue;
+            }
+            failures = 0;
+        }
+        if let Some(fps) = opts.realtime_fps.filter(|f| *f > 0.0) {
+            let due = start + Duration::from_secs_f64(n as f64 / fps);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        n += 1;
+        let item = Captured { frame, at: Instant::now(), unix_ms: unix_ms() };
+        let accepted = if live { queue.push_latest(item) } else { queue.push_wait(item) };
+        if !accepted {
+            break;
+        }
+    }
+    queue.close();
+}
+
+/// Stuff segmentation on its own thread: it takes a frame only when idle, and its latest map is carried.
+struct StuffWorker {
+    idle: Arc<AtomicBool>,
+    tx: mpsc::SyncSender<Frame>,
+    rx: mpsc::Receiver<(u64, Result<StuffMap, String>)>,
+}
+
+impl StuffWorker {
+    fn spawn(mut seg: Segmenter) -> StuffWorker {
+        let idle = Arc::new(AtomicBool::new(true));
+        let (tx, frames) = mpsc::sync_channel::<Frame>(1);
+        let (results, rx) = mpsc::channel();
+        let worker_idle = Arc::clone(&idle);
+        std::thread::spawn(move || {
+            for frame in frames {
+                let mut t = Timings::default();
+                let r = seg
+                    .segment(&frame.rgb, &mut t)
+                    .map(|map| StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
+                    .map_err(|e| format!("{}: {e}", frame.origin));
+                worker_idle.store(true, Ordering::SeqCst);
+                if results.send((frame.seq, r)).is_err() {
+                    break;
+                }
+            }
+        });
+        StuffWorker { idle, tx, rx }
+    }
+
+    fn offer(&self, frame: &Frame) {
+        if self.idle.swap(false, Ordering::SeqCst) && self.tx.try_send(frame.clone()).is_err() {
+            self.idle.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+type Signature = (BTreeSet<(u32, String)>, BTreeSet<TrackedRelation>);
+
+/// Runs a stream to its end (or until `stop`), writing records to `out`; returns the summary.
+pub fn run(
+    pipeline: &mut Pipeline,
+    source: Box<dyn FrameSource>,
+    opts: &StreamOptions,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+) -> Result<StreamSummary, StreamError> {
+    let name = source.describe();
+    let queue = Arc::new(FrameQueue::new(opts.queue));
+    let reopened = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let capture_thread = {
+        let (q, o, s, r) = (Arc::clone(&queue), opts.clone(), Arc::clone(&stop), Arc::clone(&reopened));
+        std::thread::spawn(move || capture(source, q, o, s, r))
+    };
+    let stuff = pipeline.take_segmenter().map(StuffWorker::spawn);
+    let mut latest_stuff: Option<(u64, StuffMap)> = None;
+    let mut tracker = Tracker::new(opts.track);
+    let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut last: Option<Signature> = None;
+    let mut last_record = Instant::now();
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(64 * 1024);
+
+    while let Some(item) = queue.pop() {
+        let frame = match item.frame {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("skipped: {e}");
+                summary.corrupt += 1;
+                continue;
+            }
+        };
+        if let Some(w) = &stuff {
+            while let Ok((seq, r)) = w.rx.try_recv() {
+                match r {
+                    Ok(m) => latest_stuff = Some((seq, m)),
+                    Err(e) => log::warn!("stuff segmentation failed: {e}"),
+                }
+            }
+            w.offer(&frame);
+        }
+        let discovery = opts.discovery_every > 0 && summary.frames.is_multiple_of(u64::from(opts.discovery_every));
+        let stuff_input = match &latest_stuff {
+            Some((_, m)) => StuffInput::Given(m),
+            None => StuffInput::Skip,
+        };
+        let result = pipeline.process_with(&frame, Timings::default(), FrameOptions { stuff: stuff_input, discovery });
+        let caption = match result {
+            Ok(r) => r.caption,
+            Err(e) => {
+                log::warn!("skipped: {e}");
+                summary.corrupt += 1;
+                continue;
+            }
+        };
+        if !opts.slow_down.is_zero() {
+            std::thread::sleep(opts.slow_down);
+        }
+        summary.frames += 1;
+        let observations: Vec<Observation<'_>> =
+            caption.entities.iter().map(|e| Observation { tag: e.tag.as_str(), bbox: e.box_norm }).collect();
+        let ids = tracker.update(&observations);
+        let (entities, relations) = tracked(&caption, &ids, &tracker);
+        // the scene is the set of confirmed live tracks: an instance missed for a frame or two is still there
+        let signature: Signature = (
+            tracker.tracks().iter().filter(|t| t.confirmed).map(|t| (t.id, t.tag.clone())).collect(),
+            relations.iter().cloned().collect(),
+        );
+        let changed = last.as_ref() != Some(&signature);
+        let kind = if changed {
+            Some(RecordKind::Update)
+        } else if last_record.elapsed() >= opts.heartbeat {
+            Some(RecordKind::Heartbeat)
+        } else if opts.every_frame {
+            Some(RecordKind::Frame)
+        } else {
+            None
+        };
+        let latency_ms = item.at.elapsed().as_secs_f64() * 1e3;
+        latencies.push(latency_ms);
+        if let Some(kind) = kind {
+            let before: BTreeSet<u32> = last.as_ref().map(|(s, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
+            let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
+            let record = StreamRecord {
+                kind,
+                seq: frame.seq,
+                capture_unix_ms: item.unix_ms,
+                latency_ms,
+                entities,
+                relations,
+                caption: caption.caption,
+                appeared: now.difference(&before).copied().collect(),
+                disappeared: before.difference(&now).copied().collect(),
+                stuff_from_seq: latest_stuff.as_ref().map(|(s, _)| *s),
+                rss_kb: rss_kb().0,
+            };
+            // one whole line per write: a kill never leaves half a record
+            line.clear();
+            serde_json::to_writer(&mut line, &record)?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+            out.flush()?;
+            summary.records += 1;
+            last_record = Instant::now();
+            if kind == RecordKind::Update {
+                last = Some(signature);
+            }
+        }
+        if summary.frames == 10 {
+            summary.rss_warm_kb = rss_kb().0;
+        }
+        if stop.load(Ordering::SeqCst) {
+            summary.interrupted = true;
+            break;
+        }
+    }
+    queue.close();
+    summary.dropped = queue.dropped();
+    summary.reopened = reopened.load(Ordering::SeqCst);
+    if !summary.interrupted {
+        let _ = capture_thread.join();
+    }
+    latencies.sort_by(f64::total_cmp);
+    summary.p50_ms = percentile(&latencies, 0.50);
+    summary.p95_ms = percentile(&latencies, 0.95);
+    summary.p99_ms = percentile(&latencies, 0.99);
+    let secs = started.elapsed().as_secs_f64();
+    summary.fps = if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 };
+    let (rss, peak) = rss_kb();
+    summary.rss_end_kb = rss;
+    summary.rss_peak_kb = peak;
+    out.flush()?;
+    Ok(summary)
+}
+
+/// The caption's entities and relations under track ids.
+fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<TrackedEntity>, Vec<TrackedRelation>) {
+    let entities: Vec<TrackedEntity> = caption
+        .entities
+        .iter()
+        .zip(ids)
+        .map(|(e, id)| TrackedEntity {
+            id: *id,
+            tag: e.tag.clone(),
+            kind: e.kind,
+            score: e.score,
+            bbox: e.box_norm,
+            confirmed: tracker.is_confirmed(*id),
+        })
+        .collect();
+    let track_of = |entity_id: u32| caption.entities.iter().position(|e| e.id == entity_id).and_then(|i| ids.get(i)).copied();
+    let mut relations: Vec<TrackedRelation> = caption
+        .relations
+        .iter()
+        .filter_map(|r| {
+            let (s, o) = (track_of(r.subject)?, track_of(r.object)?);
+            (tracker.is_confirmed(s) && tracker.is_confirmed(o)).then(|| TrackedRelation {
+                subject: s,
+                predicate: r.predicate.phrase().to_string(),
+                object: o,
+            })
+        })
+        .collect();
+    relations.sort();
+    (entities, relations)
+}
