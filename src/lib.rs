@@ -4,6 +4,7 @@
 //! [`caption`] text and formats. Models are described by [`models`] manifests and run behind the
 //! [`engine::Engine`] seam.
 
+pub mod alloc_count;
 pub mod caption;
 pub mod engine;
 pub mod eval;

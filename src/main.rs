@@ -14,6 +14,10 @@ use std::time::Instant;
 
 mod cli;
 
+/// Counts heap allocations (an atomic increment per call) so `stream` can report them per frame.
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
 /// Grounded panoptic captions from images, on the CPU (tract) by default.
 #[derive(Parser)]
 #[command(name = "pancap", version, about)]
@@ -122,6 +126,7 @@ struct CaptionArgs {
 }
 
 fn main() {
+    pancap::alloc_count::install(|| GLOBAL.stats().allocations as u64);
     let cli = Cli::parse();
     env_logger::Builder::new().parse_filters(&cli.log).format_timestamp(None).init();
     match run(cli) {

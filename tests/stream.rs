@@ -55,7 +55,11 @@ fn ids_stay_stable_over_the_labelme_video() {
     let out = pancap(&["stream", "--replay", rec.to_str().unwrap(), "--every-frame", "--no-stuff", "--summary-json"]);
     let recs = records(&out);
     assert_eq!(recs.len(), 15, "one record per frame with --every-frame");
-    assert_eq!(summary(&out)["frames"], 15);
+    let s = summary(&out);
+    assert_eq!(s["frames"], 15);
+    // the binary counts heap allocations; frames after warm-up give a per-frame figure on both sides
+    assert!(s["allocations_per_frame_outside_engines"].as_f64().unwrap() > 0.0, "{s}");
+    assert!(s["allocations_per_frame_in_engines"].as_f64().unwrap() > 0.0, "{s}");
     // the car and the truck (the annotated vehicles) keep one id each over the whole recording
     for tag in ["car", "truck"] {
         let ids: std::collections::BTreeSet<u64> = recs

@@ -169,6 +169,9 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
             summary.p99_ms, summary.fps, summary.rss_warm_kb, summary.rss_end_kb, summary.rss_peak_kb,
             if summary.interrupted { "; interrupted" } else { "" }
         );
+        if let (Some(o), Some(e)) = (summary.allocations_per_frame_outside_engines, summary.allocations_per_frame_in_engines) {
+            eprintln!("heap allocations per frame after warm-up: {o:.0} outside the engines (capture and decode included), {e:.0} inside");
+        }
     }
     Ok(0)
 }

@@ -161,9 +161,24 @@ pub enum Backend {
     Tract,
 }
 
+/// Books every run's allocations as engine allocations (see `alloc_count`).
+struct Counted<E>(E);
+
+impl<E: Engine> Engine for Counted<E> {
+    fn spec(&self) -> &ModelSpec {
+        self.0.spec()
+    }
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError> {
+        crate::alloc_count::in_engine(|| self.0.run(inputs))
+    }
+    fn backend(&self) -> &'static str {
+        self.0.backend()
+    }
+}
+
 /// Loads a model on the chosen backend.
 pub fn load(backend: Backend, spec: ModelSpec) -> Result<Box<dyn Engine>, EngineError> {
     match backend {
-        Backend::Tract => Ok(Box::new(TractEngine::load(spec)?)),
+        Backend::Tract => Ok(Box::new(Counted(TractEngine::load(spec)?))),
     }
 }

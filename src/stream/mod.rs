@@ -148,6 +148,10 @@ pub struct StreamSummary {
     pub rss_warm_kb: u64,
     pub rss_end_kb: u64,
     pub rss_peak_kb: u64,
+    /// Mean heap allocations per frame after the first 10 frames, outside the engines (capture and decode
+    /// included) and inside them; None when the binary installed no allocation counter.
+    pub allocations_per_frame_outside_engines: Option<f64>,
+    pub allocations_per_frame_in_engines: Option<f64>,
 }
 
 /// VmRSS and VmHWM of this process in kB (0 where /proc is not available).
@@ -293,7 +297,10 @@ pub fn run(
     let started = Instant::now();
     let mut line = Vec::with_capacity(64 * 1024);
 
+    let (mut alloc_outside, mut alloc_engine, mut alloc_frames) = (0u64, 0u64, 0u64);
     while let Some(item) = queue.pop() {
+        let allocs_before = crate::alloc_count::allocations();
+        let engine_before = crate::alloc_count::engine_allocations();
         let frame = match item.frame {
             Ok(f) => f,
             Err(e) => {
@@ -381,6 +388,14 @@ pub fn run(
         if summary.frames == 10 {
             summary.rss_warm_kb = rss_kb().0;
         }
+        if let (Some(a), Some(b)) = (allocs_before, crate::alloc_count::allocations()) {
+            if summary.frames > 10 {
+                let engine = crate::alloc_count::engine_allocations().saturating_sub(engine_before);
+                alloc_engine += engine;
+                alloc_outside += b.saturating_sub(a).saturating_sub(engine);
+                alloc_frames += 1;
+            }
+        }
         if stop.load(Ordering::SeqCst) {
             summary.interrupted = true;
             break;
@@ -398,6 +413,10 @@ pub fn run(
     summary.p99_ms = percentile(&latencies, 0.99);
     let secs = started.elapsed().as_secs_f64();
     summary.fps = if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 };
+    if alloc_frames > 0 {
+        summary.allocations_per_frame_outside_engines = Some(alloc_outside as f64 / alloc_frames as f64);
+        summary.allocations_per_frame_in_engines = Some(alloc_engine as f64 / alloc_frames as f64);
+    }
     let (rss, peak) = rss_kb();
     summary.rss_end_kb = rss;
     summary.rss_peak_kb = peak;
