@@ -53,19 +53,24 @@ impl CocoInstances {
     }
 }
 
+/// A COCO `[x, y, w, h]` pixel box as a normalised `[x1, y1, x2, y2]`, clamped to the image.
+pub fn normalised_xywh(bbox: [f32; 4], image: &CocoImage) -> [f64; 4] {
+    let (w, h) = (f64::from(image.width.max(1)), f64::from(image.height.max(1)));
+    let [x, y, bw, bh] = bbox.map(f64::from);
+    [x / w, y / h, (x + bw) / w, (y + bh) / h].map(|v| v.clamp(0.0, 1.0))
+}
+
 /// The reference entities of one image for PancapScore: every non-crowd annotation, tagged with its
 /// category's official name, its box normalised by the image size.
 pub fn reference_content(gt: &CocoInstances, image: &CocoImage) -> crate::score::Content {
     let names: HashMap<u32, &str> = gt.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
-    let (w, h) = (f64::from(image.width.max(1)), f64::from(image.height.max(1)));
     let entities = gt
         .annotations
         .iter()
         .filter(|a| a.image_id == image.id && a.iscrowd == 0)
         .filter_map(|a| {
             let name = names.get(&a.category_id)?;
-            let [x, y, bw, bh] = a.bbox.map(f64::from);
-            let bbox = [x / w, y / h, (x + bw) / w, (y + bh) / h].map(|v| v.clamp(0.0, 1.0));
+            let bbox = normalised_xywh(a.bbox, image);
             Some(crate::score::ScoredEntity { tag: crate::panoptic::plain_name(name), bbox: Some(bbox) })
         })
         .collect();

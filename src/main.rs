@@ -100,18 +100,8 @@ struct CaptionArgs {
     /// COCO instances JSON naming the images and their ids (required by --format coco)
     #[arg(long)]
     coco_instances: Option<PathBuf>,
-    /// Detectors of the suite, primary first
-    #[arg(long, value_delimiter = ',', default_values_t = pancap::pipeline::DEFAULT_DETECTORS.iter().map(|s| s.to_string()))]
-    detectors: Vec<String>,
-    /// Skip stuff segmentation (things only)
-    #[arg(long)]
-    no_stuff: bool,
-    /// Skip the extra-instance discovery pass
-    #[arg(long)]
-    no_discovery: bool,
-    /// Minimum merged score for an entity to be captioned
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
+    #[command(flatten)]
+    suite: cli::SuiteArgs,
     /// Largest accepted image side in pixels
     #[arg(long, default_value_t = DecodeLimits::default().max_side)]
     max_side: u32,
@@ -254,15 +244,7 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         _ => None,
     };
     let limits = DecodeLimits { max_side: args.max_side, ..DecodeLimits::default() };
-    let cfg = PipelineConfig {
-        models_dir,
-        detectors: args.detectors.clone(),
-        segmenter: if args.no_stuff { None } else { PipelineConfig::default().segmenter },
-        discovery: if args.no_discovery { None } else { PipelineConfig::default().discovery },
-        caption_threshold: args.threshold,
-        decode_limits: limits,
-        ..PipelineConfig::default()
-    };
+    let cfg = PipelineConfig { decode_limits: limits, ..args.suite.config(&models_dir) };
     let t = Instant::now();
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     log::info!("suite {:?} loaded on {} in {:.0} ms", pipeline.detector_names(), pipeline.backend(), t.elapsed().as_secs_f64() * 1e3);

@@ -4,16 +4,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn pancap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pancap"))
-        .arg("--models-dir")
-        .arg(common::models_dir())
-        .args(args)
-        .output()
-        .expect("run pancap")
-}
+use common::pancap;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

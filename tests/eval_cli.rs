@@ -3,16 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn pancap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pancap"))
-        .arg("--models-dir")
-        .arg(common::models_dir())
-        .args(args)
-        .output()
-        .expect("run pancap")
-}
+use common::pancap;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

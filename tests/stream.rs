@@ -22,14 +22,7 @@ fn video_frames() -> Vec<Vec<u8>> {
     paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
-fn pancap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pancap"))
-        .arg("--models-dir")
-        .arg(common::models_dir())
-        .args(args)
-        .output()
-        .expect("run pancap")
-}
+use common::pancap;
 
 fn records(out: &Output) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -11,7 +11,7 @@ use pancap::score::Content;
 use pancap::source::{self, DecodeLimits};
 use pancap::textmetrics::{caption_metrics, tokenize, CaptionMetrics, Example};
 use pancap::timing::Timings;
-use pancap::{Pipeline, PipelineConfig};
+use pancap::Pipeline;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -37,18 +37,8 @@ pub struct EvalArgs {
     images: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: ReportFormat,
-    /// Detectors of the suite, primary first
-    #[arg(long, value_delimiter = ',', default_values_t = pancap::pipeline::DEFAULT_DETECTORS.iter().map(|s| s.to_string()))]
-    detectors: Vec<String>,
-    /// Skip stuff segmentation
-    #[arg(long)]
-    no_stuff: bool,
-    /// Skip the extra-instance discovery pass
-    #[arg(long)]
-    no_discovery: bool,
-    /// Minimum merged score for an entity to be captioned
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
+    #[command(flatten)]
+    suite: super::SuiteArgs,
     #[command(flatten)]
     matcher: MatcherArgs,
 }
@@ -67,15 +57,7 @@ struct EvalReport {
 }
 
 fn pipeline(args: &EvalArgs, models_dir: &Path) -> Result<Pipeline> {
-    let cfg = PipelineConfig {
-        models_dir: models_dir.to_path_buf(),
-        detectors: args.detectors.clone(),
-        segmenter: if args.no_stuff { None } else { PipelineConfig::default().segmenter },
-        discovery: if args.no_discovery { None } else { PipelineConfig::default().discovery },
-        caption_threshold: args.threshold,
-        ..PipelineConfig::default()
-    };
-    Pipeline::load(cfg).context("loading the model suite")
+    Pipeline::load(args.suite.config(models_dir)).context("loading the model suite")
 }
 
 /// Captions one listed image; None (and the failure recorded) when it cannot be read.
@@ -185,7 +167,6 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
 /// Reference entities of one panoptic image: things and stuff, official names without COCO's suffixes.
 fn panoptic_reference(pan: &PanopticJson, image: &CocoImage) -> Content {
     let names: HashMap<u32, &str> = pan.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
-    let (w, h) = (f64::from(image.width.max(1)), f64::from(image.height.max(1)));
     let entities = pan
         .annotations
         .iter()
@@ -194,8 +175,7 @@ fn panoptic_reference(pan: &PanopticJson, image: &CocoImage) -> Content {
         .filter(|s| s.iscrowd == 0)
         .filter_map(|s| {
             let name = names.get(&s.category_id)?;
-            let [x, y, bw, bh] = s.bbox.map(f64::from);
-            let bbox = [x / w, y / h, (x + bw) / w, (y + bh) / h].map(|v| v.clamp(0.0, 1.0));
+            let bbox = pancap::eval::normalised_xywh(s.bbox, image);
             Some(pancap::score::ScoredEntity { tag: pancap::panoptic::plain_name(name), bbox: Some(bbox) })
         })
         .collect();

@@ -59,7 +59,8 @@ pub struct ScoredEntity {
     pub bbox: Option<[f64; 4]>,
 }
 
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+/// IoU of two `[x1, y1, x2, y2]` boxes; 0 when the union is empty.
+pub fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = ix * iy;

@@ -5,6 +5,7 @@
 //! instance and one spurious detection does not create one). Ids are never reused.
 
 use crate::score::assign::{min_cost_assignment, UNMATCHABLE};
+use crate::score::iou;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,18 +43,6 @@ pub struct Tracker {
     params: TrackParams,
     tracks: Vec<Track>,
     next_id: u32,
-}
-
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let union = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
 }
 
 impl Tracker {

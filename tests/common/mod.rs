@@ -46,3 +46,13 @@ pub fn models_dir() -> PathBuf {
 pub fn config() -> pancap::PipelineConfig {
     pancap::PipelineConfig { models_dir: models_dir(), ..Default::default() }
 }
+
+/// Runs the pancap binary of this build with the test models directory.
+pub fn pancap(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .arg("--models-dir")
+        .arg(models_dir())
+        .args(args)
+        .output()
+        .expect("run pancap")
+}
