@@ -455,3 +455,77 @@ fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<Tr
     relations.sort();
     (entities, relations)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// A camera that delivers two frames, disappears (read error, first reopen fails), comes back and delivers
+    /// two more.
+    struct FlakyCamera {
+        script: Vec<&'static str>,
+        reopen_failures: u32,
+        seq: u64,
+    }
+
+    impl FrameSource for FlakyCamera {
+        fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
+            let step = if self.script.is_empty() { return None } else { self.script.remove(0) };
+            self.seq += 1;
+            Some(match step {
+                "frame" => Ok(Frame { rgb: image::RgbImage::new(4, 4), origin: "cam".into(), seq: self.seq }),
+                _ => Err(SourceError::Read {
+                    path: "cam".into(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotConnected, "gone"),
+                }),
+            })
+        }
+        fn is_live(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+        fn reopen(&mut self) -> Result<(), SourceError> {
+            if self.reopen_failures > 0 {
+                self.reopen_failures -= 1;
+                return Err(SourceError::NotFound { path: "cam".into() });
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_camera_that_disappears_is_reopened_with_backoff() {
+        let cam = FlakyCamera { script: vec!["frame", "frame", "gone", "frame", "frame"], reopen_failures: 1, seq: 0 };
+        let queue = Arc::new(FrameQueue::new(16));
+        let reopened = Arc::new(AtomicU32::new(0));
+        let t = Instant::now();
+        capture(Box::new(cam), Arc::clone(&queue), StreamOptions::default(), Arc::new(AtomicBool::new(false)), Arc::clone(&reopened));
+        let frames: Vec<_> = std::iter::from_fn(|| queue.pop()).collect();
+        assert_eq!(frames.len(), 4, "the error is not a frame; capture goes on after the reopen");
+        assert!(frames.iter().all(|c| c.frame.is_ok()));
+        assert_eq!(reopened.load(Ordering::SeqCst), 1);
+        // one failed attempt after 100 ms, the successful one after another 200 ms
+        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_camera_that_never_returns_ends_the_stream_after_the_budget() {
+        let cam = FlakyCamera { script: vec!["frame", "gone"], reopen_failures: u32::MAX, seq: 0 };
+        let queue = Arc::new(FrameQueue::new(16));
+        let opts = StreamOptions { max_reopen: 2, ..StreamOptions::default() };
+        capture(Box::new(cam), Arc::clone(&queue), opts, Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        assert!(queue.is_closed());
+        assert_eq!(std::iter::from_fn(|| queue.pop()).count(), 1);
+    }
+
+    #[test]
+    fn percentiles_of_a_known_list() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
