@@ -103,6 +103,9 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
         let mut matcher = args.matcher.build(models_dir)?;
         let (mut refs, mut preds, mut results) = (Vec::new(), Vec::new(), Vec::<CocoResult>::new());
         let mut pq = PqAccumulator::default();
+        let png_dir = args.panoptic_dir.clone().unwrap_or_else(|| {
+            args.panoptic.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).join("panoptic")
+        });
         for image in &gt.images {
             let Some(r) = caption_image(p, &dir, image, &mut report.failed_images) else { continue };
             results.extend(r.ranking.iter().map(|b| CocoResult::new(image.id, b)));
@@ -112,9 +115,6 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
                 None => reference_content(gt, image),
             };
             if let Some(pan) = &panoptic {
-                let png_dir = args.panoptic_dir.clone().unwrap_or_else(|| {
-                    args.panoptic.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).join("panoptic")
-                });
                 let ann = pan.annotations.iter().find(|a| a.image_id == image.id);
                 if let Some(ann) = ann {
                     let (w, h, ids) = read_segment_png(&png_dir.join(&ann.file_name))?;
