@@ -111,6 +111,15 @@ fn a_slow_pipeline_on_a_live_source_drops_stale_frames() {
 
 #[test]
 fn sigint_finishes_the_frame_in_flight_and_flushes_whole_lines() {
+    interrupt_with("-INT");
+}
+
+#[test]
+fn sigterm_does_the_same() {
+    interrupt_with("-TERM");
+}
+
+fn interrupt_with(signal: &str) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pancap"))
         .arg("--models-dir")
         .arg(common::models_dir())
@@ -123,7 +132,7 @@ fn sigint_finishes_the_frame_in_flight_and_flushes_whole_lines() {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     serde_json::from_str::<serde_json::Value>(&first).expect("first record whole");
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
