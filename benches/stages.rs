@@ -110,6 +110,45 @@ fn bench_colour(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_pixel_conversion(c: &mut Criterion) {
+    use pancap::source::pixel::{planar_to_rgb, yuyv_to_rgb, Chroma};
+    let mut g = c.benchmark_group("pixel");
+    for (w, h) in [(320u32, 240u32), (640, 480), (1280, 720), (1920, 1080)] {
+        let yuyv: Vec<u8> = (0..w * h * 2).map(|i| (i * 7 % 251) as u8).collect();
+        g.bench_with_input(BenchmarkId::new("yuyv_to_rgb", format!("{w}x{h}")), &yuyv, |b, d| {
+            b.iter(|| yuyv_to_rgb(black_box(d), w, h))
+        });
+        let planar: Vec<u8> = (0..Chroma::C420.frame_bytes(w, h)).map(|i| (i * 13 % 251) as u8).collect();
+        g.bench_with_input(BenchmarkId::new("i420_to_rgb", format!("{w}x{h}")), &planar, |b, d| {
+            b.iter(|| planar_to_rgb(black_box(d), w, h, Chroma::C420))
+        });
+    }
+    g.finish();
+}
+
+fn bench_caption(c: &mut Criterion) {
+    use pancap::caption::text::write_caption;
+    use pancap::scene::PanopticCaption;
+    // a real scene graph (the fake-engine golden), its things replicated to grow the scene
+    let golden: PanopticCaption =
+        serde_json::from_str(include_str!("../tests/golden/synthetic_fake_engines.json")).expect("golden parses");
+    let mut g = c.benchmark_group("caption");
+    for copies in [1usize, 4, 10] {
+        let mut entities = Vec::new();
+        for k in 0..copies {
+            for e in &golden.entities {
+                let mut e = e.clone();
+                e.id += (k * golden.entities.len()) as u32;
+                entities.push(e);
+            }
+        }
+        g.bench_with_input(BenchmarkId::new("write", entities.len()), &entities, |b, es| {
+            b.iter(|| write_caption(black_box(es), &golden.relations, &golden.global))
+        });
+    }
+    g.finish();
+}
+
 fn bench_score(c: &mut Criterion) {
     use pancap::score::{match_entities, Content, TagMatcher};
     let mut g = c.benchmark_group("score");
@@ -134,5 +173,5 @@ fn bench_score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour, bench_score);
+criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
 criterion_main!(benches);
