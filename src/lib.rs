@@ -13,6 +13,7 @@ pub mod models;
 pub mod panoptic;
 pub mod perceive;
 pub mod pipeline;
+pub mod profile;
 pub mod score;
 pub mod scene;
 pub mod source;

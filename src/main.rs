@@ -40,6 +40,8 @@ enum Command {
     Eval(Box<cli::eval::EvalArgs>),
     /// Caption a camera or a recording live, as JSON Lines (changes, heartbeats, optionally every frame)
     Stream(Box<cli::stream::StreamArgs>),
+    /// Per-stage latency profile of the suite (p50/p95/p99, fps, peak RSS, allocations per frame)
+    Profile(Box<cli::profile::ProfileArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
     /// List, provision and verify model files
@@ -135,6 +137,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Caption(args) => caption_cmd(args, models_dir),
         Command::Eval(args) => cli::eval::eval_cmd(*args, &models_dir),
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
+        Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
     }
 }

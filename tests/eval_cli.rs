@@ -107,3 +107,26 @@ fn self_check_attaches_a_verdict_and_its_time() {
     let v = json(&pancap(&["caption", kite.to_str().unwrap(), "--no-stuff", "--self-check", "--self-check-threshold", "1.01", "--format", "json"]));
     assert_eq!(v[0]["self_check"]["pass"], false);
 }
+
+#[test]
+fn profile_reports_stages_percentiles_and_allocations() {
+    let dir = common::data("darknet-images-unannotated");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_json = tmp.path().join("p.json");
+    let v = json(&pancap(&[
+        "profile", dir.to_str().unwrap(), "--warmup", "1", "--no-stuff", "--no-discovery", "--format", "json", "-o",
+        out_json.to_str().unwrap(),
+    ]));
+    assert_eq!(v["frames"], 7);
+    let stages = v["stages"].as_array().unwrap();
+    let infer = stages.iter().find(|s| s["stage"] == "inference" && s["model"] == "yolox_nano_416").unwrap();
+    let (p50, p95, p99) = (infer["p50_ms"].as_f64().unwrap(), infer["p95_ms"].as_f64().unwrap(), infer["p99_ms"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99, "{infer}");
+    assert!(stages.iter().any(|s| s["stage"] == "decode"));
+    assert!(!stages.iter().any(|s| s["stage"] == "stuff"), "--no-stuff");
+    assert!(v["fps"].as_f64().unwrap() > 0.0 && v["peak_rss_kb"].as_u64().unwrap() > 0);
+    assert!(v["allocations_per_frame_in_engines"].as_f64().unwrap() > 0.0);
+    // the file holds the same report
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    assert_eq!(saved["stages"].as_array().unwrap().len(), stages.len());
+}

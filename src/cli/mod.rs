@@ -1,6 +1,7 @@
 //! Subcommands beyond `caption` and `models`, and the argument groups they share.
 
 pub mod eval;
+pub mod profile;
 pub mod score;
 pub mod stream;
 

@@ -1,0 +1,131 @@
+//! Latency profiles: per-stage percentiles over frames measured after warm-up, end-to-end time, frame rate,
+//! memory and allocations, in the layout of the `targets/*.baseline.json` files.
+
+use crate::timing::{Stage, Timings};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageStats {
+    pub stage: Stage,
+    pub model: Option<String>,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// Nearest-rank percentiles and the mean of a list of milliseconds.
+pub fn percentiles(values: &[f64]) -> Percentiles {
+    if values.is_empty() {
+        return Percentiles::default();
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        v.get(rank - 1).copied().unwrap_or(0.0)
+    };
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    Percentiles {
+        p50_ms: round(at(0.50)),
+        p95_ms: round(at(0.95)),
+        p99_ms: round(at(0.99)),
+        mean_ms: round(v.iter().sum::<f64>() / v.len() as f64),
+    }
+}
+
+/// Per-stage statistics over frames: a stage recorded several times in one frame (describe, merge) counts as
+/// its sum for that frame; stages keep the order in which they first appear.
+pub fn stage_stats(frames: &[Timings]) -> Vec<StageStats> {
+    let mut order: Vec<(Stage, Option<String>)> = Vec::new();
+    let mut per_frame: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for t in frames {
+        let mut sums: BTreeMap<usize, f64> = BTreeMap::new();
+        for s in &t.0 {
+            let key = (s.stage, s.model.clone());
+            let i = match order.iter().position(|k| *k == key) {
+                Some(i) => i,
+                None => {
+                    order.push(key);
+                    order.len() - 1
+                }
+            };
+            *sums.entry(i).or_insert(0.0) += s.ms;
+        }
+        for (i, ms) in sums {
+            per_frame.entry(i).or_default().push(ms);
+        }
+    }
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, (stage, model))| {
+            let p = percentiles(per_frame.get(&i).map(Vec::as_slice).unwrap_or_default());
+            StageStats { stage, model, p50_ms: p.p50_ms, p95_ms: p.p95_ms, p99_ms: p.p99_ms, mean_ms: p.mean_ms }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Suite {
+    pub detectors: Vec<String>,
+    pub segmenter: Option<String>,
+    pub discovery: bool,
+    pub self_check: bool,
+}
+
+/// One profile run, in the layout of `targets/*.baseline.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileReport {
+    pub target: String,
+    pub machine: String,
+    pub backend: String,
+    pub build: String,
+    pub suite: Suite,
+    pub images: String,
+    pub warmup: usize,
+    pub frames: usize,
+    pub stages: Vec<StageStats>,
+    pub end_to_end: Percentiles,
+    pub fps: f64,
+    pub peak_rss_kb: u64,
+    pub allocations_per_frame_outside_engines: Option<f64>,
+    pub allocations_per_frame_in_engines: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timing::StageTime;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = percentiles(&v);
+        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.mean_ms), (50.0, 95.0, 99.0, 50.5));
+        assert_eq!(percentiles(&[7.0]).p99_ms, 7.0);
+    }
+
+    #[test]
+    fn repeated_stages_in_a_frame_are_summed_and_models_kept_apart() {
+        let st = |stage, model: Option<&str>, ms| StageTime { stage, model: model.map(str::to_string), ms };
+        let frames = vec![
+            Timings(vec![st(Stage::Inference, Some("a"), 10.0), st(Stage::Describe, None, 1.0), st(Stage::Describe, None, 2.0)]),
+            Timings(vec![st(Stage::Inference, Some("a"), 20.0), st(Stage::Inference, Some("b"), 5.0), st(Stage::Describe, None, 4.0)]),
+        ];
+        let s = stage_stats(&frames);
+        assert_eq!(s.len(), 3);
+        assert_eq!((s[0].model.as_deref(), s[0].mean_ms), (Some("a"), 15.0));
+        assert_eq!((s[1].stage, s[1].mean_ms), (Stage::Describe, 3.5));
+        assert_eq!((s[2].model.as_deref(), s[2].p50_ms), (Some("b"), 5.0));
+    }
+}
