@@ -35,3 +35,44 @@ pub fn in_engine<T>(f: impl FnOnce() -> T) -> T {
     }
     out
 }
+
+/// Counters at the start of a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    total: Option<u64>,
+    engine: u64,
+}
+
+/// Takes the counters at the start of a frame (on the thread that runs its engines).
+pub fn mark() -> Mark {
+    Mark { total: allocations(), engine: engine_allocations() }
+}
+
+/// Allocations per frame, split into inside and outside the engines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerFrame {
+    outside: u64,
+    inside: u64,
+    frames: u64,
+}
+
+impl PerFrame {
+    /// Books the allocations since `start` as one frame; nothing when no counter is installed.
+    pub fn add_since(&mut self, start: Mark) {
+        if let (Some(a), Some(b)) = (start.total, allocations()) {
+            let inside = engine_allocations().saturating_sub(start.engine);
+            self.inside += inside;
+            self.outside += b.saturating_sub(a).saturating_sub(inside);
+            self.frames += 1;
+        }
+    }
+
+    /// Mean allocations per frame outside the engines; None before any frame was booked.
+    pub fn outside_mean(&self) -> Option<f64> {
+        (self.frames > 0).then(|| self.outside as f64 / self.frames as f64)
+    }
+
+    pub fn inside_mean(&self) -> Option<f64> {
+        (self.frames > 0).then(|| self.inside as f64 / self.frames as f64)
+    }
+}

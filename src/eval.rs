@@ -64,13 +64,22 @@ pub fn normalised_xywh(bbox: [f32; 4], image: &CocoImage) -> [f64; 4] {
 /// category's official name, its box normalised by the image size.
 pub fn reference_content(gt: &CocoInstances, image: &CocoImage) -> crate::score::Content {
     let names: HashMap<u32, &str> = gt.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
-    let entities = gt
-        .annotations
-        .iter()
-        .filter(|a| a.image_id == image.id && a.iscrowd == 0)
-        .filter_map(|a| {
-            let name = names.get(&a.category_id)?;
-            let bbox = normalised_xywh(a.bbox, image);
+    let annotations = gt.annotations.iter().filter(|a| a.image_id == image.id).map(|a| (a.category_id, a.bbox, a.iscrowd));
+    reference_entities(&names, annotations, image)
+}
+
+/// Reference entities from `(category id, COCO box, iscrowd)` annotations of one image: crowd regions dropped,
+/// official names without COCO panoptic's suffixes, boxes normalised.
+pub fn reference_entities(
+    names: &HashMap<u32, &str>,
+    annotations: impl Iterator<Item = (u32, [f32; 4], u8)>,
+    image: &CocoImage,
+) -> crate::score::Content {
+    let entities = annotations
+        .filter(|(_, _, crowd)| *crowd == 0)
+        .filter_map(|(category, bbox, _)| {
+            let name = names.get(&category)?;
+            let bbox = normalised_xywh(bbox, image);
             Some(crate::score::ScoredEntity { tag: crate::panoptic::plain_name(name), bbox: Some(bbox) })
         })
         .collect();

@@ -135,7 +135,8 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
     }
 
     if let Some(path) = &args.captions {
-        report.captions = Some(caption_scores(&args, path, models_dir, &mut pipe, &mut report.failed_images)?);
+        report.captions =
+            Some(caption_scores(&args, path, models_dir, &mut pipe, &captions_by_id, &mut report.failed_images)?);
     }
 
     match args.format {
@@ -167,19 +168,13 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
 /// Reference entities of one panoptic image: things and stuff, official names without COCO's suffixes.
 fn panoptic_reference(pan: &PanopticJson, image: &CocoImage) -> Content {
     let names: HashMap<u32, &str> = pan.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
-    let entities = pan
+    let segments = pan
         .annotations
         .iter()
         .filter(|a| a.image_id == image.id)
         .flat_map(|a| a.segments_info.iter())
-        .filter(|s| s.iscrowd == 0)
-        .filter_map(|s| {
-            let name = names.get(&s.category_id)?;
-            let bbox = pancap::eval::normalised_xywh(s.bbox, image);
-            Some(pancap::score::ScoredEntity { tag: pancap::panoptic::plain_name(name), bbox: Some(bbox) })
-        })
-        .collect();
-    Content { entities, ..Default::default() }
+        .map(|s| (s.category_id, s.bbox, s.iscrowd));
+    pancap::eval::reference_entities(&names, segments, image)
 }
 
 #[derive(serde::Deserialize)]
@@ -199,6 +194,7 @@ fn caption_scores(
     path: &Path,
     models_dir: &Path,
     pipe: &mut Option<Pipeline>,
+    already_captioned: &HashMap<u64, String>,
     failed: &mut Vec<String>,
 ) -> Result<CaptionMetrics> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -221,7 +217,10 @@ fn caption_scores(
                 None => pipe.insert(pipeline(args, models_dir)?),
             };
             for image in &refs.images {
-                if let Some(r) = caption_image(p, &dir, image, failed) {
+                // images the --coco/--panoptic pass captioned are not captioned again
+                if let Some(c) = already_captioned.get(&image.id) {
+                    candidates.insert(image.id, c.clone());
+                } else if let Some(r) = caption_image(p, &dir, image, failed) {
                     candidates.insert(image.id, r.caption.caption);
                 }
             }

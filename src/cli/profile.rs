@@ -81,11 +81,10 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
 
     let total = args.warmup + args.repeat.max(1) * inputs.len();
     let (mut frames, mut wall) = (Vec::new(), Vec::new());
-    let (mut outside, mut inside, mut counted) = (0u64, 0u64, 0u64);
+    let mut allocs = pancap::alloc_count::PerFrame::default();
     for k in 0..total {
         let Some(input) = inputs.get(k % inputs.len()) else { break };
-        let allocs = pancap::alloc_count::allocations();
-        let engine_allocs = pancap::alloc_count::engine_allocations();
+        let frame_start = pancap::alloc_count::mark();
         let t0 = Instant::now();
         let mut timings = Timings::default();
         let decoded;
@@ -110,12 +109,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
         if k >= args.warmup {
             frames.push(result.caption.timings_ms);
             wall.push(ms);
-            if let (Some(a), Some(b)) = (allocs, pancap::alloc_count::allocations()) {
-                let e = pancap::alloc_count::engine_allocations().saturating_sub(engine_allocs);
-                inside += e;
-                outside += b.saturating_sub(a).saturating_sub(e);
-                counted += 1;
-            }
+            allocs.add_since(frame_start);
         }
     }
     let end_to_end = percentiles(&wall);
@@ -141,8 +135,8 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
         fps: if end_to_end.mean_ms > 0.0 { 1000.0 / end_to_end.mean_ms } else { 0.0 },
         end_to_end,
         peak_rss_kb: rss_kb().1,
-        allocations_per_frame_outside_engines: (counted > 0).then(|| outside as f64 / counted as f64),
-        allocations_per_frame_in_engines: (counted > 0).then(|| inside as f64 / counted as f64),
+        allocations_per_frame_outside_engines: allocs.outside_mean(),
+        allocations_per_frame_in_engines: allocs.inside_mean(),
     };
     if let Some(p) = &args.output {
         std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;

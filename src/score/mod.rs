@@ -30,8 +30,13 @@ impl Prf {
     /// From counts: `matched` of `predicted` predictions and of `reference` references. A side with no items
     /// scores 0, so an image with no reference items scores 0 in that dimension.
     pub fn from_counts(matched: usize, predicted: usize, reference: usize) -> Prf {
-        let precision = if predicted > 0 { matched as f64 / predicted as f64 } else { 0.0 };
-        let recall = if reference > 0 { matched as f64 / reference as f64 } else { 0.0 };
+        Prf::from_parts(matched, predicted, matched, reference)
+    }
+
+    /// Precision `confirmed / asked` and recall `recalled / reference` (each 0 when its denominator is 0).
+    pub fn from_parts(confirmed: usize, asked: usize, recalled: usize, reference: usize) -> Prf {
+        let precision = if asked > 0 { confirmed as f64 / asked as f64 } else { 0.0 };
+        let recall = if reference > 0 { recalled as f64 / reference as f64 } else { 0.0 };
         let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
         Prf { precision, recall, f1 }
     }
@@ -170,10 +175,7 @@ impl ImageScore {
 }
 
 fn item_prf(c: ItemCounts) -> Prf {
-    let precision = if c.asked_predicted > 0 { c.confirmed_predicted as f64 / c.asked_predicted as f64 } else { 0.0 };
-    let recall = if c.reference > 0 { c.recalled_reference as f64 / c.reference as f64 } else { 0.0 };
-    let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-    Prf { precision, recall, f1 }
+    Prf::from_parts(c.confirmed_predicted, c.asked_predicted, c.recalled_reference, c.reference)
 }
 
 /// Scores one prediction against its reference.

@@ -167,14 +167,6 @@ pub fn rss_kb() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted.get(i.min(sorted.len() - 1)).copied().unwrap_or(0.0)
-}
-
 struct Captured {
     frame: Result<Frame, SourceError>,
     at: Instant,
@@ -297,10 +289,9 @@ pub fn run(
     let started = Instant::now();
     let mut line = Vec::with_capacity(64 * 1024);
 
-    let (mut alloc_outside, mut alloc_engine, mut alloc_frames) = (0u64, 0u64, 0u64);
+    let mut allocs = crate::alloc_count::PerFrame::default();
     while let Some(item) = queue.pop() {
-        let allocs_before = crate::alloc_count::allocations();
-        let engine_before = crate::alloc_count::engine_allocations();
+        let frame_start = crate::alloc_count::mark();
         let frame = match item.frame {
             Ok(f) => f,
             Err(e) => {
@@ -388,13 +379,8 @@ pub fn run(
         if summary.frames == 10 {
             summary.rss_warm_kb = rss_kb().0;
         }
-        if let (Some(a), Some(b)) = (allocs_before, crate::alloc_count::allocations()) {
-            if summary.frames > 10 {
-                let engine = crate::alloc_count::engine_allocations().saturating_sub(engine_before);
-                alloc_engine += engine;
-                alloc_outside += b.saturating_sub(a).saturating_sub(engine);
-                alloc_frames += 1;
-            }
+        if summary.frames > 10 {
+            allocs.add_since(frame_start);
         }
         if stop.load(Ordering::SeqCst) {
             summary.interrupted = true;
@@ -407,16 +393,12 @@ pub fn run(
     if !summary.interrupted {
         let _ = capture_thread.join();
     }
-    latencies.sort_by(f64::total_cmp);
-    summary.p50_ms = percentile(&latencies, 0.50);
-    summary.p95_ms = percentile(&latencies, 0.95);
-    summary.p99_ms = percentile(&latencies, 0.99);
+    let p = crate::profile::percentiles(&latencies);
+    (summary.p50_ms, summary.p95_ms, summary.p99_ms) = (p.p50_ms, p.p95_ms, p.p99_ms);
     let secs = started.elapsed().as_secs_f64();
     summary.fps = if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 };
-    if alloc_frames > 0 {
-        summary.allocations_per_frame_outside_engines = Some(alloc_outside as f64 / alloc_frames as f64);
-        summary.allocations_per_frame_in_engines = Some(alloc_engine as f64 / alloc_frames as f64);
-    }
+    summary.allocations_per_frame_outside_engines = allocs.outside_mean();
+    summary.allocations_per_frame_in_engines = allocs.inside_mean();
     let (rss, peak) = rss_kb();
     summary.rss_end_kb = rss;
     summary.rss_peak_kb = peak;
@@ -519,13 +501,5 @@ mod tests {
         capture(Box::new(cam), Arc::clone(&queue), opts, Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
         assert!(queue.is_closed());
         assert_eq!(std::iter::from_fn(|| queue.pop()).count(), 1);
-    }
-
-    #[test]
-    fn percentiles_of_a_known_list() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 0.5), 51.0);
-        assert_eq!(percentile(&v, 0.95), 95.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }
