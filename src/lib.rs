@@ -18,6 +18,7 @@ pub mod score;
 pub mod scene;
 pub mod source;
 pub mod stream;
+pub mod targets;
 pub mod textmetrics;
 pub mod timing;
 

@@ -44,6 +44,13 @@ enum Command {
     Profile(Box<cli::profile::ProfileArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
+    /// The backends this build can run and, for ONNX Runtime, the library and its execution providers
+    Backends(cli::BackendArgs),
+    /// The deployment target profiles (`--target NAME`): list them, or print one
+    Targets {
+        /// A target name or .toml file to print
+        name: Option<String>,
+    },
     /// List, provision and verify model files
     Models {
         #[command(subcommand)]
@@ -139,6 +146,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
         Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
+        Command::Backends(args) => cli::backends_cmd(&args),
+        Command::Targets { name } => cli::targets_cmd(name.as_deref()),
     }
 }
 
@@ -247,7 +256,8 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         _ => None,
     };
     let limits = DecodeLimits { max_side: args.max_side, ..DecodeLimits::default() };
-    let cfg = PipelineConfig { decode_limits: limits, ..args.suite.config(&models_dir) };
+    let cfg = PipelineConfig { decode_limits: limits, ..args.suite.config(&models_dir)? };
+    let self_check = args.self_check || args.suite.target()?.is_some_and(|t| t.suite.self_check);
     let t = Instant::now();
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     log::info!("suite {:?} loaded on {} in {:.0} ms", pipeline.detector_names(), pipeline.backend(), t.elapsed().as_secs_f64() * 1e3);
@@ -255,7 +265,7 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
-    let mut matcher = if args.self_check { Some(args.matcher.build(&pipeline.config().models_dir)?) } else { None };
+    let mut matcher = if self_check { Some(args.matcher.build(&pipeline.config().models_dir)?) } else { None };
     let mut sink = Sink::open(args.output.as_deref())?;
     let (mut ok, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut json_items: Vec<serde_json::Value> = Vec::new();

@@ -3,7 +3,7 @@
 
 use crate::score::ScoredEntity;
 use crate::caption::{text::write_caption, ScoredBox};
-use crate::engine::{self, Backend};
+use crate::engine::{self, BackendConfig, ModelSpec, Precision};
 use crate::geometry::BoxF;
 use crate::models::{self, LabelSet, Manifest, ManifestError, ProvisionError, Role};
 use crate::perceive::merge::{Instance, MergeParams, Pass};
@@ -12,7 +12,7 @@ use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveErr
 use crate::scene::attributes::{dominant_colour, Region};
 use crate::scene::relations::{relate, RelationParams};
 use crate::scene::{
-    global::global_state, Alternative, Attributes, DiscoveryReport, Entity, Kind, PanopticCaption, Position,
+    global::global_state, Alternative, ModelProvider, Attributes, DiscoveryReport, Entity, Kind, PanopticCaption, Position,
     SizeClass, SourceVote, Truncation, MAX_ALTERNATIVES, MAX_SOURCES, SCHEMA_VERSION,
 };
 use crate::source::{DecodeLimits, Frame};
@@ -34,7 +34,9 @@ const STUFF_AS_THING: &[(&str, &str)] = &[("table", "dining table"), ("plant", "
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineConfig {
     pub models_dir: PathBuf,
-    pub backend: Backend,
+    /// Backend, precision and backend options for every model of the suite.
+    #[serde(default)]
+    pub backend: BackendConfig,
     /// Detector manifests by name, primary first (the primary also runs extra-instance discovery).
     pub detectors: Vec<String>,
     /// Stuff segmenter manifest, or none to caption things only.
@@ -57,7 +59,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             models_dir: models::default_models_dir(),
-            backend: Backend::Tract,
+            backend: BackendConfig::default(),
             detectors: DEFAULT_DETECTORS.iter().map(|s| s.to_string()).collect(),
             segmenter: Some(DEFAULT_SEGMENTER.to_string()),
             discovery: Some(DiscoveryParams::default()),
@@ -86,6 +88,8 @@ pub enum PipelineError {
     Frame { origin: String, source: Box<PerceiveError> },
     #[error("the suite needs at least one detector")]
     NoDetector,
+    #[error(transparent)]
+    Int8(#[from] models::quantized::Int8Error),
     #[error("model {0} is a {1:?}, not usable here")]
     WrongRole(String, Role),
 }
@@ -94,6 +98,15 @@ impl From<engine::EngineError> for PipelineError {
     fn from(e: engine::EngineError) -> Self {
         PipelineError::Engine(Box::new(e))
     }
+}
+
+/// The model file for the configured precision: the provisioned FP32 file, or the verified INT8 one.
+fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineError> {
+    let mut spec = m.model_spec(&cfg.models_dir);
+    if cfg.backend.precision == Precision::Int8 {
+        spec.path = models::quantized::resolve(&cfg.models_dir, &m.name, &m.file, &m.sha256)?;
+    }
+    Ok(spec)
 }
 
 /// A stuff label map computed elsewhere (a segmenter on its own thread), with what is needed to read it.
@@ -139,6 +152,7 @@ pub struct Pipeline {
     detectors: Vec<Detector>,
     segmenter: Option<Segmenter>,
     cfg: PipelineConfig,
+    providers: Vec<ModelProvider>,
 }
 
 impl Pipeline {
@@ -160,12 +174,12 @@ impl Pipeline {
         }
         let mut detectors = Vec::new();
         for m in manifests.iter().filter(|m| m.role == Role::Detector) {
-            let e = engine::load(cfg.backend, m.model_spec(&cfg.models_dir))?;
+            let e = engine::load(&cfg.backend, spec_for(m, &cfg)?)?;
             detectors.push(Detector::new(m.clone(), e, cfg.detect)?);
         }
         let segmenter = match seg {
             Some(m) if m.role == Role::Segmenter => {
-                let e = engine::load(cfg.backend, m.model_spec(&cfg.models_dir))?;
+                let e = engine::load(&cfg.backend, spec_for(&m, &cfg)?)?;
                 Some(Segmenter::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
@@ -183,7 +197,10 @@ impl Pipeline {
         if detectors.is_empty() {
             return Err(PipelineError::NoDetector);
         }
-        Ok(Pipeline { detectors, segmenter, cfg })
+        let dets = detectors.iter().map(|d| ModelProvider { model: d.name().to_string(), provider: d.provider() });
+        let seg = segmenter.iter().map(|s| ModelProvider { model: s.name().to_string(), provider: s.provider() });
+        let providers = dets.chain(seg).collect();
+        Ok(Pipeline { detectors, segmenter, cfg, providers })
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -192,6 +209,11 @@ impl Pipeline {
 
     pub fn backend(&self) -> &'static str {
         self.detectors.first().map(|d| d.backend()).unwrap_or("none")
+    }
+
+    /// What runs each model, detectors first.
+    pub fn providers(&self) -> &[ModelProvider] {
+        &self.providers
     }
 
     pub fn detector_names(&self) -> Vec<String> {
@@ -376,6 +398,7 @@ impl Pipeline {
                 discovery: DiscoveryReport { ran: discovery_ran, added },
                 truncated: Truncation { entities: dropped as u32, relations: rel_dropped },
                 backend: self.backend().to_string(),
+                providers: self.providers.clone(),
                 timings_ms: timings,
                 self_check: None,
             },

@@ -1,6 +1,7 @@
 //! Latency profiles: per-stage percentiles over frames measured after warm-up, end-to-end time, frame rate,
 //! memory and allocations, in the layout of the `targets/*.baseline.json` files.
 
+use crate::scene::ModelProvider;
 use crate::timing::{Stage, Timings};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,6 +90,12 @@ pub struct ProfileReport {
     pub target: String,
     pub machine: String,
     pub backend: String,
+    /// fp32, fp16 or int8.
+    #[serde(default)]
+    pub precision: String,
+    /// What ran each model (backend, execution provider, threads).
+    #[serde(default)]
+    pub providers: Vec<ModelProvider>,
     pub build: String,
     pub suite: Suite,
     pub images: String,
@@ -98,8 +105,89 @@ pub struct ProfileReport {
     pub end_to_end: Percentiles,
     pub fps: f64,
     pub peak_rss_kb: u64,
+    /// Resident memory the process gained while this configuration's models loaded.
+    #[serde(default)]
+    pub load_rss_kb: Option<u64>,
     pub allocations_per_frame_outside_engines: Option<f64>,
+    /// Rust heap allocations during engine runs (ONNX Runtime's own C++ allocations are not seen by the counter).
     pub allocations_per_frame_in_engines: Option<f64>,
+}
+
+/// One stage of one configuration against the same stage of the first (baseline) configuration, measured in the
+/// same run on the same frames (round-robin, so machine noise falls on all alike).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRatio {
+    pub stage: String,
+    pub model: Option<String>,
+    pub baseline_p50_ms: f64,
+    pub p50_ms: f64,
+    /// p50 of this configuration over p50 of the baseline (below 1: faster).
+    pub p50_ratio: f64,
+    pub mean_ratio: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub baseline: String,
+    pub variant: String,
+    pub stages: Vec<StageRatio>,
+    pub end_to_end: StageRatio,
+}
+
+/// Several configurations side by side: each one's report, then each one against the first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileComparison {
+    pub reports: Vec<ProfileReport>,
+    pub comparisons: Vec<Comparison>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        ((a / b) * 1000.0).round() / 1000.0
+    } else {
+        f64::NAN
+    }
+}
+
+/// Compares each report with the first, stage by stage (stages matched by stage and model; stages only one side
+/// has are left out) and end to end.
+pub fn compare(reports: &[ProfileReport]) -> Vec<Comparison> {
+    let Some(base) = reports.first() else { return Vec::new() };
+    let label = |r: &ProfileReport| format!("{}/{}", r.backend, r.precision);
+    reports
+        .iter()
+        .skip(1)
+        .map(|r| {
+            let stages = r
+                .stages
+                .iter()
+                .filter_map(|s| {
+                    let b = base.stages.iter().find(|b| b.stage == s.stage && b.model == s.model)?;
+                    Some(StageRatio {
+                        stage: s.stage.name().to_string(),
+                        model: s.model.clone(),
+                        baseline_p50_ms: b.p50_ms,
+                        p50_ms: s.p50_ms,
+                        p50_ratio: ratio(s.p50_ms, b.p50_ms),
+                        mean_ratio: ratio(s.mean_ms, b.mean_ms),
+                    })
+                })
+                .collect();
+            Comparison {
+                baseline: label(base),
+                variant: label(r),
+                stages,
+                end_to_end: StageRatio {
+                    stage: "end-to-end".into(),
+                    model: None,
+                    baseline_p50_ms: base.end_to_end.p50_ms,
+                    p50_ms: r.end_to_end.p50_ms,
+                    p50_ratio: ratio(r.end_to_end.p50_ms, base.end_to_end.p50_ms),
+                    mean_ratio: ratio(r.end_to_end.mean_ms, base.end_to_end.mean_ms),
+                },
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,6 +18,24 @@ pub enum Stage {
     SelfCheck,
 }
 
+impl Stage {
+    /// The name used in reports (as serialised).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Preprocess => "preprocess",
+            Stage::Inference => "inference",
+            Stage::Postprocess => "postprocess",
+            Stage::Discovery => "discovery",
+            Stage::Merge => "merge",
+            Stage::Stuff => "stuff",
+            Stage::Describe => "describe",
+            Stage::Caption => "caption",
+            Stage::SelfCheck => "self-check",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageTime {
     pub stage: Stage,
@@ -38,5 +56,17 @@ impl Timings {
 
     pub fn total_ms(&self) -> f64 {
         self.0.iter().map(|s| s.ms).sum()
+    }
+}
+
+#[cfg(test)]
+mod stage_name_tests {
+    use super::Stage;
+
+    #[test]
+    fn names_are_the_serialised_names() {
+        for s in [Stage::Decode, Stage::Preprocess, Stage::Inference, Stage::Postprocess, Stage::Discovery, Stage::Merge, Stage::Stuff, Stage::Describe, Stage::Caption, Stage::SelfCheck] {
+            assert_eq!(serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref(), Some(s.name()));
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use pancap::engine::Backend;
+use pancap::engine::BackendConfig;
 use pancap::models::TextManifest;
 use pancap::score::embed::{cosine, Embedder, WordPiece};
 use pancap::score::wordnet::{self, WordNet};
@@ -24,7 +24,7 @@ fn manifest() -> TextManifest {
 }
 
 fn embedder() -> Embedder {
-    Embedder::load(&manifest(), &common::models_dir(), Backend::Tract).unwrap_or_else(|e| panic!("{e}"))
+    Embedder::load(&manifest(), &common::models_dir(), &BackendConfig::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

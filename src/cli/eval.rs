@@ -57,7 +57,7 @@ struct EvalReport {
 }
 
 fn pipeline(args: &EvalArgs, models_dir: &Path) -> Result<Pipeline> {
-    Pipeline::load(args.suite.config(models_dir)).context("loading the model suite")
+    Pipeline::load(args.suite.config(models_dir)?).context("loading the model suite")
 }
 
 /// Captions one listed image; None (and the failure recorded) when it cannot be read.

@@ -5,15 +5,74 @@ pub mod profile;
 pub mod score;
 pub mod stream;
 
+use anyhow::{Context, Result};
+use pancap::engine::{Backend, BackendConfig, Precision};
+use pancap::targets::TargetProfile;
 use pancap::PipelineConfig;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Which models run: shared by `caption` and `eval`.
+/// How models run: backend, precision and backend options. Flags win over a `--target` profile.
+#[derive(clap::Args, Clone, Default)]
+pub struct BackendArgs {
+    /// Backend: tract (pure Rust, CPU), ort-cpu, ort-cuda, ort-tensorrt (the ort ones need `--features ort`)
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// Model precision: fp32, fp16 (TensorRT), int8 (models written by `pancap quantize`)
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// ONNX Runtime intra-op threads
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// CUDA device for ort-cuda / ort-tensorrt
+    #[arg(long)]
+    pub device_id: Option<u32>,
+    /// The ONNX Runtime library (libonnxruntime.so); default: ORT_DYLIB_PATH
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Keep TensorRT engines and timing caches in this directory across runs
+    #[arg(long)]
+    pub trt_cache: Option<PathBuf>,
+    /// TensorRT builder workspace in MiB
+    #[arg(long)]
+    pub trt_workspace_mib: Option<usize>,
+    /// Run TensorRT layers on this DLA core (Jetson Orin NX / AGX Orin)
+    #[arg(long)]
+    pub trt_dla_core: Option<u32>,
+}
+
+impl BackendArgs {
+    /// The target's backend settings (or the defaults) with every given flag applied on top.
+    pub fn apply(&self, base: BackendConfig) -> BackendConfig {
+        let mut c = base;
+        if let Some(b) = self.backend {
+            if b != c.backend {
+                // options of another backend do not carry over
+                c = BackendConfig { threads: c.threads, ..BackendConfig::new(b) };
+            }
+        }
+        if let Some(p) = self.precision {
+            c.precision = p;
+        }
+        c.threads = self.threads.or(c.threads);
+        c.device_id = self.device_id.unwrap_or(c.device_id);
+        c.ort_library = self.ort_lib.clone().or(c.ort_library);
+        c.trt_cache_dir = self.trt_cache.clone().or(c.trt_cache_dir);
+        c.trt_workspace_mib = self.trt_workspace_mib.or(c.trt_workspace_mib);
+        c.trt_dla_core = self.trt_dla_core.or(c.trt_dla_core);
+        c
+    }
+}
+
+/// Which models run and how: shared by `caption`, `eval`, `stream` and `profile`.
 #[derive(clap::Args, Clone)]
 pub struct SuiteArgs {
-    /// Detectors of the suite, primary first
-    #[arg(long, value_delimiter = ',', default_values_t = pancap::pipeline::DEFAULT_DETECTORS.iter().map(|s| s.to_string()))]
-    pub detectors: Vec<String>,
+    /// Apply a target profile: jetson-orin-nano, jetson-orin-nx, jetson-agx-orin, x86-cpu, x86-cuda, or a .toml
+    /// file (flags given here win over it)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Detectors of the suite, primary first [default: yolox_nano_416,picodet_s_416_coco]
+    #[arg(long, value_delimiter = ',')]
+    pub detectors: Option<Vec<String>>,
     /// Skip stuff segmentation (things only)
     #[arg(long)]
     pub no_stuff: bool,
@@ -23,17 +82,79 @@ pub struct SuiteArgs {
     /// Minimum merged score for an entity to be captioned
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 impl SuiteArgs {
-    pub fn config(&self, models_dir: &Path) -> PipelineConfig {
-        PipelineConfig {
+    pub fn target(&self) -> Result<Option<TargetProfile>> {
+        self.target.as_deref().map(TargetProfile::load).transpose().context("--target")
+    }
+
+    /// The pipeline configuration: defaults, then the target profile, then the flags.
+    pub fn config(&self, models_dir: &Path) -> Result<PipelineConfig> {
+        let target = self.target()?;
+        let defaults = PipelineConfig::default();
+        let (detectors, stuff, discovery, backend) = match &target {
+            Some(t) => (t.suite.detectors.clone(), t.suite.stuff, t.suite.discovery, t.backend.clone()),
+            None => (defaults.detectors.clone(), true, true, BackendConfig::default()),
+        };
+        let config = PipelineConfig {
             models_dir: models_dir.to_path_buf(),
-            detectors: self.detectors.clone(),
-            segmenter: if self.no_stuff { None } else { PipelineConfig::default().segmenter },
-            discovery: if self.no_discovery { None } else { PipelineConfig::default().discovery },
+            backend: self.backend.apply(backend),
+            detectors: self.detectors.clone().unwrap_or(detectors),
+            segmenter: if stuff && !self.no_stuff { defaults.segmenter.clone() } else { None },
+            discovery: if discovery && !self.no_discovery { defaults.discovery } else { None },
             caption_threshold: self.threshold,
-            ..PipelineConfig::default()
+            ..defaults
+        };
+        config.backend.validate()?;
+        Ok(config)
+    }
+}
+
+/// `pancap backends`: what this build can run here. Exit 1 when an ONNX Runtime library was named but cannot load.
+pub fn backends_cmd(args: &BackendArgs) -> Result<i32> {
+    for b in Backend::ALL {
+        let state = if b.compiled_in() { "compiled in" } else { "not compiled in (rebuild with --features ort)" };
+        println!("{:<14} {state}", b.name());
+    }
+    ort_report(args)
+}
+
+#[cfg(feature = "ort")]
+fn ort_report(args: &BackendArgs) -> Result<i32> {
+    let config = args.apply(BackendConfig::new(Backend::OrtCpu));
+    let (library, version) = match pancap::engine::runtime_info(&config) {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    println!("ONNX Runtime {version} from {}", library.display());
+    for (name, available) in pancap::engine::available_providers(&config)? {
+        println!("  {name:<28} {}", if available { "available" } else { "not in this library" });
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "ort"))]
+fn ort_report(_: &BackendArgs) -> Result<i32> {
+    Ok(0)
+}
+
+/// `pancap targets [NAME]`.
+pub fn targets_cmd(name: Option<&str>) -> Result<i32> {
+    match name {
+        Some(n) => print!("{}", toml::to_string_pretty(&TargetProfile::load(n)?)?),
+        None => {
+            for n in TargetProfile::names() {
+                let t = TargetProfile::load(n)?;
+                let measured = if t.measured { "measured" } else { "not measured here" };
+                println!("{n:<18} {:<13} {:<6} {measured:<18} {}", t.backend.backend, t.backend.precision, t.hardware);
+            }
         }
     }
+    Ok(0)
 }

@@ -4,14 +4,33 @@
 use super::score::{MatcherArgs, ReportFormat};
 use super::SuiteArgs;
 use anyhow::{bail, Context, Result};
-use pancap::profile::{percentiles, stage_stats, ProfileReport, Suite};
+use pancap::engine::{Backend, BackendConfig, Precision};
+use pancap::profile::{compare, percentiles, stage_stats, ProfileComparison, ProfileReport, Suite};
 use pancap::source::{self, DecodeLimits, Frame};
 use pancap::stream::rss_kb;
 use pancap::stream::sources::open_replay;
 use pancap::timing::{Stage, Timings};
-use pancap::Pipeline;
+use pancap::{Pipeline, PipelineConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// One configuration to profile: `BACKEND[/PRECISION]`, e.g. `ort-cpu`, `tract/int8`, `ort-tensorrt/fp16`.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    backend: Backend,
+    precision: Option<Precision>,
+}
+
+impl std::str::FromStr for Variant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (b, p) = match s.split_once('/') {
+            Some((b, p)) => (b, Some(p.parse()?)),
+            None => (s, None),
+        };
+        Ok(Variant { backend: b.parse()?, precision: p })
+    }
+}
 
 #[derive(clap::Args)]
 pub struct ProfileArgs {
@@ -31,9 +50,10 @@ pub struct ProfileArgs {
     /// Include the self-check second pass
     #[arg(long)]
     self_check: bool,
-    /// Target name recorded in the report (see targets/)
-    #[arg(long, default_value = "x86-cpu")]
-    target: String,
+    /// Profile these configurations side by side in one run, BACKEND[/PRECISION] separated by commas, the first
+    /// being the baseline of the ratios (default: just the one the suite flags or --target give)
+    #[arg(long, value_delimiter = ',')]
+    compare: Vec<Variant>,
     /// Machine description recorded in the report
     #[arg(long, default_value = "unspecified")]
     machine: String,
@@ -51,6 +71,28 @@ pub struct ProfileArgs {
 enum Input {
     File(PathBuf),
     Decoded(Box<Frame>),
+}
+
+/// One loaded configuration and what was measured of it.
+struct Run {
+    pipeline: Pipeline,
+    frames: Vec<Timings>,
+    wall: Vec<f64>,
+    allocs: pancap::alloc_count::PerFrame,
+    load_rss_kb: u64,
+}
+
+fn variant_config(base: &PipelineConfig, v: &Variant) -> Result<PipelineConfig> {
+    let mut backend = if v.backend == base.backend.backend {
+        base.backend.clone()
+    } else {
+        BackendConfig { threads: base.backend.threads, ort_library: base.backend.ort_library.clone(), ..BackendConfig::new(v.backend) }
+    };
+    if let Some(p) = v.precision {
+        backend.precision = p;
+    }
+    backend.validate().with_context(|| format!("--compare {}", backend.label()))?;
+    Ok(PipelineConfig { backend, ..base.clone() })
 }
 
 pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
@@ -76,87 +118,142 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
     if inputs.is_empty() {
         bail!("nothing to profile: give image files, a directory, or --replay FILE");
     }
-    let mut pipeline = Pipeline::load(args.suite.config(models_dir)).context("loading the model suite")?;
-    let mut matcher = if args.self_check { Some(args.matcher.build(models_dir)?) } else { None };
+    let base = args.suite.config(models_dir)?;
+    let configs = if args.compare.is_empty() {
+        vec![base.clone()]
+    } else {
+        args.compare.iter().map(|v| variant_config(&base, v)).collect::<Result<Vec<_>>>()?
+    };
+    let mut runs = Vec::new();
+    for cfg in configs {
+        let label = cfg.backend.label();
+        let before = rss_kb().0;
+        let pipeline = Pipeline::load(cfg).with_context(|| format!("loading the model suite on {label}"))?;
+        let load_rss_kb = rss_kb().0.saturating_sub(before);
+        runs.push(Run { pipeline, frames: Vec::new(), wall: Vec::new(), allocs: Default::default(), load_rss_kb });
+    }
+    let self_check = args.self_check || args.suite.target()?.is_some_and(|t| t.suite.self_check);
+    let mut matcher = if self_check { Some(args.matcher.build(models_dir)?) } else { None };
 
+    // round-robin: every configuration runs frame k before any runs frame k+1, so load on the machine falls on
+    // all of them alike
     let total = args.warmup + args.repeat.max(1) * inputs.len();
-    let (mut frames, mut wall) = (Vec::new(), Vec::new());
-    let mut allocs = pancap::alloc_count::PerFrame::default();
     for k in 0..total {
         let Some(input) = inputs.get(k % inputs.len()) else { break };
-        let frame_start = pancap::alloc_count::mark();
-        let t0 = Instant::now();
-        let mut timings = Timings::default();
-        let decoded;
-        let frame = match input {
-            Input::File(p) => {
+        for run in runs.iter_mut() {
+            let frame_start = pancap::alloc_count::mark();
+            let t0 = Instant::now();
+            let mut timings = Timings::default();
+            let decoded;
+            let frame = match input {
+                Input::File(p) => {
+                    let t = Instant::now();
+                    decoded = source::read_image(p, &limits)?;
+                    timings.record(Stage::Decode, None, t);
+                    &decoded
+                }
+                Input::Decoded(f) => f.as_ref(),
+            };
+            let mut result = run.pipeline.process(frame, timings)?;
+            if let Some(m) = matcher.as_mut() {
+                let second = run.pipeline.second_opinion(frame, &mut result.caption.timings_ms)?;
                 let t = Instant::now();
-                decoded = source::read_image(p, &limits)?;
-                timings.record(Stage::Decode, None, t);
-                &decoded
+                let check = pancap::score::self_check(&result.caption, &second, m, 0.5, 0.0)?;
+                drop(check);
+                result.caption.timings_ms.record(Stage::SelfCheck, Some("scoring"), t);
             }
-            Input::Decoded(f) => f.as_ref(),
-        };
-        let mut result = pipeline.process(frame, timings)?;
-        if let Some(m) = matcher.as_mut() {
-            let second = pipeline.second_opinion(frame, &mut result.caption.timings_ms)?;
-            let t = Instant::now();
-            let check = pancap::score::self_check(&result.caption, &second, m, 0.5, 0.0)?;
-            drop(check);
-            result.caption.timings_ms.record(Stage::SelfCheck, Some("scoring"), t);
-        }
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        if k >= args.warmup {
-            frames.push(result.caption.timings_ms);
-            wall.push(ms);
-            allocs.add_since(frame_start);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if k >= args.warmup {
+                run.frames.push(result.caption.timings_ms);
+                run.wall.push(ms);
+                run.allocs.add_since(frame_start);
+            }
         }
     }
-    let end_to_end = percentiles(&wall);
-    let cfg = pipeline.config();
-    let report = ProfileReport {
-        target: args.target.clone(),
-        machine: args.machine.clone(),
-        backend: format!("{} (tract-onnx 0.23.9)", pipeline.backend()),
-        build: if cfg!(debug_assertions) { "dev profile".into() } else { "release profile".into() },
-        suite: Suite {
-            detectors: cfg.detectors.clone(),
-            segmenter: cfg.segmenter.clone(),
-            discovery: cfg.discovery.is_some(),
-            self_check: args.self_check,
-        },
-        images: match &args.replay {
-            Some(p) => format!("{} ({} frames)", p.display(), inputs.len()),
-            None => format!("{} image(s)", inputs.len()),
-        },
-        warmup: args.warmup,
-        frames: wall.len(),
-        stages: stage_stats(&frames),
-        fps: if end_to_end.mean_ms > 0.0 { 1000.0 / end_to_end.mean_ms } else { 0.0 },
-        end_to_end,
-        peak_rss_kb: rss_kb().1,
-        allocations_per_frame_outside_engines: allocs.outside_mean(),
-        allocations_per_frame_in_engines: allocs.inside_mean(),
+    let peak_rss_kb = rss_kb().1;
+    let target = args.suite.target.clone().unwrap_or_else(|| "custom".into());
+    let reports: Vec<ProfileReport> = runs
+        .iter()
+        .map(|run| {
+            let end_to_end = percentiles(&run.wall);
+            let cfg = run.pipeline.config();
+            ProfileReport {
+                target: target.clone(),
+                machine: args.machine.clone(),
+                backend: cfg.backend.backend.name().to_string(),
+                precision: cfg.backend.precision.name().to_string(),
+                providers: run.pipeline.providers().to_vec(),
+                build: if cfg!(debug_assertions) { "dev profile".into() } else { "release profile".into() },
+                suite: Suite {
+                    detectors: cfg.detectors.clone(),
+                    segmenter: cfg.segmenter.clone(),
+                    discovery: cfg.discovery.is_some(),
+                    self_check,
+                },
+                images: match &args.replay {
+                    Some(p) => format!("{} ({} frames)", p.display(), inputs.len()),
+                    None => format!("{} image(s)", inputs.len()),
+                },
+                warmup: args.warmup,
+                frames: run.wall.len(),
+                stages: stage_stats(&run.frames),
+                fps: if end_to_end.mean_ms > 0.0 { 1000.0 / end_to_end.mean_ms } else { 0.0 },
+                end_to_end,
+                peak_rss_kb,
+                load_rss_kb: Some(run.load_rss_kb),
+                allocations_per_frame_outside_engines: run.allocs.outside_mean(),
+                allocations_per_frame_in_engines: run.allocs.inside_mean(),
+            }
+        })
+        .collect();
+    let json = match reports.as_slice() {
+        [one] => serde_json::to_string_pretty(one)?,
+        _ => serde_json::to_string_pretty(&ProfileComparison { comparisons: compare(&reports), reports: reports.clone() })?,
     };
     if let Some(p) = &args.output {
-        std::fs::write(p, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
     }
     match args.format {
-        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ReportFormat::Json => println!("{json}"),
         ReportFormat::Text => {
-            println!("{} on {} [{}], {}; {} measured frame(s) after {} warm-up", report.target, report.machine, report.backend, report.build, report.frames, report.warmup);
-            println!("{:<14} {:<32} {:>9} {:>9} {:>9} {:>9}", "stage", "model", "p50 ms", "p95 ms", "p99 ms", "mean ms");
-            for s in &report.stages {
-                let stage = serde_json::to_value(s.stage)?.as_str().unwrap_or_default().to_string();
-                println!("{:<14} {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", stage, s.model.as_deref().unwrap_or("-"), s.p50_ms, s.p95_ms, s.p99_ms, s.mean_ms);
+            for report in &reports {
+                print_report(report);
+                println!();
             }
-            let e = &report.end_to_end;
-            println!("{:<14} {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", "end-to-end", "", e.p50_ms, e.p95_ms, e.p99_ms, e.mean_ms);
-            println!("{:.2} fps; peak RSS {} kB", report.fps, report.peak_rss_kb);
-            if let (Some(o), Some(i)) = (report.allocations_per_frame_outside_engines, report.allocations_per_frame_in_engines) {
-                println!("heap allocations per frame: {o:.0} outside the engines, {i:.0} inside");
+            for c in compare(&reports) {
+                print_comparison(&c);
+                println!();
             }
         }
     }
     Ok(0)
+}
+
+fn print_report(report: &ProfileReport) {
+    println!(
+        "{} on {} [{}/{}], {}; {} measured frame(s) after {} warm-up",
+        report.target, report.machine, report.backend, report.precision, report.build, report.frames, report.warmup
+    );
+    for p in &report.providers {
+        println!("  {:<32} {}", p.model, p.provider);
+    }
+    println!("{:<14} {:<32} {:>9} {:>9} {:>9} {:>9}", "stage", "model", "p50 ms", "p95 ms", "p99 ms", "mean ms");
+    for s in &report.stages {
+        println!("{:<14} {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", s.stage.name(), s.model.as_deref().unwrap_or("-"), s.p50_ms, s.p95_ms, s.p99_ms, s.mean_ms);
+    }
+    let e = &report.end_to_end;
+    println!("{:<14} {:<32} {:>9.2} {:>9.2} {:>9.2} {:>9.2}", "end-to-end", "", e.p50_ms, e.p95_ms, e.p99_ms, e.mean_ms);
+    let load = report.load_rss_kb.map(|k| format!(" (+{k} kB loading these models)")).unwrap_or_default();
+    println!("{:.2} fps; peak RSS {} kB{load}", report.fps, report.peak_rss_kb);
+    if let (Some(o), Some(i)) = (report.allocations_per_frame_outside_engines, report.allocations_per_frame_in_engines) {
+        println!("heap allocations per frame: {o:.0} outside the engines, {i:.0} inside");
+    }
+}
+
+fn print_comparison(c: &pancap::profile::Comparison) {
+    println!("{} against {} (p50 ratio; below 1 is faster)", c.variant, c.baseline);
+    println!("{:<14} {:<32} {:>12} {:>12} {:>9}", "stage", "model", "baseline p50", "p50 ms", "ratio");
+    for s in c.stages.iter().chain(std::iter::once(&c.end_to_end)) {
+        println!("{:<14} {:<32} {:>12.2} {:>12.2} {:>8.3}x", s.stage, s.model.as_deref().unwrap_or("-"), s.baseline_p50_ms, s.p50_ms, s.p50_ratio);
+    }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
-use pancap::engine::Backend;
+use pancap::engine::BackendConfig;
 use pancap::models::{ProvisionError, TextManifest};
 use pancap::score::embed::{EmbedError, Embedder};
 use pancap::score::input::{image_key, read_captions, ScoredCaption};
@@ -35,7 +35,7 @@ impl MatcherArgs {
             None
         } else {
             let manifest = TextManifest::by_name("all_minilm_l6_v2").context("embedded text manifest")??;
-            match Embedder::load(&manifest, models_dir, Backend::Tract) {
+            match Embedder::load(&manifest, models_dir, &BackendConfig::default()) {
                 Ok(e) => Some(e),
                 Err(EmbedError::Provision(ProvisionError::Missing { path, .. })) => {
                     log::warn!("{}: not provisioned; the sentence-embedding tier is skipped", path.display());

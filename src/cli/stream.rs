@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use pancap::source::DecodeLimits;
 use pancap::stream::sources::{open_replay, FrameSource, ReplayFormat};
 use pancap::stream::{self, StreamOptions};
-use pancap::{Pipeline, PipelineConfig};
+use pancap::targets::TargetProfile;
+use pancap::Pipeline;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,9 +57,9 @@ pub struct StreamArgs {
     /// Frames held between capture and the pipeline (live sources drop the oldest beyond this)
     #[arg(long, default_value_t = 2)]
     queue: usize,
-    /// Run extra-instance discovery on every Nth frame (0: never)
-    #[arg(long, default_value_t = 10)]
-    discovery_every: u32,
+    /// Run extra-instance discovery on every Nth frame (0: never) [default: 10, or the target's]
+    #[arg(long)]
+    discovery_every: Option<u32>,
     /// Stop after this many frames
     #[arg(long)]
     max_frames: Option<u64>,
@@ -71,15 +72,8 @@ pub struct StreamArgs {
     /// Print the summary as JSON on standard error
     #[arg(long)]
     summary_json: bool,
-    /// Detectors of the suite, primary first
-    #[arg(long, value_delimiter = ',', default_values_t = pancap::pipeline::DEFAULT_DETECTORS.iter().map(|s| s.to_string()))]
-    detectors: Vec<String>,
-    /// Skip stuff segmentation
-    #[arg(long)]
-    no_stuff: bool,
-    /// Minimum merged score for an entity to be captioned
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
+    #[command(flatten)]
+    suite: super::SuiteArgs,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32)> {
@@ -87,10 +81,13 @@ fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((w.trim().parse().context("--size width")?, h.trim().parse().context("--size height")?))
 }
 
-fn open_source(args: &StreamArgs, limits: DecodeLimits) -> Result<Box<dyn FrameSource>> {
+fn open_source(args: &StreamArgs, target: Option<&TargetProfile>, limits: DecodeLimits) -> Result<Box<dyn FrameSource>> {
     let size = args.size.as_deref().map(parse_size).transpose()?;
     match (&args.device, &args.replay) {
-        (Some(dev), None) => open_camera(dev, size, args.camera_format, limits),
+        (Some(dev), None) => {
+            let size = size.or(target.map(|t| (t.capture.width, t.capture.height)));
+            open_camera(dev, size, args.camera_format, limits)
+        }
         (None, Some(path)) => {
             let format = args.replay_format.map(|f| match f {
                 RecordingFormat::Mjpeg => ReplayFormat::Mjpeg,
@@ -125,13 +122,14 @@ fn open_camera(dev: &Path, _: Option<(u32, u32)>, _: CameraFormat, _: DecodeLimi
 
 pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     let limits = DecodeLimits::default();
-    let source = open_source(&args, limits)?;
-    let cfg = PipelineConfig {
-        models_dir,
-        detectors: args.detectors.clone(),
-        segmenter: if args.no_stuff { None } else { PipelineConfig::default().segmenter },
-        caption_threshold: args.threshold,
-        ..PipelineConfig::default()
+    let target = args.suite.target()?;
+    let source = open_source(&args, target.as_ref(), limits)?;
+    let cfg = args.suite.config(&models_dir)?;
+    let discovery_every = match (args.discovery_every, &target) {
+        _ if cfg.discovery.is_none() => 0,
+        (Some(n), _) => n,
+        (None, Some(t)) => t.suite.discovery_every,
+        (None, None) => 10,
     };
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
@@ -139,7 +137,7 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         heartbeat: Duration::from_secs_f64(args.heartbeat.max(0.0)),
         realtime_fps: args.realtime,
         queue: args.queue,
-        discovery_every: args.discovery_every,
+        discovery_every,
         max_frames: args.max_frames,
         slow_down: Duration::from_millis(args.slow_ms),
         live: args.live,

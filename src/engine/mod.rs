@@ -1,6 +1,8 @@
 //! The engine seam: our own narrow trait and tensor type. Backend types (tract, ort) never leave this module.
 
 mod fake;
+#[cfg(feature = "ort")]
+mod ort;
 mod tract;
 
 pub use fake::FakeEngine;
@@ -122,6 +124,12 @@ pub enum EngineError {
     WrongDType { want: DType, have: DType },
     #[error("fake engine: {0}")]
     Fake(String),
+    #[error("backend {backend} is not compiled into this build: rebuild with `--features {feature}`")]
+    NotCompiled { backend: &'static str, feature: &'static str },
+    #[error("backend {backend} does not support {what}")]
+    Unsupported { backend: &'static str, what: String },
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
 }
 
 /// One loaded model. `run` takes inputs in the spec's order and returns outputs in the spec's order.
@@ -130,6 +138,11 @@ pub trait Engine: Send {
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, EngineError>;
     /// Backend name for reports (e.g. `tract`).
     fn backend(&self) -> &'static str;
+    /// What actually runs this model, for logs and reports: `tract`, `ort 1.31.1 CPUExecutionProvider`,
+    /// `ort … TensorrtExecutionProvider fp16 + CUDAExecutionProvider`.
+    fn provider(&self) -> String {
+        self.backend().to_string()
+    }
 }
 
 /// Checks inputs against the spec before any backend sees them.
@@ -152,13 +165,168 @@ pub(crate) fn check_inputs(spec: &ModelSpec, inputs: &[Tensor]) -> Result<(), En
     Ok(())
 }
 
-/// Which backend runs the models. Only backends compiled into this build are listed; asking for another is a
-/// configuration error raised by the CLI, never a silent fallback.
+/// Which backend runs the models. Every variant parses in every build; asking for one that is not compiled in
+/// is an error naming the missing feature, never a silent fallback to another backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
+    /// Pure-Rust tract on the CPU (always built).
     #[default]
     Tract,
+    /// ONNX Runtime, CPU execution provider (`ort` feature).
+    OrtCpu,
+    /// ONNX Runtime, CUDA execution provider (`ort` feature, a CUDA-enabled ONNX Runtime library).
+    OrtCuda,
+    /// ONNX Runtime, TensorRT execution provider with CUDA for the nodes TensorRT does not take.
+    #[serde(rename = "ort-tensorrt")]
+    OrtTensorRt,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 4] = [Backend::Tract, Backend::OrtCpu, Backend::OrtCuda, Backend::OrtTensorRt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::OrtCpu => "ort-cpu",
+            Backend::OrtCuda => "ort-cuda",
+            Backend::OrtTensorRt => "ort-tensorrt",
+        }
+    }
+
+    /// Whether this build can run the backend at all (the library and providers are checked at load).
+    pub fn compiled_in(self) -> bool {
+        match self {
+            Backend::Tract => true,
+            Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => cfg!(feature = "ort"),
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown backend {s:?} (expected one of {})", names.join(", "))
+        })
+    }
+}
+
+/// Numeric precision the models run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The provisioned FP32 models.
+    #[default]
+    Fp32,
+    /// FP32 models built into FP16 TensorRT engines (TensorRT only).
+    Fp16,
+    /// The INT8 models `pancap quantize` wrote beside the FP32 ones (any backend; TensorRT also gets
+    /// `trt_int8_enable` and builds from their Q/DQ nodes).
+    Int8,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Fp16, Precision::Int8];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown precision {s:?} (expected fp32, fp16 or int8)"))
+    }
+}
+
+/// Everything that decides how models are run: backend, precision and the backend's own options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub precision: Precision,
+    /// Intra-op threads for ONNX Runtime's CPU work (none: ONNX Runtime's default, one per physical core).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// CUDA device for ort-cuda and ort-tensorrt.
+    #[serde(default)]
+    pub device_id: u32,
+    /// The ONNX Runtime shared library (none: `ORT_DYLIB_PATH`).
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// TensorRT engine and timing caches, kept across runs (none: TensorRT rebuilds engines every start).
+    #[serde(default)]
+    pub trt_cache_dir: Option<PathBuf>,
+    /// TensorRT builder workspace limit in MiB (none: TensorRT's default).
+    #[serde(default)]
+    pub trt_workspace_mib: Option<usize>,
+    /// Run TensorRT layers on this deep-learning accelerator core (Jetson AGX Orin / Orin NX), GPU fallback on.
+    #[serde(default)]
+    pub trt_dla_core: Option<u32>,
+}
+
+impl BackendConfig {
+    pub fn new(backend: Backend) -> Self {
+        BackendConfig { backend, ..BackendConfig::default() }
+    }
+
+    /// Rejects combinations that cannot mean what was asked, before anything loads.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if !self.backend.compiled_in() {
+            return Err(EngineError::NotCompiled { backend: self.backend.name(), feature: "ort" });
+        }
+        self.validate_settings()
+    }
+
+    /// The checks of `validate` that do not depend on this build (target profiles name ort backends in any build).
+    pub fn validate_settings(&self) -> Result<(), EngineError> {
+        if self.precision == Precision::Fp16 && self.backend != Backend::OrtTensorRt {
+            return Err(EngineError::Unsupported {
+                backend: self.backend.name(),
+                what: "fp16 (it is a TensorRT build option; use --backend ort-tensorrt, or fp32/int8 models)".into(),
+            });
+        }
+        let trt_only = [
+            (self.trt_cache_dir.is_some(), "a TensorRT cache directory"),
+            (self.trt_workspace_mib.is_some(), "a TensorRT workspace size"),
+            (self.trt_dla_core.is_some(), "a DLA core"),
+        ];
+        if self.backend != Backend::OrtTensorRt {
+            if let Some((_, what)) = trt_only.iter().find(|(set, _)| *set) {
+                return Err(EngineError::Unsupported { backend: self.backend.name(), what: (*what).into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Short label for reports: `ort-tensorrt/fp16`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.backend, self.precision)
+    }
 }
 
 /// Books every run's allocations as engine allocations (see `alloc_count`).
@@ -174,11 +342,27 @@ impl<E: Engine> Engine for Counted<E> {
     fn backend(&self) -> &'static str {
         self.0.backend()
     }
-}
-
-/// Loads a model on the chosen backend.
-pub fn load(backend: Backend, spec: ModelSpec) -> Result<Box<dyn Engine>, EngineError> {
-    match backend {
-        Backend::Tract => Ok(Box::new(Counted(TractEngine::load(spec)?))),
+    fn provider(&self) -> String {
+        self.0.provider()
     }
 }
+
+/// Loads a model on the chosen backend. The model file is taken as given: the caller picks the FP32 or INT8 file
+/// for `config.precision`.
+pub fn load(config: &BackendConfig, spec: ModelSpec) -> Result<Box<dyn Engine>, EngineError> {
+    config.validate()?;
+    let engine: Box<dyn Engine> = match config.backend {
+        Backend::Tract => Box::new(Counted(TractEngine::load(spec)?)),
+        #[cfg(feature = "ort")]
+        Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => Box::new(Counted(ort::OrtEngine::load(config, spec)?)),
+        #[cfg(not(feature = "ort"))]
+        other => return Err(EngineError::NotCompiled { backend: other.name(), feature: "ort" }),
+    };
+    log::info!("model {} runs on {}", engine.spec().path.display(), engine.provider());
+    Ok(engine)
+}
+
+/// The ONNX Runtime library this process would load (`--ort-lib`, else `ORT_DYLIB_PATH`), with the version it
+/// reports once loaded; for `pancap backends` and error messages.
+#[cfg(feature = "ort")]
+pub use ort::{available_providers, runtime_info};

@@ -3,6 +3,7 @@
 
 mod labels;
 mod provision;
+pub mod quantized;
 pub mod text;
 
 pub use labels::{LabelSet, COCO80, ADE20K32};

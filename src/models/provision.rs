@@ -53,7 +53,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProvisionError + '_ {
 }
 
 /// sha256 of a file as lowercase hex; optionally copies the bytes to `copy_to` while hashing.
-fn hash_file(path: &Path, mut copy_to: Option<&mut File>) -> Result<String, ProvisionError> {
+pub(crate) fn hash_file(path: &Path, mut copy_to: Option<&mut File>) -> Result<String, ProvisionError> {
     let mut reader = BufReader::new(File::open(path).map_err(io(path))?);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

@@ -86,6 +86,11 @@ impl Detector {
         self.engine.backend()
     }
 
+    /// What runs this model (backend and execution provider).
+    pub fn provider(&self) -> String {
+        self.engine.provider()
+    }
+
     /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS.
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = self.manifest.name.clone();
@@ -154,6 +159,11 @@ impl Segmenter {
 
     pub fn labels(&self) -> LabelSet {
         self.manifest.labels
+    }
+
+    /// What runs this model (backend and execution provider).
+    pub fn provider(&self) -> String {
+        self.engine.provider()
     }
 
     pub fn segment(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<LabelMap, PerceiveError> {

@@ -109,10 +109,20 @@ pub struct PanopticCaption {
     pub discovery: DiscoveryReport,
     pub truncated: Truncation,
     pub backend: String,
+    /// What ran each model: backend and execution provider (ONNX Runtime's provider, precision, threads).
+    #[serde(default)]
+    pub providers: Vec<ModelProvider>,
     pub timings_ms: Timings,
     /// The live consistency check against an independent second pass, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_check: Option<SelfCheck>,
+}
+
+/// Which backend and execution provider runs one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelProvider {
+    pub model: String,
+    pub provider: String,
 }
 
 /// PancapEngine's consistency filter, live: this caption's things scored against an independent second pass.

@@ -8,7 +8,7 @@
 //! Every run uses the manifest's fixed sequence length: shorter texts are padded with attention mask 0 (the
 //! graph's mean pooling is mask-aware, so padding does not change the embedding), longer ones truncated.
 
-use crate::engine::{self, Backend, Engine, EngineError, Tensor, TensorData};
+use crate::engine::{self, BackendConfig, Engine, EngineError, Tensor, TensorData};
 use crate::models::{ModelFile, TextManifest};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -176,7 +176,7 @@ pub struct Embedder {
 
 impl Embedder {
     /// Verifies the manifest's files by sha256 and loads the model on `backend`.
-    pub fn load(manifest: &TextManifest, models_dir: &Path, backend: Backend) -> Result<Embedder, EmbedError> {
+    pub fn load(manifest: &TextManifest, models_dir: &Path, backend: &BackendConfig) -> Result<Embedder, EmbedError> {
         let files: Vec<ModelFile> = manifest.files();
         for r in crate::models::verify(&files, models_dir) {
             r?;

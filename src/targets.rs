@@ -1,0 +1,135 @@
+//! Deployment targets: one TOML profile per kind of machine (backend, providers, precision, threads, suite,
+//! capture size, TensorRT options), embedded in the binary so a field device needs no checkout. `--target NAME`
+//! applies one; flags given on the command line win over it.
+
+use crate::engine::BackendConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The profiles compiled into the binary (targets/*.toml).
+const EMBEDDED: &[(&str, &str)] = &[
+    ("x86-cpu", include_str!("../targets/x86-cpu.toml")),
+    ("x86-cuda", include_str!("../targets/x86-cuda.toml")),
+    ("jetson-orin-nano", include_str!("../targets/jetson-orin-nano.toml")),
+    ("jetson-orin-nx", include_str!("../targets/jetson-orin-nx.toml")),
+    ("jetson-agx-orin", include_str!("../targets/jetson-agx-orin.toml")),
+];
+
+/// Which models run on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteProfile {
+    /// Detector manifests, primary first.
+    pub detectors: Vec<String>,
+    /// Stuff segmentation on or off.
+    pub stuff: bool,
+    /// Extra-instance discovery on tiles (four more primary-detector runs per frame).
+    pub discovery: bool,
+    /// In `pancap stream`: discovery every Nth frame.
+    pub discovery_every: u32,
+    /// The live self-check second pass.
+    pub self_check: bool,
+}
+
+/// What a camera on this target is asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureProfile {
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetProfile {
+    pub name: String,
+    /// The hardware and software this profile is for.
+    pub hardware: String,
+    pub software: String,
+    pub backend: BackendConfig,
+    pub suite: SuiteProfile,
+    pub capture: CaptureProfile,
+    /// Whether the settings were measured on the hardware (a `targets/NAME.profile.json` exists) or are the
+    /// documented starting point for it.
+    pub measured: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("unknown target {name:?}; known targets: {known} (or give a path to a .toml profile)")]
+    Unknown { name: String, known: String },
+    #[error("target profile {name}: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl TargetProfile {
+    /// Names of the embedded profiles.
+    pub fn names() -> Vec<&'static str> {
+        EMBEDDED.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Parses and checks one profile.
+    pub fn parse(name: &str, text: &str) -> Result<TargetProfile, TargetError> {
+        let p: TargetProfile =
+            toml::from_str(text).map_err(|e| TargetError::Invalid { name: name.into(), reason: e.to_string() })?;
+        let invalid = |reason: String| TargetError::Invalid { name: name.into(), reason };
+        if p.suite.detectors.is_empty() {
+            return Err(invalid("the suite needs at least one detector".into()));
+        }
+        p.backend.validate_settings().map_err(|e| invalid(e.to_string()))?;
+        if p.capture.width == 0 || p.capture.height == 0 || !p.capture.fps.is_finite() || p.capture.fps <= 0.0 {
+            return Err(invalid("capture width, height and fps must be positive".into()));
+        }
+        Ok(p)
+    }
+
+    /// An embedded profile by name, or a profile file when `name_or_path` ends in `.toml`.
+    pub fn load(name_or_path: &str) -> Result<TargetProfile, TargetError> {
+        if name_or_path.ends_with(".toml") {
+            let text = std::fs::read_to_string(Path::new(name_or_path))
+                .map_err(|source| TargetError::Io { path: name_or_path.into(), source })?;
+            return Self::parse(name_or_path, &text);
+        }
+        let (_, text) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path).ok_or_else(|| TargetError::Unknown {
+            name: name_or_path.into(),
+            known: Self::names().join(", "),
+        })?;
+        Self::parse(name_or_path, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::engine::{Backend, Precision};
+
+    #[test]
+    fn every_embedded_profile_parses_and_names_itself() {
+        for name in TargetProfile::names() {
+            let p = TargetProfile::load(name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(p.name, name);
+            for d in &p.suite.detectors {
+                crate::models::Manifest::by_name(d).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        }
+        let nano = TargetProfile::load("jetson-orin-nano").unwrap();
+        assert_eq!((nano.backend.backend, nano.backend.precision), (Backend::OrtTensorRt, Precision::Fp16));
+        assert!(nano.backend.trt_cache_dir.is_some());
+        assert_eq!(TargetProfile::load("x86-cpu").unwrap().backend.backend, Backend::Tract);
+    }
+
+    #[test]
+    fn unknown_and_invalid_profiles_are_clear_errors() {
+        let e = TargetProfile::load("jetson-tx1").unwrap_err().to_string();
+        assert!(e.contains("jetson-orin-nano") && e.contains("jetson-tx1"), "{e}");
+        let text = include_str!("../targets/x86-cpu.toml").replace("precision = \"fp32\"", "precision = \"fp16\"");
+        let e = TargetProfile::parse("x", &text).unwrap_err().to_string();
+        assert!(e.contains("fp16"), "{e}");
+        let e = TargetProfile::load("/nonexistent/t.toml").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/t.toml"), "{e}");
+    }
+}

@@ -1,0 +1,205 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+//! The ONNX Runtime backend (`--features ort`) against tract on the real models, and its loud failures.
+//! Needs the ONNX Runtime library in ORT_DYLIB_PATH (`.ci/run` installs the PyPI `onnxruntime` wheel's); fails,
+//! never skips, without it.
+#![cfg(feature = "ort")]
+
+mod common;
+
+use pancap::engine::{self, Backend, BackendConfig, Precision, TensorData};
+use pancap::models::Manifest;
+use pancap::perceive::preprocess::preprocess;
+use std::path::PathBuf;
+
+fn ort_library() -> PathBuf {
+    let p = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .expect("set ORT_DYLIB_PATH to libonnxruntime.so (.ci/run installs the onnxruntime wheel's)");
+    assert!(p.is_file(), "ORT_DYLIB_PATH={} is not a file", p.display());
+    p
+}
+
+fn ort_cpu() -> BackendConfig {
+    BackendConfig { ort_library: Some(ort_library()), threads: Some(1), ..BackendConfig::new(Backend::OrtCpu) }
+}
+
+fn image(rel: &str) -> image::RgbImage {
+    image::open(common::data(rel)).unwrap().to_rgb8()
+}
+
+/// Per-pixel class ids of the uint8-quantized segmenter: integer kernels round differently in tract and ONNX
+/// Runtime, which flips labels along region borders (measured: 2.3 % of pixels on dog.jpg); the regions agree.
+fn labels_agree<T: PartialEq>(name: &str, x: &[T], y: &[T]) {
+    assert_eq!(x.len(), y.len(), "{name}");
+    let differ = x.iter().zip(y).filter(|(a, b)| a != b).count();
+    assert!(differ * 100 <= x.len() * 4, "{name}: {differ} of {} labels differ", x.len());
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn ort_cpu_and_tract_give_the_same_raw_outputs_on_every_image_model() {
+    let rgb = image("darknet-images-unannotated/dog.jpg");
+    for name in ["yolox_nano_416", "picodet_s_416_coco", "deeplabv3_mnv2_ade20k32_uint8"] {
+        let m = Manifest::by_name(name).unwrap();
+        let spec = m.model_spec(&common::models_dir());
+        let (input, _) = preprocess(&rgb, &m.input).unwrap();
+        let mut tract = engine::load(&BackendConfig::default(), spec.clone()).unwrap();
+        let mut ort = engine::load(&ort_cpu(), spec).unwrap();
+        assert!(ort.provider().contains("CPUExecutionProvider"), "{}", ort.provider());
+        assert_eq!(tract.provider(), "tract");
+        let a = tract.run(std::slice::from_ref(&input)).unwrap();
+        let b = ort.run(std::slice::from_ref(&input)).unwrap();
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.shape, y.shape, "{name}");
+            match (&x.data, &y.data) {
+                (TensorData::F32(x), TensorData::F32(y)) => {
+                    let scale = x.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    let d = max_abs_diff(x, y);
+                    assert!(d <= 2e-3 * scale, "{name}: max |tract - ort| = {d} (scale {scale})");
+                }
+                (TensorData::I64(x), TensorData::I64(y)) => labels_agree(name, x, y),
+                (TensorData::I32(x), TensorData::I32(y)) => labels_agree(name, x, y),
+                (TensorData::U8(x), TensorData::U8(y)) => labels_agree(name, x, y),
+                _ => panic!("{name}: element types differ: {:?} vs {:?}", x.dtype(), y.dtype()),
+            }
+        }
+    }
+}
+
+#[test]
+fn caption_with_ort_cpu_finds_the_same_entities_as_tract_and_reports_its_provider() {
+    let img = common::data("darknet-images-unannotated/dog.jpg");
+    let run = |backend: &str| {
+        let out = common::pancap(&[
+            "caption",
+            img.to_str().unwrap(),
+            "--no-discovery",
+            "--backend",
+            backend,
+            "--ort-lib",
+            ort_library().to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0].clone()
+    };
+    let (t, o) = (run("tract"), run("ort-cpu"));
+    let providers = o["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 3, "{providers:?}");
+    assert!(providers.iter().all(|p| p["provider"].as_str().unwrap().contains("CPUExecutionProvider")), "{providers:?}");
+    assert_eq!(t["providers"][0]["provider"], "tract");
+    let things = |v: &serde_json::Value| -> Vec<(String, Vec<f64>)> {
+        v["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "thing")
+            .map(|e| (e["tag"].as_str().unwrap().to_string(), e["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()))
+            .collect()
+    };
+    let (a, b) = (things(&t), things(&o));
+    assert!(!a.is_empty());
+    assert_eq!(a.iter().map(|x| &x.0).collect::<Vec<_>>(), b.iter().map(|x| &x.0).collect::<Vec<_>>());
+    for ((_, x), (_, y)) in a.iter().zip(&b) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() < 2e-3, "{x:?} vs {y:?}");
+        }
+    }
+}
+
+#[test]
+fn gpu_providers_missing_from_the_library_are_errors_never_a_cpu_fallback() {
+    let img = common::data("darknet-images-unannotated/dog.jpg");
+    for (backend, precision, provider) in
+        [("ort-cuda", "fp32", "CUDAExecutionProvider"), ("ort-tensorrt", "fp16", "TensorrtExecutionProvider")]
+    {
+        let out = common::pancap(&[
+            "caption",
+            img.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--precision",
+            precision,
+            "--ort-lib",
+            ort_library().to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{backend}: {err}");
+        assert!(err.contains(provider) && err.contains("onnxruntime-gpu"), "{backend}: {err}");
+        assert!(out.stdout.is_empty(), "{backend} wrote a caption anyway");
+    }
+    // the library directly, too: a CUDA session is refused, not built on the CPU
+    let m = Manifest::by_name("yolox_nano_416").unwrap();
+    let cfg = BackendConfig { ort_library: Some(ort_library()), ..BackendConfig::new(Backend::OrtCuda) };
+    let e = engine::load(&cfg, m.model_spec(&common::models_dir())).err().expect("CUDA must not load here");
+    assert!(e.to_string().contains("CUDAExecutionProvider"), "{e}");
+}
+
+#[test]
+fn a_missing_library_is_a_clear_error() {
+    let img = common::data("darknet-images-unannotated/dog.jpg");
+    let out = common::pancap(&["caption", img.to_str().unwrap(), "--backend", "ort-cpu", "--ort-lib", "/nonexistent/libonnxruntime.so"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("ORT_DYLIB_PATH"), "{err}");
+}
+
+#[test]
+fn backends_lists_the_library_and_its_providers() {
+    let out = common::pancap(&["backends", "--ort-lib", ort_library().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("CPUExecutionProvider         available"), "{text}");
+    assert!(text.contains("CUDAExecutionProvider        not in this library"), "{text}");
+    assert!(text.contains("ort-tensorrt   compiled in"), "{text}");
+}
+
+#[test]
+fn profile_compares_tract_and_ort_cpu_in_one_run() {
+    let img = common::data("darknet-images-unannotated/dog.jpg");
+    let out = common::pancap(&[
+        "profile",
+        img.to_str().unwrap(),
+        "--detectors",
+        "yolox_nano_416",
+        "--no-stuff",
+        "--no-discovery",
+        "--warmup",
+        "1",
+        "--repeat",
+        "2",
+        "--compare",
+        "tract,ort-cpu",
+        "--ort-lib",
+        ort_library().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reports = v["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 2);
+    assert_eq!((reports[0]["backend"].as_str(), reports[1]["backend"].as_str()), (Some("tract"), Some("ort-cpu")));
+    assert_eq!(reports[1]["frames"], 2);
+    let c = &v["comparisons"][0];
+    assert_eq!((c["baseline"].as_str(), c["variant"].as_str()), (Some("tract/fp32"), Some("ort-cpu/fp32")));
+    let inference = c["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "inference").unwrap();
+    let ratio = inference["p50_ratio"].as_f64().unwrap();
+    let expected = inference["p50_ms"].as_f64().unwrap() / inference["baseline_p50_ms"].as_f64().unwrap();
+    assert!((ratio - expected).abs() < 1e-2, "{ratio} vs {expected}");
+}
+
+#[test]
+fn precision_and_backend_options_are_checked_before_loading() {
+    let bad = BackendConfig { precision: Precision::Fp16, ..ort_cpu() };
+    assert!(bad.validate().unwrap_err().to_string().contains("fp16"));
+    let bad = BackendConfig { trt_cache_dir: Some("/tmp/x".into()), ..ort_cpu() };
+    assert!(bad.validate().unwrap_err().to_string().contains("TensorRT cache"));
+}
