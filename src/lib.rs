@@ -14,6 +14,8 @@ pub mod panoptic;
 pub mod perceive;
 pub mod pipeline;
 pub mod profile;
+#[cfg(feature = "quantize")]
+pub mod quantize;
 pub mod score;
 pub mod scene;
 pub mod source;

@@ -44,6 +44,9 @@ enum Command {
     Profile(Box<cli::profile::ProfileArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
+    /// INT8 models from the FP32 ones, verified in tract (host-only: a build with `--features quantize`)
+    #[cfg(feature = "quantize")]
+    Quantize(Box<cli::quantize::QuantizeArgs>),
     /// The backends this build can run and, for ONNX Runtime, the library and its execution providers
     Backends(cli::BackendArgs),
     /// The deployment target profiles (`--target NAME`): list them, or print one
@@ -146,6 +149,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
         Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
+        #[cfg(feature = "quantize")]
+        Command::Quantize(args) => cli::quantize::quantize_cmd(*args, &models_dir),
         Command::Backends(args) => cli::backends_cmd(&args),
         Command::Targets { name } => cli::targets_cmd(name.as_deref()),
     }

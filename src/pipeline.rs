@@ -100,10 +100,11 @@ impl From<engine::EngineError> for PipelineError {
     }
 }
 
-/// The model file for the configured precision: the provisioned FP32 file, or the verified INT8 one.
+/// The model file for the configured precision: the provisioned file, or for INT8 the verified file
+/// `pancap quantize` wrote (models the mirror ships quantized run as shipped).
 fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineError> {
     let mut spec = m.model_spec(&cfg.models_dir);
-    if cfg.backend.precision == Precision::Int8 {
+    if cfg.backend.precision == Precision::Int8 && !m.quantized {
         spec.path = models::quantized::resolve(&cfg.models_dir, &m.name, &m.file, &m.sha256)?;
     }
     Ok(spec)

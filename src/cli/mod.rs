@@ -2,6 +2,8 @@
 
 pub mod eval;
 pub mod profile;
+#[cfg(feature = "quantize")]
+pub mod quantize;
 pub mod score;
 pub mod stream;
 

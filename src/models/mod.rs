@@ -7,7 +7,7 @@ pub mod quantized;
 pub mod text;
 
 pub use labels::{LabelSet, COCO80, ADE20K32};
-pub use provision::{pull, verify, FileStatus, ProvisionError, PullReport};
+pub use provision::{pull, sha256_of, verify, FileStatus, ProvisionError, PullReport};
 pub use text::TextManifest;
 
 use crate::engine::{DType, InputSpec, ModelSpec};
@@ -117,6 +117,10 @@ pub struct Manifest {
     pub validated_backends: Vec<String>,
     #[serde(default)]
     pub ignore_declared_shapes: bool,
+    /// The mirror ships this model already quantized (Q/DQ nodes): it runs as shipped at every precision and
+    /// `pancap quantize` leaves it alone.
+    #[serde(default)]
+    pub quantized: bool,
     pub source: Source,
     pub input: InputManifest,
     pub outputs: Vec<OutputManifest>,

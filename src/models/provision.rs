@@ -71,6 +71,11 @@ pub(crate) fn hash_file(path: &Path, mut copy_to: Option<&mut File>) -> Result<S
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// sha256 of a file as lowercase hex.
+pub fn sha256_of(path: &Path) -> Result<String, ProvisionError> {
+    hash_file(path, None)
+}
+
 /// Checks that each file is present in `models_dir` with its manifest's sha256.
 pub fn verify(files: &[ModelFile], models_dir: &Path) -> Vec<Result<PullReport, ProvisionError>> {
     files.iter().map(|m| verify_one(m, models_dir)).collect()

@@ -58,6 +58,18 @@ pub struct Detector {
     pub params: DetectParams,
 }
 
+/// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
+/// take the original size), with the letterbox that maps its outputs back.
+pub fn model_inputs(rgb: &RgbImage, manifest: &Manifest) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
+    let (tensor, lb) = preprocess::preprocess(rgb, &manifest.input)?;
+    let mut inputs = vec![tensor];
+    if let DecoderManifest::Detr { .. } = manifest.decoder {
+        let size = vec![i64::from(rgb.width()), i64::from(rgb.height())];
+        inputs.push(Tensor::new(vec![1, 2], TensorData::I64(size))?);
+    }
+    Ok((inputs, lb))
+}
+
 impl Detector {
     pub fn new(manifest: Manifest, engine: Box<dyn Engine>, params: DetectParams) -> Result<Self, PerceiveError> {
         let wrong = |reason: &str| PerceiveError::WrongModel {
@@ -95,12 +107,7 @@ impl Detector {
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = self.manifest.name.clone();
         let t = Instant::now();
-        let (tensor, lb) = preprocess::preprocess(rgb, &self.manifest.input)?;
-        let mut inputs = vec![tensor];
-        if let DecoderManifest::Detr { .. } = self.manifest.decoder {
-            let size = vec![i64::from(rgb.width()), i64::from(rgb.height())];
-            inputs.push(Tensor::new(vec![1, 2], TensorData::I64(size))?);
-        }
+        let (inputs, lb) = model_inputs(rgb, &self.manifest)?;
         timings.record(Stage::Preprocess, Some(&name), t);
 
         let t = Instant::now();
