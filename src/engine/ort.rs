@@ -203,7 +203,7 @@ impl OrtEngine {
         if model_inputs.len() != spec.inputs.len() {
             return Err(EngineError::InputCount { path: spec.path.clone(), want: model_inputs.len(), have: spec.inputs.len() });
         }
-        let threads = config.threads.map(|n| format!(", {n} threads")).unwrap_or_default();
+        let threads = config.threads.map(|n| format!(", {n} thread{}", if n == 1 { "" } else { "s" })).unwrap_or_default();
         let provider = format!("ort {} {provider}{threads}", rt.version);
         Ok(OrtEngine { spec, session, model_outputs, provider })
     }
