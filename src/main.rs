@@ -261,8 +261,9 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
         _ => None,
     };
     let limits = DecodeLimits { max_side: args.max_side, ..DecodeLimits::default() };
-    let cfg = PipelineConfig { decode_limits: limits, ..args.suite.config(&models_dir)? };
-    let self_check = args.self_check || args.suite.target()?.is_some_and(|t| t.suite.self_check);
+    let (cfg, target) = args.suite.resolve(&models_dir)?;
+    let cfg = PipelineConfig { decode_limits: limits, ..cfg };
+    let self_check = cli::SuiteArgs::self_check(args.self_check, target.as_ref());
     let t = Instant::now();
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     log::info!("suite {:?} loaded on {} in {:.0} ms", pipeline.detector_names(), pipeline.backend(), t.elapsed().as_secs_f64() * 1e3);

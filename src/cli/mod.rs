@@ -45,13 +45,10 @@ pub struct BackendArgs {
 impl BackendArgs {
     /// The target's backend settings (or the defaults) with every given flag applied on top.
     pub fn apply(&self, base: BackendConfig) -> BackendConfig {
-        let mut c = base;
-        if let Some(b) = self.backend {
-            if b != c.backend {
-                // options of another backend do not carry over
-                c = BackendConfig { threads: c.threads, ..BackendConfig::new(b) };
-            }
-        }
+        let mut c = match self.backend {
+            Some(b) => base.switched_to(b),
+            None => base,
+        };
         if let Some(p) = self.precision {
             c.precision = p;
         }
@@ -89,13 +86,14 @@ pub struct SuiteArgs {
 }
 
 impl SuiteArgs {
-    pub fn target(&self) -> Result<Option<TargetProfile>> {
-        self.target.as_deref().map(TargetProfile::load).transpose().context("--target")
-    }
-
     /// The pipeline configuration: defaults, then the target profile, then the flags.
     pub fn config(&self, models_dir: &Path) -> Result<PipelineConfig> {
-        let target = self.target()?;
+        Ok(self.resolve(models_dir)?.0)
+    }
+
+    /// The pipeline configuration and the target profile it applied, if any.
+    pub fn resolve(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
+        let target = self.target.as_deref().map(TargetProfile::load).transpose().context("--target")?;
         let defaults = PipelineConfig::default();
         let (detectors, stuff, discovery, backend) = match &target {
             Some(t) => (t.suite.detectors.clone(), t.suite.stuff, t.suite.discovery, t.backend.clone()),
@@ -111,7 +109,12 @@ impl SuiteArgs {
             ..defaults
         };
         config.backend.validate()?;
-        Ok(config)
+        Ok((config, target))
+    }
+
+    /// Whether the self-check runs: asked for on the command line or by the target.
+    pub fn self_check(flag: bool, target: Option<&TargetProfile>) -> bool {
+        flag || target.is_some_and(|t| t.suite.self_check)
     }
 }
 

@@ -4,7 +4,7 @@
 use super::score::{MatcherArgs, ReportFormat};
 use super::SuiteArgs;
 use anyhow::{bail, Context, Result};
-use pancap::engine::{Backend, BackendConfig, Precision};
+use pancap::engine::{Backend, Precision};
 use pancap::profile::{compare, percentiles, stage_stats, ProfileComparison, ProfileReport, Suite};
 use pancap::source::{self, DecodeLimits, Frame};
 use pancap::stream::rss_kb;
@@ -83,11 +83,7 @@ struct Run {
 }
 
 fn variant_config(base: &PipelineConfig, v: &Variant) -> Result<PipelineConfig> {
-    let mut backend = if v.backend == base.backend.backend {
-        base.backend.clone()
-    } else {
-        BackendConfig { threads: base.backend.threads, ort_library: base.backend.ort_library.clone(), ..BackendConfig::new(v.backend) }
-    };
+    let mut backend = base.backend.switched_to(v.backend);
     if let Some(p) = v.precision {
         backend.precision = p;
     }
@@ -118,7 +114,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
     if inputs.is_empty() {
         bail!("nothing to profile: give image files, a directory, or --replay FILE");
     }
-    let base = args.suite.config(models_dir)?;
+    let (base, target) = args.suite.resolve(models_dir)?;
     let configs = if args.compare.is_empty() {
         vec![base.clone()]
     } else {
@@ -132,7 +128,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
         let load_rss_kb = rss_kb().0.saturating_sub(before);
         runs.push(Run { pipeline, frames: Vec::new(), wall: Vec::new(), allocs: Default::default(), load_rss_kb });
     }
-    let self_check = args.self_check || args.suite.target()?.is_some_and(|t| t.suite.self_check);
+    let self_check = SuiteArgs::self_check(args.self_check, target.as_ref());
     let mut matcher = if self_check { Some(args.matcher.build(models_dir)?) } else { None };
 
     // round-robin: every configuration runs frame k before any runs frame k+1, so load on the machine falls on

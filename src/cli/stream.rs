@@ -122,9 +122,8 @@ fn open_camera(dev: &Path, _: Option<(u32, u32)>, _: CameraFormat, _: DecodeLimi
 
 pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     let limits = DecodeLimits::default();
-    let target = args.suite.target()?;
+    let (cfg, target) = args.suite.resolve(&models_dir)?;
     let source = open_source(&args, target.as_ref(), limits)?;
-    let cfg = args.suite.config(&models_dir)?;
     let discovery_every = match (args.discovery_every, &target) {
         _ if cfg.discovery.is_none() => 0,
         (Some(n), _) => n,

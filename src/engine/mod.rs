@@ -323,6 +323,22 @@ impl BackendConfig {
         Ok(())
     }
 
+    /// The same settings on another backend: what applies to any backend (precision, threads, device, library)
+    /// carries over, TensorRT's own options only to TensorRT.
+    pub fn switched_to(&self, backend: Backend) -> BackendConfig {
+        if backend == self.backend {
+            return self.clone();
+        }
+        let trt = backend == Backend::OrtTensorRt;
+        BackendConfig {
+            backend,
+            trt_cache_dir: self.trt_cache_dir.clone().filter(|_| trt),
+            trt_workspace_mib: self.trt_workspace_mib.filter(|_| trt),
+            trt_dla_core: self.trt_dla_core.filter(|_| trt),
+            ..self.clone()
+        }
+    }
+
     /// Short label for reports: `ort-tensorrt/fp16`.
     pub fn label(&self) -> String {
         format!("{}/{}", self.backend, self.precision)
@@ -366,3 +382,39 @@ pub fn load(config: &BackendConfig, spec: ModelSpec) -> Result<Box<dyn Engine>, 
 /// reports once loaded; for `pancap backends` and error messages.
 #[cfg(feature = "ort")]
 pub use ort::{available_providers, runtime_info};
+
+#[cfg(test)]
+mod backend_config_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn switching_backend_keeps_portable_settings_and_drops_tensorrt_ones() {
+        let trt = BackendConfig {
+            precision: Precision::Int8,
+            threads: Some(4),
+            device_id: 1,
+            trt_cache_dir: Some("/var/cache/pancap".into()),
+            trt_workspace_mib: Some(1024),
+            trt_dla_core: Some(0),
+            ..BackendConfig::new(Backend::OrtTensorRt)
+        };
+        let cuda = trt.switched_to(Backend::OrtCuda);
+        assert_eq!((cuda.backend, cuda.precision, cuda.threads, cuda.device_id), (Backend::OrtCuda, Precision::Int8, Some(4), 1));
+        assert_eq!((cuda.trt_cache_dir.as_deref(), cuda.trt_workspace_mib, cuda.trt_dla_core), (None, None, None));
+        assert_eq!(trt.switched_to(Backend::OrtTensorRt), trt);
+        assert!(cuda.validate_settings().is_ok());
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for b in Backend::ALL {
+            assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+            assert_eq!(serde_json::to_value(b).unwrap(), b.name());
+        }
+        for p in Precision::ALL {
+            assert_eq!(p.name().parse::<Precision>().unwrap(), p);
+        }
+        assert!("cuda".parse::<Backend>().unwrap_err().contains("ort-cuda"));
+    }
+}
