@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use pancap::caption::{overlay, CocoResult, SaPancapPrediction};
+use pancap::caption::panoptic_out::{coco_panoptic_categories, coconut_caption, panoptic_output, CoconutRecord};
 use pancap::models::{self, Manifest};
 use pancap::source::{self, DecodeLimits};
 use pancap::timing::{Stage, Timings};
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Caption image files and directories
-    Caption(CaptionArgs),
+    Caption(Box<CaptionArgs>),
     /// Caption annotated images and report PancapScore tag/location, box mAP, PQ, or caption-text metrics
     Eval(Box<cli::eval::EvalArgs>),
     /// Caption a camera or a recording live, as JSON Lines (changes, heartbeats, optionally every frame)
@@ -94,6 +95,12 @@ enum Format {
     Sapancap,
     /// COCO detection results for the images listed by --coco-instances
     Coco,
+    /// COCONut-PanCap: captions with inline segment ids `<id: phrase>`, plus a panoptic PNG per image in
+    /// --panoptic-dir and its segments (with each entity's region caption)
+    Coconut,
+    /// COCO panoptic JSON (images, annotations with segments_info carrying a `description` per segment,
+    /// categories) plus a panoptic PNG per image in --panoptic-dir
+    CocoPanoptic,
 }
 
 #[derive(clap::Args)]
@@ -112,6 +119,9 @@ struct CaptionArgs {
     /// COCO instances JSON naming the images and their ids (required by --format coco)
     #[arg(long)]
     coco_instances: Option<PathBuf>,
+    /// Directory for the panoptic PNGs of --format coconut and coco-panoptic (one `<stem>.png` per image)
+    #[arg(long)]
+    panoptic_dir: Option<PathBuf>,
     #[command(flatten)]
     suite: cli::SuiteArgs,
     /// Largest accepted image side in pixels
@@ -144,7 +154,7 @@ fn run(cli: Cli) -> Result<i32> {
     let models_dir = cli.models_dir.unwrap_or_else(models::default_models_dir);
     match cli.command {
         Command::Models { action } => models_cmd(action, &models_dir),
-        Command::Caption(args) => caption_cmd(args, models_dir),
+        Command::Caption(args) => caption_cmd(*args, models_dir),
         Command::Eval(args) => cli::eval::eval_cmd(*args, &models_dir),
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
         Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
@@ -254,10 +264,28 @@ impl Sink {
     }
 }
 
+/// Writes a PNG beside its destination and renames it into place, so no reader sees half a file.
+fn save_png_atomically(img: &image::RgbImage, dest: &std::path::Path) -> Result<()> {
+    let tmp = dest.with_extension(format!("partial-{}.png", std::process::id()));
+    img.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(())
+}
+
 fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
     let coco_ids = match (&args.format, &args.coco_instances) {
         (Format::Coco, None) => bail!("--format coco needs --coco-instances FILE to map images to COCO ids"),
         (_, Some(p)) => Some(coco_image_ids(p)?),
+        _ => None,
+    };
+    let panoptic_dir = match (args.format, &args.panoptic_dir) {
+        (Format::Coconut | Format::CocoPanoptic, None) => {
+            bail!("--format coconut and coco-panoptic write a panoptic PNG per image: name a directory with --panoptic-dir")
+        }
+        (Format::Coconut | Format::CocoPanoptic, Some(d)) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            Some(d.clone())
+        }
         _ => None,
     };
     let limits = DecodeLimits { max_side: args.max_side, ..DecodeLimits::default() };
@@ -277,6 +305,9 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
     let mut json_items: Vec<serde_json::Value> = Vec::new();
     let mut sapancap: Vec<SaPancapPrediction> = Vec::new();
     let mut coco: Vec<CocoResult> = Vec::new();
+    let mut coconut: Vec<CoconutRecord> = Vec::new();
+    let mut pan_images: Vec<serde_json::Value> = Vec::new();
+    let mut pan_annotations: Vec<serde_json::Value> = Vec::new();
 
     let (inputs, passed_over) = source::expand_inputs(&args.inputs);
     for p in &passed_over {
@@ -369,12 +400,49 @@ fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
                     coco.extend(result.ranking.iter().map(|b| CocoResult::new(id, b)));
                 }
             }
+            Format::Coconut | Format::CocoPanoptic => {
+                let Some(dir) = &panoptic_dir else { continue };
+                let c = &result.caption;
+                let out = panoptic_output(c, args.format == Format::CocoPanoptic);
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+                let png = dir.join(format!("{stem}.png"));
+                if let Err(e) = save_png_atomically(&out.png, &png) {
+                    eprintln!("error: {}: writing the panoptic PNG: {e:#}", png.display());
+                    failed += 1;
+                    continue;
+                }
+                let png_name = format!("{stem}.png");
+                if args.format == Format::Coconut {
+                    coconut.push(CoconutRecord {
+                        image: c.image.clone(),
+                        width: c.width,
+                        height: c.height,
+                        panoptic_png: png.display().to_string(),
+                        caption: coconut_caption(c),
+                        segments_info: out.segments,
+                    });
+                } else {
+                    let id = image_id.unwrap_or(seq as u64 + 1);
+                    let file_name = path.file_name().and_then(|s| s.to_str()).unwrap_or_default();
+                    pan_images.push(serde_json::json!({"id": id, "file_name": file_name, "width": c.width, "height": c.height}));
+                    pan_annotations.push(serde_json::json!({"image_id": id, "file_name": png_name, "segments_info": out.segments}));
+                }
+            }
         }
     }
     match args.format {
         Format::Json => sink.line(&serde_json::to_string_pretty(&json_items)?)?,
         Format::Sapancap => sink.line(&serde_json::to_string_pretty(&sapancap)?)?,
         Format::Coco => sink.line(&serde_json::to_string(&coco)?)?,
+        Format::Coconut => sink.line(&serde_json::to_string_pretty(&coconut)?)?,
+        Format::CocoPanoptic => {
+            let categories: Vec<serde_json::Value> = coco_panoptic_categories()
+                .iter()
+                .map(|c| serde_json::json!({"id": c.id, "name": c.name, "isthing": c.isthing}))
+                .collect();
+            let file = serde_json::json!({"images": pan_images, "annotations": pan_annotations, "categories": categories});
+            sink.line(&serde_json::to_string(&file)?)?
+        }
         Format::Text | Format::Jsonl => {}
     }
     sink.finish()?;

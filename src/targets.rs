@@ -29,6 +29,13 @@ pub struct SuiteProfile {
     pub discovery_every: u32,
     /// The live self-check second pass.
     pub self_check: bool,
+    /// Person masks from the person segmenter (one small model run per person).
+    #[serde(default = "on")]
+    pub person_masks: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// What a camera on this target is asked for.

@@ -13,6 +13,7 @@ pub enum Stage {
     Discovery,
     Merge,
     Stuff,
+    Masks,
     Describe,
     Caption,
     SelfCheck,
@@ -29,6 +30,7 @@ impl Stage {
             Stage::Discovery => "discovery",
             Stage::Merge => "merge",
             Stage::Stuff => "stuff",
+            Stage::Masks => "masks",
             Stage::Describe => "describe",
             Stage::Caption => "caption",
             Stage::SelfCheck => "self-check",
@@ -54,6 +56,19 @@ impl Timings {
         self.0.push(StageTime { stage, model: model.map(str::to_string), ms: since.elapsed().as_secs_f64() * 1e3 });
     }
 
+    /// Records the time since `since` minus what was recorded after `mark` (the models run inside a stage,
+    /// which keep their own entries), so no time is counted twice.
+    pub fn record_excluding(&mut self, stage: Stage, since: Instant, mark: usize) {
+        let inner: f64 = self.0.get(mark..).map(|s| s.iter().map(|t| t.ms).sum()).unwrap_or(0.0);
+        let ms = (since.elapsed().as_secs_f64() * 1e3 - inner).max(0.0);
+        self.0.push(StageTime { stage, model: None, ms });
+    }
+
+    /// A position to pass to [`Timings::record_excluding`].
+    pub fn mark(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn total_ms(&self) -> f64 {
         self.0.iter().map(|s| s.ms).sum()
     }
@@ -65,7 +80,7 @@ mod stage_name_tests {
 
     #[test]
     fn names_are_the_serialised_names() {
-        for s in [Stage::Decode, Stage::Preprocess, Stage::Inference, Stage::Postprocess, Stage::Discovery, Stage::Merge, Stage::Stuff, Stage::Describe, Stage::Caption, Stage::SelfCheck] {
+        for s in [Stage::Decode, Stage::Preprocess, Stage::Inference, Stage::Postprocess, Stage::Discovery, Stage::Merge, Stage::Stuff, Stage::Masks, Stage::Describe, Stage::Caption, Stage::SelfCheck] {
             assert_eq!(serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref(), Some(s.name()));
         }
     }

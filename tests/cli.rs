@@ -225,3 +225,71 @@ fn models_list_names_every_manifest() {
         assert!(s.contains(m), "{s}");
     }
 }
+
+fn segment_ids(png: &std::path::Path) -> (u32, u32, Vec<u32>) {
+    pancap::panoptic::read_segment_png(png).unwrap()
+}
+
+#[test]
+fn coconut_format_grounds_every_mention_in_the_panoptic_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::data("darknet-images-unannotated/dog.jpg");
+    let pan = dir.path().join("pan");
+    let out = pancap(&["caption", img.to_str().unwrap(), "--format", "coconut", "--panoptic-dir", pan.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rec = &v[0];
+    let caption = rec["caption"].as_str().unwrap();
+    assert!(!caption.contains("[["), "{caption}");
+    let (w, h, ids) = segment_ids(&pan.join("dog.png"));
+    assert_eq!((w, h), (rec["width"].as_u64().unwrap() as u32, rec["height"].as_u64().unwrap() as u32));
+    let segs = rec["segments_info"].as_array().unwrap();
+    // each segment's area is exactly its pixels in the PNG, and it carries a region caption
+    for s in segs {
+        let id = s["id"].as_u64().unwrap() as u32;
+        let area = ids.iter().filter(|&&p| p == id).count() as u64;
+        assert_eq!(area, s["area"].as_u64().unwrap(), "segment {id}");
+        assert!(s["description"].as_str().unwrap().contains(s["tag"].as_str().unwrap()), "{s}");
+    }
+    // every `<id: ...>` mention names a segment of the PNG, and the dog, bicycle and car are among them
+    let mentioned: std::collections::BTreeSet<u32> =
+        caption.split('<').skip(1).filter_map(|p| p.split(':').next()?.parse().ok()).collect();
+    assert!(!mentioned.is_empty());
+    for id in &mentioned {
+        assert!(segs.iter().any(|s| s["id"].as_u64() == Some(u64::from(*id))), "<{id}:> is not a segment: {caption}");
+    }
+    for tag in ["dog", "bicycle", "car"] {
+        assert!(segs.iter().any(|s| s["tag"] == tag && s["isthing"] == 1), "{tag} missing");
+    }
+    // without a directory for the PNGs the format is refused up front
+    let out = pancap(&["caption", img.to_str().unwrap(), "--format", "coconut"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--panoptic-dir"));
+}
+
+#[test]
+fn coco_panoptic_format_is_read_back_as_a_panoptic_prediction_with_descriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::data("coco-panoptic-dev/images/000000439180.jpg");
+    let pan = dir.path().join("pan");
+    let json = dir.path().join("pred.json");
+    let out = pancap(&[
+        "caption", img.to_str().unwrap(), "--format", "coco-panoptic", "--panoptic-dir", pan.to_str().unwrap(), "-o",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pred = pancap::panoptic::PanopticJson::read(&json).unwrap();
+    assert_eq!(pred.categories.len(), 133);
+    let ann = &pred.annotations[0];
+    let (_, _, ids) = segment_ids(&pan.join(&ann.file_name));
+    let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let segs = raw["annotations"][0]["segments_info"].as_array().unwrap();
+    assert!(segs.iter().all(|s| !s["description"].as_str().unwrap().is_empty()));
+    // every painted id is a listed segment with a real category; horses and people are there
+    let listed: std::collections::BTreeSet<u32> = ann.segments_info.iter().map(|s| s.id).collect();
+    assert!(ids.iter().all(|p| *p == 0 || listed.contains(p)));
+    for cat in [1, 19] {
+        assert!(ann.segments_info.iter().filter(|s| s.category_id == cat).count() >= 5, "category {cat}");
+    }
+    let riders = segs.iter().filter(|s| s["description"].as_str().unwrap().contains("riding a horse")).count();
+    assert!(riders >= 5, "{riders} region captions say riding");
+}

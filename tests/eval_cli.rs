@@ -36,7 +36,10 @@ fn eval_on_coco_panoptic_reports_pq_for_things_and_stuff() {
     let pq = &v["panoptic_quality"];
     assert!(pq["things"]["categories"].as_u64().unwrap() >= 2 && pq["stuff"]["categories"].as_u64().unwrap() >= 2);
     let all = pq["all"]["pq"].as_f64().unwrap();
-    assert!(all > 20.0 && all <= 100.0, "PQ {all}");
+    assert!(all > 40.0 && all <= 100.0, "PQ {all}");
+    // real thing masks (person segmenter on the riders) beat the boxes' ellipses: 27.30 things PQ with ellipses
+    let things = pq["things"]["pq"].as_f64().unwrap();
+    assert!(things > 28.0, "things PQ {things}");
     // the references hold stuff: horses and riders in a field under the sky
     let tag = v["pancap"]["aggregate"]["tag"]["f1"].as_f64().unwrap();
     assert!(tag > 60.0, "tag F1 {tag}");

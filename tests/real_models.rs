@@ -165,3 +165,64 @@ fn captions_read_back_into_their_own_entities() {
         assert_eq!(m.location.f1, 1.0, "{img}");
     }
 }
+
+#[test]
+fn riders_on_the_panoptic_dev_horses_are_riding_them() {
+    // the annotated riders: every person segment whose box lies over a horse segment's box with the head above it
+    let ann: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::data("coco-panoptic-dev/panoptic.json")).unwrap(),
+    )
+    .unwrap();
+    let segs = ann["annotations"][0]["segments_info"].as_array().unwrap();
+    let boxes = |cat: u64| -> Vec<BoxF> {
+        segs.iter()
+            .filter(|s| s["category_id"].as_u64() == Some(cat))
+            .map(|s| {
+                let b: Vec<f32> = s["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+                BoxF::new(b[0], b[1], b[0] + b[2], b[1] + b[3])
+            })
+            .collect()
+    };
+    let (people, horses) = (boxes(1), boxes(19));
+    let r = caption("coco-panoptic-dev/images/000000439180.jpg");
+    let c = &r.caption;
+    let riding: Vec<_> = c.relations.iter().filter(|x| x.predicate == pancap::scene::Predicate::Riding).collect();
+    assert!(riding.len() >= 5, "the photo shows a dozen riders, found {}: {riding:?}", riding.len());
+    let best = |b: &BoxF, refs: &[BoxF]| refs.iter().map(|g| g.iou(b)).fold(0.0f32, f32::max);
+    let mut correct = 0;
+    for x in &riding {
+        let (s, o) = (c.entity(x.subject).unwrap(), c.entity(x.object).unwrap());
+        assert_eq!((s.tag.as_str(), o.tag.as_str()), ("person", "horse"));
+        assert!(x.evidence.is_some(), "every action carries its evidence");
+        // the subject is an annotated person and the object an annotated horse (IoU 0.3: riders and their
+        // horses overlap each other, so detected boxes of the right objects often stop short of 0.5)
+        if best(&s.bbox(), &people) >= 0.3 && best(&o.bbox(), &horses) >= 0.3 {
+            correct += 1;
+        }
+    }
+    assert!(correct * 10 >= riding.len() * 8, "{correct} of {} riding relations are annotated rider/horse pairs", riding.len());
+    assert!(c.caption.contains(" riding the horse [["), "{}", c.caption);
+}
+
+#[test]
+fn every_entity_carries_a_mask_and_people_get_the_person_segmenters() {
+    use pancap::perceive::masks::MaskSource;
+    let r = caption("darknet-images-unannotated/person.jpg");
+    let c = &r.caption;
+    assert!(c.entities.iter().all(|e| e.mask.is_some() && e.mask_source.is_some()));
+    let person = c.entities.iter().find(|e| e.tag == "person").unwrap();
+    assert_eq!(person.mask_source, Some(MaskSource::PersonSegmenter));
+    let mask = person.mask.as_ref().unwrap().to_mask().unwrap();
+    let b = person.bbox();
+    let fill = mask.area() as f32 / b.area();
+    // a standing person fills part of the box, not all of it, and not the inscribed ellipse's π/4 by accident
+    assert!((0.3..0.85).contains(&fill), "person mask fills {fill} of its box");
+    assert!(mask.bbox().is_some_and(|m| m.covered_by(&b) >= 0.99), "the mask stays inside the box");
+    // the head (top centre of the box) is person; the box's top corners are not
+    let (cx, top) = (((b.x1 + b.x2) / 2.0) as u32, (b.y1 + 0.05 * b.height()) as u32);
+    assert!(mask.get(cx, top + 2) || mask.get(cx, top + 8), "head pixel");
+    assert!(!mask.get(b.x1 as u32 + 1, b.y1 as u32 + 1) && !mask.get(b.x2 as u32 - 2, b.y1 as u32 + 1));
+    for e in c.entities.iter().filter(|e| e.kind == Kind::Stuff) {
+        assert_eq!(e.mask_source, Some(MaskSource::Region));
+    }
+}

@@ -1,6 +1,7 @@
 //! Captions and the formats they are written in.
 
 pub mod overlay;
+pub mod panoptic_out;
 pub mod text;
 
 use crate::geometry::BoxF;

@@ -3,9 +3,41 @@
 //! said that the scene graph does not hold.
 
 use crate::scene::{
-    Crowdedness, Entity, GlobalState, Kind, Lighting, Position, Predicate, Relation, SceneType, Setting, SizeClass,
+    Crowdedness, Entity, GlobalState, Kind, Lighting, Position, Predicate, Relation, RelationKind, SceneType, Setting,
+    SizeClass,
 };
 use std::collections::BTreeMap;
+
+/// How a caption grounds its mentions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounding {
+    /// SA-Pancap: the phrase followed by the normalised box, `a dog [[0.1, 0.2, 0.5, 0.9]]`.
+    Box,
+    /// COCONut-PanCap: the phrase inside its segment id, `<3: a dog>`; the ids are the segment ids of the
+    /// panoptic PNG written beside the caption (entity ids).
+    SegmentId,
+}
+
+impl Grounding {
+    /// One grounded mention of `e`, said as `phrase`.
+    fn mention(self, e: &Entity, phrase: &str) -> String {
+        match self {
+            Grounding::Box => format!("{phrase} {}", e.box_text()),
+            Grounding::SegmentId => format!("<{}: {phrase}>", e.id),
+        }
+    }
+
+    /// A group said as `phrase` ("three horses") with each member grounded.
+    fn group(self, group: &[&Entity], phrase: &str) -> String {
+        match self {
+            Grounding::Box => format!("{phrase} {}", join_and(&group.iter().map(|e| e.box_text()).collect::<Vec<_>>())),
+            Grounding::SegmentId => {
+                let each: Vec<String> = group.iter().map(|e| self.mention(e, &e.tag)).collect();
+                format!("{phrase} ({})", join_and(&each))
+            }
+        }
+    }
+}
 
 /// Most instances described one by one within a group; the rest are still mentioned in the group's sentence.
 const MAX_DESCRIBED_PER_GROUP: usize = 4;
@@ -50,6 +82,12 @@ pub fn article(phrase: &str) -> &'static str {
 }
 
 fn capitalise(s: &str) -> String {
+    // a segment-id mention "<3: the sky>" capitalises its phrase
+    if let Some(rest) = s.strip_prefix('<') {
+        if let Some((id, phrase)) = rest.split_once(": ") {
+            return format!("<{id}: {}", capitalise(phrase));
+        }
+    }
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
@@ -64,11 +102,6 @@ fn join_and(items: &[String]) -> String {
         [one] => one.clone(),
         [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
-}
-
-/// Box mentions of a group: "[[…]], [[…]] and [[…]]".
-fn boxes_of(group: &[&Entity]) -> String {
-    join_and(&group.iter().map(|e| e.box_text()).collect::<Vec<_>>())
 }
 
 /// The determiner-less noun phrase for one thing: "large brown dog".
@@ -91,26 +124,26 @@ fn where_in_frame(p: Position) -> String {
     format!("in the {} of the frame", p.phrase())
 }
 
-fn relation_clauses(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> Vec<String> {
+fn relation_clauses(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>, g: Grounding) -> Vec<String> {
     relations
         .iter()
         .filter(|r| r.subject == e.id)
         .filter_map(|r| {
             let o = by_id.get(&r.object)?;
             let noun = if r.predicate == Predicate::LargerThan { format!("other {}", o.tag) } else { o.tag.clone() };
-            Some(format!("{} the {noun} {}", r.predicate.phrase(), o.box_text()))
+            Some(format!("{} {}", r.predicate.phrase(), g.mention(o, &format!("the {noun}"))))
         })
         .take(MAX_RELATION_CLAUSES)
         .collect()
 }
 
-fn group_phrase(group: &[&Entity]) -> String {
+fn group_phrase(group: &[&Entity], g: Grounding) -> String {
     let Some(first) = group.first() else { return String::new() };
     if group.len() == 1 {
         let d = describe(first, false);
-        format!("{} {d} {}", article(&d), first.box_text())
+        g.mention(first, &format!("{} {d}", article(&d)))
     } else {
-        format!("{} {} {}", number_word(group.len()), plural(&first.tag), boxes_of(group))
+        g.group(group, &format!("{} {}", number_word(group.len()), plural(&first.tag)))
     }
 }
 
@@ -130,10 +163,10 @@ fn spread(group: &[&Entity]) -> String {
     }
 }
 
-fn thing_sentence(e: &Entity, lead: &str, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> String {
+fn thing_sentence(e: &Entity, lead: &str, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>, g: Grounding) -> String {
     let mut parts = vec![where_in_frame(e.attributes.position)];
-    parts.extend(relation_clauses(e, relations, by_id));
-    format!("{lead} {} is {}.", e.box_text(), join_and(&parts))
+    parts.extend(relation_clauses(e, relations, by_id, g));
+    format!("{} is {}.", g.mention(e, lead), join_and(&parts))
 }
 
 fn lighting_phrase(l: Lighting) -> &'static str {
@@ -180,8 +213,57 @@ fn importance(e: &Entity) -> f32 {
     e.attributes.area_fraction.sqrt() * e.score
 }
 
-/// Writes the caption paragraph for an image's scene graph.
+/// The main relation of `e` for its region caption: an action it takes part in first, then its strongest
+/// relation as subject (relations come strongest first per entity).
+fn main_relation(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> Option<String> {
+    let as_subject = |r: &&Relation| r.subject == e.id;
+    let action = relations.iter().find(|r| as_subject(r) && r.kind == RelationKind::Action);
+    if let Some(o) = action.and_then(|r| by_id.get(&r.object).map(|o| (r, o))) {
+        return Some(format!("{} {} {}", o.0.predicate.phrase(), article(&o.1.tag), o.1.tag));
+    }
+    if let Some(r) = relations.iter().find(|r| r.object == e.id && r.predicate == Predicate::Riding) {
+        return by_id.get(&r.subject).map(|s| format!("ridden by {} {}", article(&s.tag), s.tag));
+    }
+    let r = relations.iter().find(as_subject)?;
+    let o = by_id.get(&r.object)?;
+    let noun = if r.predicate == Predicate::LargerThan { format!("other {}", o.tag) } else { format!("the {}", o.tag) };
+    Some(format!("{} {noun}", r.predicate.phrase()))
+}
+
+/// One short region caption per entity (Pix2Cap style): tag with size and colour, where it is in the frame,
+/// and its main relation. Plain text: the entity's mask and box ground it.
+pub fn region_caption(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>) -> String {
+    let d = if e.kind == Kind::Thing {
+        describe(e, true)
+    } else {
+        match e.attributes.colour {
+            Some(c) => format!("{} {}", c.phrase(), e.tag),
+            None => e.tag.clone(),
+        }
+    };
+    let lead = if e.kind == Kind::Thing { format!("{} {d}", article(&d)) } else { format!("the {d}") };
+    let mut out = format!("{} {}", capitalise(&lead), where_in_frame(e.attributes.position));
+    if let Some(r) = main_relation(e, relations, by_id) {
+        out.push_str(", ");
+        out.push_str(&r);
+    }
+    out.push('.');
+    out
+}
+
+/// Region captions of every entity, in entity order.
+pub fn region_captions(entities: &[Entity], relations: &[Relation]) -> Vec<String> {
+    let by_id: BTreeMap<u32, &Entity> = entities.iter().map(|e| (e.id, e)).collect();
+    entities.iter().map(|e| region_caption(e, relations, &by_id)).collect()
+}
+
+/// Writes the caption paragraph for an image's scene graph, SA-Pancap style (boxes).
 pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &GlobalState) -> String {
+    write_caption_grounded(entities, relations, global, Grounding::Box)
+}
+
+/// Writes the caption paragraph with the given grounding of mentions.
+pub fn write_caption_grounded(entities: &[Entity], relations: &[Relation], global: &GlobalState, g: Grounding) -> String {
     let by_id: BTreeMap<u32, &Entity> = entities.iter().map(|e| (e.id, e)).collect();
     let mut things: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing).collect();
     things.sort_by(|a, b| importance(b).total_cmp(&importance(a)).then(a.id.cmp(&b.id)));
@@ -199,8 +281,8 @@ pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &Globa
 
     let mut sentences: Vec<String> = Vec::new();
     // 1. overview
-    let thing_list: Vec<String> = groups.iter().map(|g| group_phrase(g)).collect();
-    let stuff_list: Vec<String> = stuff.iter().map(|s| format!("the {} {}", s.tag, s.box_text())).collect();
+    let thing_list: Vec<String> = groups.iter().map(|group| group_phrase(group, g)).collect();
+    let stuff_list: Vec<String> = stuff.iter().map(|s| g.mention(s, &format!("the {}", s.tag))).collect();
     match (thing_list.is_empty(), stuff_list.is_empty()) {
         (true, true) => sentences.push("The image shows no recognisable objects or regions.".into()),
         (false, true) => sentences.push(format!("The image shows {}.", join_and(&thing_list))),
@@ -213,24 +295,19 @@ pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &Globa
     }
 
     // 2. things, group by group
-    for g in &groups {
-        let Some(first) = g.first() else { continue };
-        if g.len() == 1 {
+    for group in &groups {
+        let Some(first) = group.first() else { continue };
+        if group.len() == 1 {
             let d = describe(first, true);
-            sentences.push(thing_sentence(first, &capitalise(&format!("the {d}")), relations, &by_id));
+            sentences.push(thing_sentence(first, &capitalise(&format!("the {d}")), relations, &by_id, g));
             continue;
         }
-        sentences.push(format!(
-            "The {} {} {} are spread {}.",
-            number_word(g.len()),
-            plural(&first.tag),
-            boxes_of(g),
-            spread(g)
-        ));
-        for (i, e) in g.iter().take(MAX_DESCRIBED_PER_GROUP).enumerate() {
+        let phrase = format!("The {} {}", number_word(group.len()), plural(&first.tag));
+        sentences.push(format!("{} are spread {}.", g.group(group, &phrase), spread(group)));
+        for (i, e) in group.iter().take(MAX_DESCRIBED_PER_GROUP).enumerate() {
             let d = describe(e, true);
             let lead = if i == 0 { format!("One {d}") } else { format!("Another {d}") };
-            sentences.push(thing_sentence(e, &lead, relations, &by_id));
+            sentences.push(thing_sentence(e, &lead, relations, &by_id, g));
         }
     }
 
@@ -243,8 +320,8 @@ pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &Globa
                 None => s.tag.clone(),
             };
             let verb = if s.attributes.area_fraction >= 0.2 { "covers" } else { "lies at" };
-            let mut clause = format!("the {name} {} {verb} the {}", s.box_text(), s.attributes.position.phrase());
-            let rel = relation_clauses(s, relations, &by_id);
+            let mut clause = format!("{} {verb} the {}", g.mention(s, &format!("the {name}")), s.attributes.position.phrase());
+            let rel = relation_clauses(s, relations, &by_id, g);
             if !rel.is_empty() {
                 clause.push_str(&format!(", {}", join_and(&rel)));
             }
@@ -263,7 +340,7 @@ pub fn write_caption(entities: &[Entity], relations: &[Relation], global: &Globa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scene::{ColourAttr, ColourName, RelationKind};
+    use crate::scene::{ColourAttr, ColourName};
 
     fn ent(id: u32, tag: &str, kind: Kind, area: f32, pos: Position, norm: [f64; 4]) -> Entity {
         let mut e = crate::scene::test_entity(id, tag, kind, [0.0; 4], area, pos);
@@ -335,8 +412,8 @@ mod tests {
             ent(3, "floor", Kind::Stuff, 0.3, Position::Bottom, [0.0, 0.6, 1.0, 1.0]),
         ];
         let rel = vec![
-            Relation { subject: 1, predicate: Predicate::OnTopOf, object: 3, kind: RelationKind::Spatial },
-            Relation { subject: 1, predicate: Predicate::Overlapping, object: 2, kind: RelationKind::Spatial },
+            Relation::new(1, Predicate::OnTopOf, 3),
+            Relation::new(1, Predicate::Overlapping, 2),
         ];
         let c = write_caption(&es, &rel, &global());
         assert!(c.contains("The large brown dog [[0.100, 0.400, 0.400, 0.900]] is in the bottom left of the frame, on the floor [[0.000, 0.600, 1.000, 1.000]] and overlapping the bicycle [[0.100, 0.200, 0.700, 0.700]]."), "{c}");

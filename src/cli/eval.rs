@@ -152,7 +152,7 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
             if let Some(q) = &report.panoptic_quality {
                 println!("PQ {:.2} (SQ {:.2}, RQ {:.2}; things PQ {:.2} over {}, stuff PQ {:.2} over {}; {} predicted segment(s) without a COCO panoptic category)",
                     q.all.pq, q.all.sq, q.all.rq, q.things.pq, q.things.categories, q.stuff.pq, q.stuff.categories, q.unmapped_segments);
-                println!("note: thing masks are the ellipses inscribed in their boxes unless an entity carries a mask");
+                println!("note: thing masks come from the person segmenter, the stuff segmenter where it agrees with the box, or else the box's inscribed ellipse (mask_source per entity)");
             }
             if let Some(c) = &report.captions {
                 println!("\ncaptions over {} image(s): BLEU-4 {:.2}  ROUGE-L {:.2}  CIDEr-D {:.3}", c.images, c.bleu4, c.rouge_l, c.cider_d);

@@ -78,6 +78,9 @@ pub struct SuiteArgs {
     /// Skip the extra-instance discovery pass
     #[arg(long)]
     pub no_discovery: bool,
+    /// Skip the person segmenter (people then get the stuff segmenter's person pixels or their box's ellipse)
+    #[arg(long)]
+    pub no_person_masks: bool,
     /// Minimum merged score for an entity to be captioned
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -95,9 +98,9 @@ impl SuiteArgs {
     pub fn resolve(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
         let target = self.target.as_deref().map(TargetProfile::load).transpose().context("--target")?;
         let defaults = PipelineConfig::default();
-        let (detectors, stuff, discovery, backend) = match &target {
-            Some(t) => (t.suite.detectors.clone(), t.suite.stuff, t.suite.discovery, t.backend.clone()),
-            None => (defaults.detectors.clone(), true, true, BackendConfig::default()),
+        let (detectors, stuff, discovery, person_masks, backend) = match &target {
+            Some(t) => (t.suite.detectors.clone(), t.suite.stuff, t.suite.discovery, t.suite.person_masks, t.backend.clone()),
+            None => (defaults.detectors.clone(), true, true, true, BackendConfig::default()),
         };
         let config = PipelineConfig {
             models_dir: models_dir.to_path_buf(),
@@ -105,6 +108,7 @@ impl SuiteArgs {
             detectors: self.detectors.clone().unwrap_or(detectors),
             segmenter: if stuff && !self.no_stuff { defaults.segmenter.clone() } else { None },
             discovery: if discovery && !self.no_discovery { defaults.discovery } else { None },
+            person_segmenter: if person_masks && !self.no_person_masks { defaults.person_segmenter.clone() } else { None },
             caption_threshold: self.threshold,
             ..defaults
         };

@@ -10,6 +10,8 @@ pub enum LabelSet {
     Coco80,
     /// ADE20K top-31 classes with 0 = "other".
     Ade20k32,
+    /// A person segmenter's one class (COCO id 1).
+    Person,
 }
 
 /// One label: its contiguous index, the dataset's own category id and its official name.
@@ -73,6 +75,8 @@ fn parse(text: &str, with_ids: bool) -> Labels {
 }
 
 pub static COCO80: LabelTable = LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/coco80.txt"), ids: true };
+pub static PERSON: LabelTable =
+    LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/person.txt"), ids: true };
 pub static ADE20K32: LabelTable =
     LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/ade20k32.txt"), ids: false };
 
@@ -94,6 +98,7 @@ impl LabelSet {
         match self {
             LabelSet::Coco80 => COCO80.get(),
             LabelSet::Ade20k32 => ADE20K32.get(),
+            LabelSet::Person => PERSON.get(),
         }
     }
 }

@@ -6,7 +6,7 @@ mod provision;
 pub mod quantized;
 pub mod text;
 
-pub use labels::{LabelSet, COCO80, ADE20K32};
+pub use labels::{LabelSet, Labels, ADE20K32, COCO80};
 pub use provision::{pull, sha256_of, verify, FileStatus, ProvisionError, PullReport};
 pub use text::TextManifest;
 
@@ -22,6 +22,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("nanodet_m_416", include_str!("../../models/nanodet_m_416.toml")),
     ("deimv2_hgnetv2_femto_coco", include_str!("../../models/deimv2_hgnetv2_femto_coco.toml")),
     ("deeplabv3_mnv2_ade20k32_uint8", include_str!("../../models/deeplabv3_mnv2_ade20k32_uint8.toml")),
+    ("selfie_person_256", include_str!("../../models/selfie_person_256.toml")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ const EMBEDDED: &[(&str, &str)] = &[
 pub enum Role {
     Detector,
     Segmenter,
+    /// A per-pixel person probability, run on person crops to give them masks.
+    #[serde(rename = "person-segmenter")]
+    PersonSegmenter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +106,8 @@ pub enum DecoderManifest {
     Detr { size_input: String, nms_iou: f32 },
     /// Semantic segmentation whose graph ends in an ArgMax: one class id per pixel.
     Argmax,
+    /// One probability per pixel `[1, H, W, 1]`, foreground at or above `threshold`.
+    Probability { threshold: f32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,7 +169,7 @@ impl Manifest {
             return bad(format!("input shape {:?} must have 3 channels", self.input.shape));
         }
         let expected_outputs = match &self.decoder {
-            DecoderManifest::Yolox { .. } | DecoderManifest::Argmax => 1,
+            DecoderManifest::Yolox { .. } | DecoderManifest::Argmax | DecoderManifest::Probability { .. } => 1,
             DecoderManifest::Gfl { strides, .. } => 2 * strides.len(),
             DecoderManifest::Detr { .. } => 3,
         };

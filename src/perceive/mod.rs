@@ -3,6 +3,7 @@
 //! segmenter whose unclaimed stuff pixels become stuff regions.
 
 pub mod decode;
+pub mod masks;
 pub mod merge;
 pub mod preprocess;
 pub mod stuff;
@@ -77,7 +78,7 @@ impl Detector {
             want: "detector",
             reason: reason.to_string(),
         };
-        if manifest.role != Role::Detector || matches!(manifest.decoder, DecoderManifest::Argmax) {
+        if manifest.role != Role::Detector || matches!(manifest.decoder, DecoderManifest::Argmax | DecoderManifest::Probability { .. }) {
             return Err(wrong("its manifest does not describe a detector"));
         }
         if manifest.labels != LabelSet::Coco80 {
@@ -129,7 +130,9 @@ impl Detector {
                 (decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p)?, *nms_iou)
             }
             DecoderManifest::Detr { nms_iou, .. } => (decode::decode_detr(&outputs, &p)?, *nms_iou),
-            DecoderManifest::Argmax => return Err(PerceiveError::BadOutput("segmenter used as detector".into())),
+            DecoderManifest::Argmax | DecoderManifest::Probability { .. } => {
+                return Err(PerceiveError::BadOutput("segmenter used as detector".into()))
+            }
         };
         let (w, h) = (rgb.width() as f32, rgb.height() as f32);
         let dets = decode::nms(dets, iou, self.params.max_detections)

@@ -135,6 +135,8 @@ pub enum Region<'a> {
     BoxCore(BoxF),
     /// A stuff region: its mask.
     Mask(&'a Mask),
+    /// A thing with a model's mask: the mask's pixels inside its box.
+    Patch(&'a crate::perceive::masks::BoxMask),
 }
 
 /// Names the dominant colour of a region; None when no colour dominates (≥ `min_fraction` of samples).
@@ -161,6 +163,16 @@ pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32) ->
                 for x in (x0..x1).step_by(step as usize) {
                     let (dx, dy) = ((x as f32 + 0.5 - cx) / rx.max(0.5), (y as f32 + 0.5 - cy) / ry.max(0.5));
                     if dx * dx + dy * dy <= 1.0 {
+                        count(x, y);
+                    }
+                }
+            }
+        }
+        Region::Patch(m) => {
+            let step = ((m.area().max(1) as f32 / 4096.0).sqrt().ceil() as u32).max(1);
+            for y in (m.y0..(m.y0 + m.h).min(h)).step_by(step as usize) {
+                for x in (m.x0..(m.x0 + m.w).min(w)).step_by(step as usize) {
+                    if m.get(x, y) {
                         count(x, y);
                     }
                 }

@@ -7,6 +7,7 @@ pub mod relations;
 
 use crate::geometry::BoxF;
 use crate::perceive::merge::Pass;
+use crate::perceive::masks::MaskSource;
 use crate::perceive::stuff::Rle;
 use crate::timing::Timings;
 pub use attributes::{Attributes, ColourAttr, ColourName, Position, SizeClass};
@@ -64,6 +65,12 @@ pub struct Entity {
     pub attributes: Attributes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<Rle>,
+    /// Which model gave the mask (or that it is only the box's ellipse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_source: Option<MaskSource>,
+    /// The entity's own short region caption (Pix2Cap style).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
 }
 
 impl Entity {
@@ -163,5 +170,7 @@ pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area
         alternatives: heapless::Vec::new(),
         attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction },
         mask: None,
+        mask_source: None,
+        description: String::new(),
     }
 }

@@ -1,6 +1,8 @@
 //! Relations between entities from geometry alone: spatial (left/right, above/below, on top of, inside, next to,
-//! overlapping), part-whole (only for region pairs that are parts by definition) and scale (larger than).
-//! No action is ever stated: boxes are no evidence of one.
+//! overlapping), part-whole (only for region pairs that are parts by definition), scale (larger than) and a
+//! few actions where geometry is real evidence for them (a person seated over a bicycle, motorcycle, horse or
+//! elephant rides it; a person holding or next to a frisbee, kite, ball, racket, bat or glove plays with it),
+//! each carrying the measurements that justified it.
 
 use super::{Entity, Kind};
 use crate::geometry::BoxF;
@@ -21,6 +23,8 @@ pub enum Predicate {
     NextTo,
     Overlapping,
     LargerThan,
+    Riding,
+    PlayingWith,
 }
 
 impl Predicate {
@@ -37,6 +41,8 @@ impl Predicate {
             Predicate::NextTo => "next to",
             Predicate::Overlapping => "overlapping",
             Predicate::LargerThan => "larger than",
+            Predicate::Riding => "riding",
+            Predicate::PlayingWith => "playing with",
         }
     }
 
@@ -44,6 +50,7 @@ impl Predicate {
         match self {
             Predicate::PartOf => RelationKind::PartWhole,
             Predicate::LargerThan => RelationKind::Scale,
+            Predicate::Riding | Predicate::PlayingWith => RelationKind::Action,
             _ => RelationKind::Spatial,
         }
     }
@@ -55,6 +62,7 @@ pub enum RelationKind {
     Spatial,
     PartWhole,
     Scale,
+    Action,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -63,6 +71,108 @@ pub struct Relation {
     pub predicate: Predicate,
     pub object: u32,
     pub kind: RelationKind,
+    /// For actions: the geometry that supports the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<ActionEvidence>,
+}
+
+impl Relation {
+    pub fn new(subject: u32, predicate: Predicate, object: u32) -> Self {
+        Relation { subject, predicate, object, kind: predicate.kind(), evidence: None }
+    }
+}
+
+/// The measurements behind an action relation, all relative to the subject (the person).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ActionEvidence {
+    /// Horizontal overlap of the two boxes over the person's width.
+    pub overlap: f32,
+    /// Where the person's lower edge lies down the object's height (0 its top edge, 1 its bottom edge).
+    pub seat: f32,
+    /// Gap between the two boxes in person heights (0 when they touch or intersect).
+    pub gap: f32,
+    /// Fraction of the object's box inside the person's box.
+    pub held: f32,
+}
+
+/// Vehicles and animals a person seated over is riding.
+const RIDDEN: &[&str] = &["bicycle", "motorcycle", "horse", "elephant"];
+/// Objects held in the hand while playing.
+const HELD_TOYS: &[&str] = &["tennis racket", "baseball bat", "baseball glove"];
+/// Objects thrown, kicked or flown while playing.
+const FLOWN_TOYS: &[&str] = &["frisbee", "sports ball", "kite"];
+
+fn gap_between(a: &BoxF, b: &BoxF) -> f32 {
+    let dx = (a.x1.max(b.x1) - a.x2.min(b.x2)).max(0.0);
+    let dy = (a.y1.max(b.y1) - a.y2.min(b.y2)).max(0.0);
+    (dx * dx + dy * dy).sqrt()
+}
+
+fn evidence(person: &BoxF, object: &BoxF) -> ActionEvidence {
+    let ph = person.height().max(1.0);
+    ActionEvidence {
+        overlap: horizontal_overlap(person, object) / person.width().max(1.0),
+        seat: (person.y2 - object.y1) / object.height().max(1.0),
+        gap: gap_between(person, object) / ph,
+        held: object.covered_by(person),
+    }
+}
+
+/// Does the geometry of `person` and `object` support `predicate`? Thresholds are loose enough for seated riders
+/// seen from the side or behind and tight enough to leave people standing beside a horse or a bicycle alone.
+fn action_holds(predicate: Predicate, object_tag: &str, person: &BoxF, object: &BoxF, e: &ActionEvidence) -> bool {
+    match predicate {
+        Predicate::Riding => {
+            let animal = matches!(object_tag, "horse" | "elephant");
+            // the rider's head is above the mount's top, the rider sits over it and the feet end within its
+            // height (a standing person's feet reach the ground line of an animal; on a bicycle they reach the
+            // pedals, near the wheels' bottom, so the rider must also be short relative to the bicycle)
+            let seated = if animal { e.seat >= 0.15 && e.seat <= 0.85 } else { e.seat >= 0.3 && e.seat <= 1.05 };
+            let proportion = person.height() <= 2.6 * object.height();
+            e.overlap >= 0.5 && person.y1 < object.y1 && seated && proportion
+        }
+        Predicate::PlayingWith if HELD_TOYS.contains(&object_tag) => e.held >= 0.3 || e.gap <= 0.15,
+        Predicate::PlayingWith if object_tag == "kite" => {
+            // a kite flies above its flier, within a few body heights sideways
+            let ph = person.height().max(1.0);
+            object.y2 < person.y1 + 0.5 * ph && (object.centre().0 - person.centre().0).abs() <= 3.0 * ph
+        }
+        Predicate::PlayingWith => e.held >= 0.3 || e.gap <= 1.0,
+        _ => false,
+    }
+}
+
+/// Action relations: each ridden mount or toy goes to the one person whose geometry supports it best (nearest);
+/// each person rides at most one mount and plays with at most one toy (a flier holds one kite line).
+fn actions(entities: &[Entity]) -> Vec<Relation> {
+    let people: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing && e.tag == "person").collect();
+    let mut out: Vec<Relation> = Vec::new();
+    for o in entities.iter().filter(|e| e.kind == Kind::Thing) {
+        let predicate = if RIDDEN.contains(&o.tag.as_str()) {
+            Predicate::Riding
+        } else if HELD_TOYS.contains(&o.tag.as_str()) || FLOWN_TOYS.contains(&o.tag.as_str()) {
+            Predicate::PlayingWith
+        } else {
+            continue;
+        };
+        let ob = o.bbox();
+        let best = people
+            .iter()
+            .filter(|p| !out.iter().any(|r| r.subject == p.id && r.predicate == predicate))
+            .map(|p| (p, evidence(&p.bbox(), &ob)))
+            .filter(|(p, e)| action_holds(predicate, &o.tag, &p.bbox(), &ob, e))
+            .min_by(|(pa, ea), (pb, eb)| {
+                let d = |p: &Entity| {
+                    let ((px, py), (ox, oy)) = (p.bbox().centre(), ob.centre());
+                    ((px - ox).powi(2) + (py - oy).powi(2)).sqrt()
+                };
+                ea.gap.total_cmp(&eb.gap).then(d(pa).total_cmp(&d(pb)))
+            });
+        if let Some((p, e)) = best {
+            out.push(Relation { evidence: Some(e), ..Relation::new(p.id, predicate, o.id) });
+        }
+    }
+    out
 }
 
 /// Stuff that things stand or lie on.
@@ -191,6 +301,7 @@ fn stuff_stuff(a: &Entity, b: &Entity) -> Option<Predicate> {
 /// Ranks candidate relations: containment and support first, then nearness.
 fn strength(p: Predicate) -> u8 {
     match p {
+        Predicate::Riding | Predicate::PlayingWith => 0,
         Predicate::PartOf => 0,
         Predicate::OnTopOf => 1,
         Predicate::Inside => 2,
@@ -208,9 +319,17 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
         entities.iter().filter_map(|e| Some((e.id, e.mask.as_ref()?.to_mask()?))).collect();
     let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
     let mut dropped = 0u32;
+    let acts = actions(entities);
     for a in entities {
         let mut cands: Vec<(u8, f32, Relation)> = Vec::new();
+        for r in acts.iter().filter(|r| r.subject == a.id) {
+            cands.push((strength(r.predicate), 0.0, *r));
+        }
         for b in entities.iter().filter(|b| b.id != a.id) {
+            // an action between the two says more than where they are
+            if acts.iter().any(|r| (r.subject, r.object) == (a.id, b.id) || (r.subject, r.object) == (b.id, a.id)) {
+                continue;
+            }
             let p = match (a.kind, b.kind) {
                 (Kind::Thing, Kind::Thing) => thing_thing(a, b),
                 (Kind::Thing, Kind::Stuff) => masks.get(&b.id).and_then(|m| thing_stuff(a, b, m, width, height)),
@@ -227,11 +346,11 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
             let (acx, acy) = a.bbox().centre();
             let (bcx, bcy) = b.bbox().centre();
             let dist = ((acx - bcx).powi(2) + (acy - bcy).powi(2)).sqrt() / diag;
-            cands.push((strength(p), dist, Relation { subject: a.id, predicate: p, object: b.id, kind: p.kind() }));
+            cands.push((strength(p), dist, Relation::new(a.id, p, b.id)));
             // scale: the same kind of thing at clearly different sizes
             if a.kind == Kind::Thing && a.tag == b.tag && a.bbox().area() >= 1.8 * b.bbox().area() {
                 let p = Predicate::LargerThan;
-                cands.push((6, dist, Relation { subject: a.id, predicate: p, object: b.id, kind: p.kind() }));
+                cands.push((6, dist, Relation::new(a.id, p, b.id)));
             }
         }
         cands.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
@@ -315,5 +434,45 @@ mod tests {
         let (r, dropped) = relate(&es, 100, 100, &RelationParams { per_entity: 1, max_total: 1 });
         assert_eq!(r.len(), 1);
         assert!(dropped >= 1);
+    }
+
+    #[test]
+    fn riders_ride_and_people_beside_a_horse_do_not() {
+        let es = vec![
+            ent(1, "horse", Kind::Thing, [100.0, 100.0, 200.0, 200.0]),
+            // seated: head above the horse, feet halfway down its flank
+            ent(2, "person", Kind::Thing, [130.0, 60.0, 170.0, 150.0]),
+            ent(3, "horse", Kind::Thing, [300.0, 100.0, 400.0, 200.0]),
+            // standing beside it: feet on the ground line
+            ent(4, "person", Kind::Thing, [280.0, 90.0, 320.0, 200.0]),
+            ent(5, "frisbee", Kind::Thing, [450.0, 100.0, 470.0, 110.0]),
+            ent(6, "person", Kind::Thing, [480.0, 80.0, 520.0, 200.0]),
+        ];
+        let (r, _) = relate(&es, 600, 300, &RelationParams::default());
+        let riding = r.iter().find(|x| x.predicate == Predicate::Riding).unwrap();
+        assert_eq!((riding.subject, riding.object, riding.kind), (2, 1, RelationKind::Action));
+        let ev = riding.evidence.unwrap();
+        assert!(ev.overlap >= 0.99 && (0.4..0.6).contains(&ev.seat), "{ev:?}");
+        assert_eq!(r.iter().filter(|x| x.predicate == Predicate::Riding).count(), 1, "{r:?}");
+        assert!(r.iter().all(|x| !(x.subject == 4 && x.object == 3 && x.kind == RelationKind::Action)));
+        let play = r.iter().find(|x| x.predicate == Predicate::PlayingWith).unwrap();
+        assert_eq!((play.subject, play.object), (6, 5));
+        assert!(r.iter().all(|x| x.evidence.is_some() == (x.kind == RelationKind::Action)));
+        // no spatial relation is stated for a pair an action already describes
+        assert!(!r.iter().any(|x| (x.subject, x.object) == (2, 1) && x.kind != RelationKind::Action));
+    }
+
+    #[test]
+    fn one_kite_per_flier_and_only_above_them() {
+        let es = vec![
+            ent(1, "person", Kind::Thing, [100.0, 200.0, 120.0, 260.0]),
+            ent(2, "kite", Kind::Thing, [150.0, 20.0, 170.0, 40.0]),
+            ent(3, "kite", Kind::Thing, [60.0, 30.0, 80.0, 50.0]),
+            ent(4, "kite", Kind::Thing, [300.0, 250.0, 320.0, 270.0]),
+        ];
+        let (r, _) = relate(&es, 400, 300, &RelationParams { per_entity: 10, max_total: 100 });
+        let plays: Vec<_> = r.iter().filter(|x| x.predicate == Predicate::PlayingWith).collect();
+        assert_eq!(plays.len(), 1, "{plays:?}");
+        assert_ne!(plays[0].object, 4, "a kite on the ground beside nobody is not flown");
     }
 }

@@ -1,0 +1,269 @@
+//! Masks for things. People get theirs from the person segmenter run on their box; other things from the
+//! semantic segmenter's pixels of their own class inside their box, where those pixels agree with the box; a
+//! thing no model agrees on keeps the ellipse inscribed in its box, and says so.
+//!
+//! Masks are kept box-local ([`BoxMask`]): a thing's mask never reaches outside its box, and a full-image
+//! bitmap per thing would cost megabytes per entity on large frames.
+
+use super::preprocess;
+use super::stuff::{LabelMap, Mask, Rle};
+use super::PerceiveError;
+use crate::engine::Engine;
+use crate::geometry::BoxF;
+use crate::models::{DecoderManifest, Manifest, Role};
+use crate::timing::{Stage, Timings};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Where an entity's mask came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskSource {
+    /// The person segmenter on the person's box.
+    PersonSegmenter,
+    /// The semantic segmenter's pixels of the thing's class inside its box.
+    Segmenter,
+    /// No model agreed with the box: the ellipse inscribed in it.
+    BoxEllipse,
+    /// A stuff region of the semantic segmenter.
+    Region,
+}
+
+/// A mask confined to a pixel rectangle of the image: `bits` is `w × h`, row-major, from `(x0, y0)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxMask {
+    pub x0: u32,
+    pub y0: u32,
+    pub w: u32,
+    pub h: u32,
+    pub bits: Vec<bool>,
+}
+
+impl BoxMask {
+    /// The integer pixel rectangle covering `bbox` inside a `width × height` image.
+    fn frame(bbox: &BoxF, width: u32, height: u32) -> (u32, u32, u32, u32) {
+        let b = bbox.clamp(width as f32, height as f32);
+        let (x0, y0) = (b.x1.floor().max(0.0) as u32, b.y1.floor().max(0.0) as u32);
+        let (x1, y1) = ((b.x2.ceil() as u32).min(width), (b.y2.ceil() as u32).min(height));
+        (x0, y0, x1.saturating_sub(x0), y1.saturating_sub(y0))
+    }
+
+    /// The pixels of `bbox` for which `inside(x, y)` holds (image coordinates).
+    pub fn from_fn(bbox: &BoxF, width: u32, height: u32, mut inside: impl FnMut(u32, u32) -> bool) -> BoxMask {
+        let (x0, y0, w, h) = Self::frame(bbox, width, height);
+        let mut bits = Vec::with_capacity(w as usize * h as usize);
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                bits.push(inside(x, y));
+            }
+        }
+        BoxMask { x0, y0, w, h, bits }
+    }
+
+    /// The ellipse inscribed in `bbox`.
+    pub fn ellipse(bbox: &BoxF, width: u32, height: u32) -> BoxMask {
+        let b = bbox.clamp(width as f32, height as f32);
+        let (cx, cy) = b.centre();
+        let (rx, ry) = ((b.width() / 2.0).max(0.5), (b.height() / 2.0).max(0.5));
+        Self::from_fn(&b, width, height, |x, y| {
+            let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
+            dx * dx + dy * dy <= 1.0
+        })
+    }
+
+    pub fn area(&self) -> u64 {
+        self.bits.iter().filter(|b| **b).count() as u64
+    }
+
+    /// Whether image pixel `(x, y)` is set.
+    pub fn get(&self, x: u32, y: u32) -> bool {
+        if x < self.x0 || y < self.y0 || x >= self.x0 + self.w || y >= self.y0 + self.h {
+            return false;
+        }
+        let i = (y - self.y0) as usize * self.w as usize + (x - self.x0) as usize;
+        self.bits.get(i).copied().unwrap_or(false)
+    }
+
+    /// Sets every pixel of this mask in a full-image bitmap (`width` wide).
+    pub fn paint_into(&self, full: &mut [bool], width: u32) {
+        for (row, chunk) in self.bits.chunks(self.w.max(1) as usize).enumerate() {
+            let start = (self.y0 as usize + row) * width as usize + self.x0 as usize;
+            if let Some(dst) = full.get_mut(start..start + chunk.len()) {
+                for (d, s) in dst.iter_mut().zip(chunk) {
+                    *d |= *s;
+                }
+            }
+        }
+    }
+
+    /// A full-image mask (for tests and small images; entities carry the RLE).
+    pub fn to_mask(&self, width: u32, height: u32) -> Mask {
+        let mut bits = vec![false; width as usize * height as usize];
+        self.paint_into(&mut bits, width);
+        Mask { width, height, bits }
+    }
+
+    /// COCO uncompressed RLE over the whole `width × height` image, column-major, without a full bitmap.
+    pub fn to_rle(&self, width: u32, height: u32) -> Rle {
+        let mut counts = Vec::new();
+        let mut current = false;
+        let mut run = 0u32;
+        let mut push = |bit: bool, n: u32, counts: &mut Vec<u32>| {
+            if n == 0 {
+                return;
+            }
+            if bit != current {
+                counts.push(run);
+                run = 0;
+                current = bit;
+            }
+            run += n;
+        };
+        for x in 0..width {
+            if x < self.x0 || x >= self.x0 + self.w {
+                push(false, height, &mut counts);
+                continue;
+            }
+            push(false, self.y0.min(height), &mut counts);
+            for y in self.y0..(self.y0 + self.h).min(height) {
+                push(self.get(x, y), 1, &mut counts);
+            }
+            push(false, height.saturating_sub(self.y0 + self.h), &mut counts);
+        }
+        counts.push(run);
+        Rle { size: [height, width], counts }
+    }
+}
+
+/// The person segmenter: one probability map per person crop.
+pub struct PersonSegmenter {
+    manifest: Manifest,
+    engine: Box<dyn Engine>,
+    threshold: f32,
+}
+
+/// How much of a person's box the model sees around it on each side (fraction of the box), for context.
+const CROP_CONTEXT: f32 = 0.1;
+
+impl PersonSegmenter {
+    pub fn new(manifest: Manifest, engine: Box<dyn Engine>) -> Result<Self, PerceiveError> {
+        let threshold = match (&manifest.role, &manifest.decoder) {
+            (Role::PersonSegmenter, DecoderManifest::Probability { threshold }) => *threshold,
+            _ => {
+                return Err(PerceiveError::WrongModel {
+                    name: manifest.name.clone(),
+                    want: "person segmenter",
+                    reason: "its manifest does not describe a per-pixel person probability".into(),
+                })
+            }
+        };
+        Ok(PersonSegmenter { manifest, engine, threshold })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn provider(&self) -> String {
+        self.engine.provider()
+    }
+
+    /// The person pixels inside `bbox`: the model sees the box widened by [`CROP_CONTEXT`], stretched to its
+    /// input; its map is read back inside the box only.
+    pub fn segment(&mut self, rgb: &RgbImage, bbox: &BoxF, timings: &mut Timings) -> Result<BoxMask, PerceiveError> {
+        let (w, h) = (rgb.width(), rgb.height());
+        let b = bbox.clamp(w as f32, h as f32);
+        let t = Instant::now();
+        let (mx, my) = (CROP_CONTEXT * b.width(), CROP_CONTEXT * b.height());
+        let crop_box = BoxF::new(b.x1 - mx, b.y1 - my, b.x2 + mx, b.y2 + my).clamp(w as f32, h as f32);
+        let (cx, cy, cw, ch) = BoxMask::frame(&crop_box, w, h);
+        if cw == 0 || ch == 0 {
+            return Ok(BoxMask::from_fn(&b, w, h, |_, _| false));
+        }
+        let crop = image::imageops::crop_imm(rgb, cx, cy, cw, ch).to_image();
+        let (tensor, lb) = preprocess::preprocess(&crop, &self.manifest.input)?;
+        timings.record(Stage::Preprocess, Some(&self.manifest.name), t);
+        let t = Instant::now();
+        let outputs = self.engine.run(&[tensor])?;
+        timings.record(Stage::Inference, Some(&self.manifest.name), t);
+        let t = Instant::now();
+        let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("person segmenter: no output".into()))?;
+        let probs = out.as_f32()?;
+        let (mh, mw) = match out.shape.as_slice() {
+            [1, h, w, 1] | [1, 1, h, w] | [1, h, w] => (*h, *w),
+            s => return Err(PerceiveError::BadOutput(format!("person segmenter output shape {s:?}, expected [1, H, W, 1]"))),
+        };
+        if probs.len() < mh * mw {
+            return Err(PerceiveError::BadOutput(format!("person segmenter output holds {} values for {mw}x{mh}", probs.len())));
+        }
+        let threshold = self.threshold;
+        let mask = BoxMask::from_fn(&b, w, h, |x, y| {
+            let px = ((x - cx) as f32 + 0.5) * lb.scale_x + lb.pad_x;
+            let py = ((y - cy) as f32 + 0.5) * lb.scale_y + lb.pad_y;
+            let (ix, iy) = ((px as usize).min(mw.saturating_sub(1)), (py as usize).min(mh.saturating_sub(1)));
+            probs.get(iy * mw + ix).is_some_and(|p| *p >= threshold)
+        });
+        timings.record(Stage::Postprocess, Some(&self.manifest.name), t);
+        Ok(mask)
+    }
+}
+
+/// A model's mask agrees with a box when it fills at least this fraction of it.
+pub const MIN_BOX_FILL: f32 = 0.2;
+
+/// The semantic segmenter's pixels of `classes` inside `bbox`, or None when they fill less than
+/// [`MIN_BOX_FILL`] of it (the segmenter did not see that thing there).
+pub fn from_label_map(map: &LabelMap, bbox: &BoxF, classes: &[u8]) -> Option<BoxMask> {
+    if classes.is_empty() {
+        return None;
+    }
+    let width = map.width;
+    let mask = BoxMask::from_fn(bbox, map.width, map.height, |x, y| {
+        map.classes.get(y as usize * width as usize + x as usize).is_some_and(|c| classes.contains(c))
+    });
+    agrees(&mask).then_some(mask)
+}
+
+/// Whether a model's mask fills enough of its box to be believed.
+pub fn agrees(mask: &BoxMask) -> bool {
+    let total = (mask.w as u64 * mask.h as u64).max(1);
+    mask.area() as f32 >= MIN_BOX_FILL * total as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_mask_rle_equals_the_full_mask_rle() {
+        let b = BoxF::new(2.3, 1.0, 6.7, 5.0);
+        let m = BoxMask::from_fn(&b, 9, 7, |x, y| (x + y) % 3 != 0);
+        assert_eq!((m.x0, m.y0, m.w, m.h), (2, 1, 5, 4));
+        let full = m.to_mask(9, 7);
+        assert_eq!(m.to_rle(9, 7), full.to_rle());
+        assert_eq!(m.to_rle(9, 7).to_mask().unwrap(), full);
+        assert_eq!(full.area(), m.area());
+        assert!(!m.get(0, 0) && m.get(2, 2) == full.get(2, 2));
+    }
+
+    #[test]
+    fn ellipse_fills_the_centre_not_the_corners() {
+        let m = BoxMask::ellipse(&BoxF::new(10.0, 10.0, 30.0, 20.0), 40, 40);
+        assert!(m.get(20, 15) && !m.get(10, 10) && !m.get(29, 19));
+        let fill = m.area() as f32 / 200.0;
+        assert!((fill - std::f32::consts::FRAC_PI_4).abs() < 0.08, "{fill}");
+    }
+
+    #[test]
+    fn label_map_masks_only_where_the_segmenter_agrees() {
+        // a 20x10 map: class 5 fills the left half
+        let classes = (0..200).map(|i| if i % 20 < 10 { 5 } else { 1 }).collect();
+        let map = LabelMap { width: 20, height: 10, classes };
+        let m = from_label_map(&map, &BoxF::new(5.0, 0.0, 15.0, 10.0), &[5]).unwrap();
+        assert_eq!(m.area(), 50);
+        assert!(m.get(6, 3) && !m.get(12, 3));
+        assert!(from_label_map(&map, &BoxF::new(12.0, 0.0, 20.0, 10.0), &[5]).is_none(), "no class pixels there");
+        assert!(from_label_map(&map, &BoxF::new(0.0, 0.0, 5.0, 5.0), &[]).is_none());
+    }
+}
