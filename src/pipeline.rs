@@ -135,10 +135,11 @@ impl From<engine::EngineError> for PipelineError {
 }
 
 /// The model file for the configured precision: the provisioned file, or for INT8 the verified file
-/// `pancap quantize` wrote (models the mirror ships quantized run as shipped).
+/// `pancap quantize` wrote for a detector (models the mirror ships quantized run as shipped; the 0.45 MB person
+/// segmenter, which `pancap quantize` does not take, runs in FP32 at every precision).
 fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineError> {
     let mut spec = m.model_spec(&cfg.models_dir);
-    if cfg.backend.precision == Precision::Int8 && !m.quantized {
+    if cfg.backend.precision == Precision::Int8 && !m.quantized && m.role != Role::PersonSegmenter {
         spec.path = models::quantized::resolve(&cfg.models_dir, &m.name, &m.file, &m.sha256)?;
     }
     Ok(spec)

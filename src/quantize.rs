@@ -241,6 +241,7 @@ fn detector_map(manifest: &Manifest, models_dir: &Path, precision: Precision, se
         backend: BackendConfig { precision, ..BackendConfig::default() },
         detectors: vec![manifest.name.clone()],
         segmenter: None,
+        person_segmenter: None,
         discovery: None,
         ..PipelineConfig::default()
     };
