@@ -364,7 +364,8 @@ impl Pipeline {
                 discovered: inst.discovered(),
                 alternatives,
                 attributes: Attributes {
-                    colour: dominant_colour(rgb, Region::BoxCore(bbox), 0.35),
+                    // read from the thing's mask once it has one (step 6)
+                    colour: None,
                     size: SizeClass::from_area_fraction(area_fraction),
                     position: Position::of(&bbox, w, h),
                     area_fraction,
@@ -401,9 +402,9 @@ impl Pipeline {
             m.paint_into(&mut claimed, w);
             e.mask = Some(m.to_rle(w, h));
             e.mask_source = Some(*source);
-            if *source != MaskSource::BoxEllipse {
-                e.attributes.colour = dominant_colour(rgb, Region::Patch(m), 0.35).or(e.attributes.colour);
-            }
+            // a model's mask names the colour of the thing's own pixels; the box core stands in otherwise
+            let from_mask = (*source != MaskSource::BoxEllipse).then(|| dominant_colour(rgb, Region::Patch(m), 0.35)).flatten();
+            e.attributes.colour = from_mask.or_else(|| dominant_colour(rgb, Region::BoxCore(e.bbox()), 0.35));
         }
         timings.record_excluding(Stage::Masks, t, mark);
 
