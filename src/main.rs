@@ -45,6 +45,9 @@ enum Command {
     Profile(Box<cli::profile::ProfileArgs>),
     /// PancapScore of predicted captions against reference captions
     Score(cli::score::ScoreArgs),
+    /// Read the text in images (PP-OCR alone): one JSON line per image with each line's text, confidence and
+    /// corners
+    Read(Box<cli::read::ReadArgs>),
     /// INT8 models from the FP32 ones, verified in tract (host-only: a build with `--features quantize`)
     #[cfg(feature = "quantize")]
     Quantize(Box<cli::quantize::QuantizeArgs>),
@@ -159,6 +162,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
         Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
+        Command::Read(args) => cli::read::read_cmd(*args, &models_dir),
         #[cfg(feature = "quantize")]
         Command::Quantize(args) => cli::quantize::quantize_cmd(*args, &models_dir),
         Command::Backends(args) => cli::backends_cmd(&args),
@@ -198,6 +202,12 @@ fn models_cmd(action: ModelsAction, models_dir: &Path) -> Result<i32> {
                     m.sha256,
                     m.validated_backends.join(",")
                 );
+            }
+            for m in models::OcrManifest::all()? {
+                let v = m.validated_backends.join(",");
+                println!("{:<32} {:<9} {:<48} {}  [{v}]", m.name, "text-det", m.detector.file, m.detector.sha256);
+                println!("{:<32} {:<9} {:<48} {}", "", "text-cls", m.classifier.file, m.classifier.sha256);
+                println!("{:<32} {:<9} {:<48} {}", "", "text-rec", m.recogniser.file, m.recogniser.sha256);
             }
             for m in models::TextManifest::all()? {
                 println!("{:<32} {:<9} {:<48} {}  [{}]", m.name, "embedder", m.file, m.sha256, m.validated_backends.join(","));

@@ -5,9 +5,10 @@ use crate::score::ScoredEntity;
 use crate::caption::{text::region_captions, text::write_caption, ScoredBox};
 use crate::engine::{self, BackendConfig, ModelSpec, Precision};
 use crate::geometry::BoxF;
-use crate::models::{self, LabelSet, Manifest, ManifestError, ProvisionError, Role};
+use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, ProvisionError, Role};
 use crate::perceive::merge::{Instance, MergeParams, Pass};
 use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
+use crate::perceive::ocr::{OcrParams, TextReader};
 use crate::perceive::stuff::stuff_regions;
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Region};
@@ -26,6 +27,7 @@ use std::time::Instant;
 pub const DEFAULT_DETECTORS: &[&str] = &["yolox_nano_416", "picodet_s_416_coco"];
 pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_uint8";
 pub const DEFAULT_PERSON_SEGMENTER: &str = "selfie_person_256";
+pub const DEFAULT_TEXT_READER: &str = "ppocr_v4";
 
 /// ADE20K-32 classes whose pixels, inside a detected thing's box, are that thing (mask refinement). Not
 /// "person": on coco-panoptic-dev its person pixels inside riders' boxes (horse and rider run together at 512²)
@@ -44,6 +46,10 @@ const ADE_FOR_THING: &[(&str, &str)] = &[
 
 fn default_person_segmenter() -> Option<String> {
     Some(DEFAULT_PERSON_SEGMENTER.to_string())
+}
+
+fn default_text_reader() -> Option<String> {
+    Some(DEFAULT_TEXT_READER.to_string())
 }
 
 fn default_max_person_masks() -> usize {
@@ -73,6 +79,11 @@ pub struct PipelineConfig {
     /// People masked by the person segmenter per frame, largest first (the rest fall back).
     #[serde(default = "default_max_person_masks")]
     pub max_person_masks: usize,
+    /// Text reader (PP-OCR) manifest, or none to read no text.
+    #[serde(default = "default_text_reader")]
+    pub text_reader: Option<String>,
+    #[serde(default)]
+    pub ocr: OcrParams,
     /// Extra-instance discovery on tiles, or none.
     pub discovery: Option<DiscoveryParams>,
     pub detect: DetectParams,
@@ -96,6 +107,8 @@ impl Default for PipelineConfig {
             segmenter: Some(DEFAULT_SEGMENTER.to_string()),
             person_segmenter: default_person_segmenter(),
             max_person_masks: default_max_person_masks(),
+            text_reader: default_text_reader(),
+            ocr: OcrParams::default(),
             discovery: Some(DiscoveryParams::default()),
             detect: DetectParams::default(),
             merge: MergeParams::default(),
@@ -145,6 +158,22 @@ fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineErr
     Ok(spec)
 }
 
+/// Verifies the text reader's files by sha256 and loads it on `backend`. It runs its FP32 files at every
+/// precision (`pancap quantize` makes INT8 detectors only); its bucket engines load on first use.
+pub fn load_text_reader(name: &str, models_dir: &std::path::Path, backend: &BackendConfig, params: OcrParams) -> Result<TextReader, PipelineError> {
+    let manifest = OcrManifest::by_name(name).ok_or_else(|| {
+        let known: Vec<String> = OcrManifest::all().unwrap_or_default().into_iter().map(|m| m.name).collect();
+        ManifestError::Unknown(name.into(), known.join(", "))
+    })??;
+    backend.validate()?;
+    for r in models::verify(&manifest.files(), models_dir) {
+        r?;
+    }
+    let backend = backend.clone();
+    let loader: crate::perceive::ocr::EngineLoader = Box::new(move |spec| engine::load(&backend, spec));
+    Ok(TextReader::load(manifest, models_dir, params, loader)?)
+}
+
 /// A stuff label map computed elsewhere (a segmenter on its own thread), with what is needed to read it.
 #[derive(Debug, Clone)]
 pub struct StuffMap {
@@ -169,11 +198,13 @@ pub enum StuffInput<'a> {
 pub struct FrameOptions<'a> {
     pub stuff: StuffInput<'a>,
     pub discovery: bool,
+    /// Read text in this frame (when the pipeline has a text reader).
+    pub text: bool,
 }
 
 impl Default for FrameOptions<'_> {
     fn default() -> Self {
-        FrameOptions { stuff: StuffInput::Run, discovery: true }
+        FrameOptions { stuff: StuffInput::Run, discovery: true, text: true }
     }
 }
 
@@ -188,6 +219,7 @@ pub struct Pipeline {
     detectors: Vec<Detector>,
     segmenter: Option<Segmenter>,
     person_segmenter: Option<PersonSegmenter>,
+    text_reader: Option<TextReader>,
     cfg: PipelineConfig,
     providers: Vec<ModelProvider>,
 }
@@ -232,7 +264,9 @@ impl Pipeline {
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
             None => None,
         };
-        Ok(Self::from_parts(detectors, segmenter, cfg)?.with_person_segmenter(person_segmenter))
+        let text_reader =
+            cfg.text_reader.as_deref().map(|name| load_text_reader(name, &cfg.models_dir, &cfg.backend, cfg.ocr)).transpose()?;
+        Ok(Self::from_parts(detectors, segmenter, cfg)?.with_person_segmenter(person_segmenter).with_text_reader(text_reader))
     }
 
     /// Builds a pipeline from already loaded models (tests use fake engines here).
@@ -247,7 +281,17 @@ impl Pipeline {
         let dets = detectors.iter().map(|d| ModelProvider { model: d.name().to_string(), provider: d.provider() });
         let seg = segmenter.iter().map(|s| ModelProvider { model: s.name().to_string(), provider: s.provider() });
         let providers = dets.chain(seg).collect();
-        Ok(Pipeline { detectors, segmenter, person_segmenter: None, cfg, providers })
+        Ok(Pipeline { detectors, segmenter, person_segmenter: None, text_reader: None, cfg, providers })
+    }
+
+    /// Adds (or removes) the text reader.
+    pub fn with_text_reader(mut self, reader: Option<TextReader>) -> Self {
+        self.providers.retain(|p| self.text_reader.as_ref().is_none_or(|r| r.name() != p.model));
+        if let Some(r) = &reader {
+            self.providers.push(ModelProvider { model: r.name().to_string(), provider: r.provider() });
+        }
+        self.text_reader = reader;
+        self
     }
 
     /// Adds (or removes) the person segmenter that gives people their masks.
@@ -369,6 +413,7 @@ impl Pipeline {
                     size: SizeClass::from_area_fraction(area_fraction),
                     position: Position::of(&bbox, w, h),
                     area_fraction,
+                    text: None,
                 },
                 mask: None,
                 mask_source: None,
@@ -441,6 +486,7 @@ impl Pipeline {
                         size: SizeClass::from_area_fraction(r.area_fraction),
                         position: Position::of(&r.bbox, w, h),
                         area_fraction: r.area_fraction,
+                        text: None,
                     },
                     mask: Some(r.mask.to_rle()),
                     mask_source: Some(MaskSource::Region),
@@ -450,7 +496,15 @@ impl Pipeline {
             timings.record(Stage::Describe, None, t);
         }
 
-        // 6. relations and global state
+        // 6. text in the scene: on the thing it lies on, or a text entity of its own
+        if let Some(reader) = self.text_reader.as_mut().filter(|_| opts.text) {
+            let lines = reader.read(rgb, &mut timings).map_err(frame_err)?;
+            let t = Instant::now();
+            crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name());
+            timings.record(Stage::Describe, None, t);
+        }
+
+        // 7. relations and global state
         let t = Instant::now();
         let (relations, rel_dropped) = relate(&entities, w, h, &self.cfg.relations);
         let global = global_state(rgb, &entities);
@@ -460,7 +514,7 @@ impl Pipeline {
         }
         timings.record(Stage::Describe, None, t);
 
-        // 7. caption
+        // 8. caption
         let t = Instant::now();
         let caption = write_caption(&entities, &relations, &global);
         timings.record(Stage::Caption, None, t);

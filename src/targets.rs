@@ -32,10 +32,20 @@ pub struct SuiteProfile {
     /// Person masks from the person segmenter (one small model run per person).
     #[serde(default = "on")]
     pub person_masks: bool,
+    /// Text reading (PP-OCR: the text detector on the frame, then one recogniser run per line).
+    #[serde(default = "on")]
+    pub text: bool,
+    /// In `pancap stream`: text reading every Nth frame.
+    #[serde(default = "ten")]
+    pub text_every: u32,
 }
 
 fn on() -> bool {
     true
+}
+
+fn ten() -> u32 {
+    10
 }
 
 /// What a camera on this target is asked for.

@@ -57,7 +57,8 @@ fn a_target_profile_sets_the_suite_and_flags_win_over_it() {
         .replace("name = \"x86-cpu\"", "name = \"small\"")
         .replace("detectors = [\"yolox_nano_416\", \"picodet_s_416_coco\"]", "detectors = [\"yolox_nano_416\"]")
         .replace("stuff = true", "stuff = false")
-        .replace("person_masks = true", "person_masks = false");
+        .replace("person_masks = true", "person_masks = false")
+        .replace("text = true", "text = false");
     std::fs::write(&profile, text).unwrap();
     let caption = |extra: &[&str]| {
         let d = dog();

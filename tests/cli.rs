@@ -293,3 +293,25 @@ fn coco_panoptic_format_is_read_back_as_a_panoptic_prediction_with_descriptions(
     let riders = segs.iter().filter(|s| s["description"].as_str().unwrap().contains("riding a horse")).count();
     assert!(riders >= 5, "{riders} region captions say riding");
 }
+
+#[test]
+fn read_prints_one_json_line_per_image_with_the_text_lines() {
+    let sign = common::data("coco-val2017-dev/images/000000226111.jpg");
+    let dog = common::data("darknet-images-unannotated/dog.jpg");
+    let out = pancap(&["read", sign.to_str().unwrap(), dog.to_str().unwrap(), "/nonexistent/x.jpg"]);
+    assert_eq!(out.status.code(), Some(1), "a missing image fails the run: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("/nonexistent/x.jpg"), "{}", text(&out.stderr));
+    let records: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2);
+    let lines = records[0]["lines"].as_array().unwrap();
+    let words: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(words.contains(&"SKATEBOARDS"), "{words:?}");
+    let l = &lines[0];
+    assert_eq!(l["quad"].as_array().unwrap().len(), 4);
+    assert!(l["score"].as_f64().unwrap() >= 0.88 && l["box"]["x2"].as_f64() > l["box"]["x1"].as_f64());
+    assert_eq!(records[1]["lines"].as_array().unwrap().len(), 0, "no text on the dog photo");
+    // an unknown reader is named
+    let out = pancap(&["read", sign.to_str().unwrap(), "--reader", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("ppocr_v4"), "{}", text(&out.stderr));
+}

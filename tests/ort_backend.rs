@@ -120,9 +120,10 @@ fn caption_with_ort_cpu_finds_the_same_entities_as_tract_and_reports_its_provide
     };
     let (t, o) = (run("tract"), run("ort-cpu"));
     let providers = o["providers"].as_array().unwrap();
-    // two detectors, the stuff segmenter and the person segmenter
-    assert_eq!(providers.len(), 4, "{providers:?}");
+    // two detectors, the stuff segmenter, the person segmenter and the text reader
+    assert_eq!(providers.len(), 5, "{providers:?}");
     assert!(providers.iter().any(|p| p["model"] == "selfie_person_256"), "{providers:?}");
+    assert!(providers.iter().any(|p| p["model"] == "ppocr_v4"), "{providers:?}");
     assert!(providers.iter().all(|p| p["provider"].as_str().unwrap().contains("CPUExecutionProvider")), "{providers:?}");
     assert_eq!(t["providers"][0]["provider"], "tract");
     let things = |v: &serde_json::Value| -> Vec<(String, Vec<f64>)> {

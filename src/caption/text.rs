@@ -120,6 +120,13 @@ fn describe(e: &Entity, with_size: bool) -> String {
     words.join(" ")
 }
 
+/// What the text on an entity says, as a participle clause: "reading 'STOP'" (a person's text is on what they
+/// wear).
+pub fn reading_clause(e: &Entity) -> Option<String> {
+    let t = e.attributes.text.as_ref()?;
+    Some(if e.tag == "person" { format!("wearing the words '{}'", t.text) } else { format!("reading '{}'", t.text) })
+}
+
 fn where_in_frame(p: Position) -> String {
     format!("in the {} of the frame", p.phrase())
 }
@@ -166,7 +173,8 @@ fn spread(group: &[&Entity]) -> String {
 fn thing_sentence(e: &Entity, lead: &str, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>, g: Grounding) -> String {
     let mut parts = vec![where_in_frame(e.attributes.position)];
     parts.extend(relation_clauses(e, relations, by_id, g));
-    format!("{} is {}.", g.mention(e, lead), join_and(&parts))
+    let reading = reading_clause(e).map(|r| format!(", {r},")).unwrap_or_default();
+    format!("{}{reading} is {}.", g.mention(e, lead), join_and(&parts))
 }
 
 fn lighting_phrase(l: Lighting) -> &'static str {
@@ -243,6 +251,10 @@ pub fn region_caption(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, 
     };
     let lead = if e.kind == Kind::Thing { format!("{} {d}", article(&d)) } else { format!("the {d}") };
     let mut out = format!("{} {}", capitalise(&lead), where_in_frame(e.attributes.position));
+    if let Some(r) = reading_clause(e) {
+        out.push_str(", ");
+        out.push_str(&r);
+    }
     if let Some(r) = main_relation(e, relations, by_id) {
         out.push_str(", ");
         out.push_str(&r);
@@ -423,6 +435,26 @@ mod tests {
                 assert!(rest.trim_start().starts_with("[["), "mention of {tag} without a box: …{rest}");
             }
         }
+    }
+
+    #[test]
+    fn text_on_an_entity_is_read_out_after_its_box() {
+        let mut sign = ent(1, "stop sign", Kind::Thing, 0.02, Position::Top, [0.4, 0.1, 0.5, 0.2]);
+        sign.attributes.colour = Some(ColourAttr { name: ColourName::Red, fraction: 0.7, secondary: None });
+        sign.attributes.text = Some(crate::scene::TextAttr {
+            text: heapless::String::try_from("STOP").unwrap(),
+            score: 0.99,
+            lines: 1,
+            truncated: false,
+        });
+        let mut shirt = ent(2, "person", Kind::Thing, 0.2, Position::Left, [0.0, 0.2, 0.3, 0.9]);
+        shirt.attributes.text = sign.attributes.text.clone();
+        let es = vec![sign, shirt];
+        let c = write_caption(&es, &[], &global());
+        assert!(c.contains("The small red stop sign [[0.400, 0.100, 0.500, 0.200]], reading 'STOP', is in the top of the frame."), "{c}");
+        assert!(c.contains("[[0.000, 0.200, 0.300, 0.900]], wearing the words 'STOP', is"), "{c}");
+        let by_id: BTreeMap<u32, &Entity> = es.iter().map(|e| (e.id, e)).collect();
+        assert_eq!(region_caption(&es[0], &[], &by_id), "A small red stop sign in the top of the frame, reading 'STOP'.");
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod profile;
 #[cfg(feature = "quantize")]
 pub mod quantize;
+pub mod read;
 pub mod score;
 pub mod stream;
 
@@ -81,6 +82,9 @@ pub struct SuiteArgs {
     /// Skip the person segmenter (people then get the stuff segmenter's person pixels or their box's ellipse)
     #[arg(long)]
     pub no_person_masks: bool,
+    /// Skip text reading (OCR)
+    #[arg(long)]
+    pub no_text: bool,
     /// Minimum merged score for an entity to be captioned
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
@@ -98,9 +102,12 @@ impl SuiteArgs {
     pub fn resolve(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
         let target = self.target.as_deref().map(TargetProfile::load).transpose().context("--target")?;
         let defaults = PipelineConfig::default();
-        let (detectors, stuff, discovery, person_masks, backend) = match &target {
-            Some(t) => (t.suite.detectors.clone(), t.suite.stuff, t.suite.discovery, t.suite.person_masks, t.backend.clone()),
-            None => (defaults.detectors.clone(), true, true, true, BackendConfig::default()),
+        let (detectors, stuff, discovery, person_masks, text, backend) = match &target {
+            Some(t) => {
+                let s = &t.suite;
+                (s.detectors.clone(), s.stuff, s.discovery, s.person_masks, s.text, t.backend.clone())
+            }
+            None => (defaults.detectors.clone(), true, true, true, true, BackendConfig::default()),
         };
         let config = PipelineConfig {
             models_dir: models_dir.to_path_buf(),
@@ -109,6 +116,7 @@ impl SuiteArgs {
             segmenter: if stuff && !self.no_stuff { defaults.segmenter.clone() } else { None },
             discovery: if discovery && !self.no_discovery { defaults.discovery } else { None },
             person_segmenter: if person_masks && !self.no_person_masks { defaults.person_segmenter.clone() } else { None },
+            text_reader: if text && !self.no_text { defaults.text_reader.clone() } else { None },
             caption_threshold: self.threshold,
             ..defaults
         };

@@ -60,6 +60,9 @@ pub struct StreamArgs {
     /// Run extra-instance discovery on every Nth frame (0: never) [default: 10, or the target's]
     #[arg(long)]
     discovery_every: Option<u32>,
+    /// Read text (OCR) on every Nth frame (0: never) [default: 10, or the target's]
+    #[arg(long)]
+    text_every: Option<u32>,
     /// Stop after this many frames
     #[arg(long)]
     max_frames: Option<u64>,
@@ -130,6 +133,12 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         (None, Some(t)) => t.suite.discovery_every,
         (None, None) => 10,
     };
+    let text_every = match (args.text_every, &target) {
+        _ if cfg.text_reader.is_none() => 0,
+        (Some(n), _) => n,
+        (None, Some(t)) => t.suite.text_every,
+        (None, None) => 10,
+    };
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
         every_frame: args.every_frame,
@@ -137,6 +146,7 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         realtime_fps: args.realtime,
         queue: args.queue,
         discovery_every,
+        text_every,
         max_frames: args.max_frames,
         slow_down: Duration::from_millis(args.slow_ms),
         live: args.live,

@@ -6,7 +6,7 @@ mod ort;
 mod tract;
 
 pub use fake::FakeEngine;
-pub use tract::TractEngine;
+pub use tract::{onnx_metadata, TractEngine};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

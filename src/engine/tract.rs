@@ -36,6 +36,15 @@ impl TractEngine {
     }
 }
 
+/// The value of one metadata entry (`metadata_props`) of an ONNX file, read without building the model (the
+/// text recogniser keeps its dictionary there). Any backend's models are ONNX files, so this serves all of them.
+pub fn onnx_metadata(path: &std::path::Path, key: &str) -> Result<Option<String>, EngineError> {
+    let proto = tract_onnx::onnx()
+        .proto_model_for_path(path)
+        .map_err(|e| EngineError::Load { path: path.to_path_buf(), reason: format!("{e:#}") })?;
+    Ok(proto.metadata_props.into_iter().find(|p| p.key == key).map(|p| p.value))
+}
+
 /// Keeps tract's error type inside this file.
 mod anyhow_like {
     pub struct E(pub String);

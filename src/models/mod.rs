@@ -2,12 +2,14 @@
 //! offline mirror, verified by sha256. Nothing here reaches a network.
 
 mod labels;
+pub mod ocr;
 mod provision;
 pub mod quantized;
 pub mod text;
 
 pub use labels::{LabelSet, Labels, ADE20K32, COCO80};
 pub use provision::{pull, sha256_of, verify, FileStatus, ProvisionError, PullReport};
+pub use ocr::OcrManifest;
 pub use text::TextManifest;
 
 use crate::engine::{DType, InputSpec, ModelSpec};
@@ -255,22 +257,24 @@ pub(crate) fn check_relative(name: &str, file: &str) -> Result<(), ManifestError
     Ok(())
 }
 
-/// Every file of every model this build knows (image models, then text models).
+/// Every file of every model this build knows (image models, the text reader, then text models).
 pub fn all_files() -> Result<Vec<ModelFile>, ManifestError> {
     let mut files: Vec<ModelFile> = Manifest::all()?.iter().flat_map(Manifest::files).collect();
+    files.extend(ocr::OcrManifest::all()?.iter().flat_map(ocr::OcrManifest::files));
     files.extend(text::TextManifest::all()?.iter().flat_map(text::TextManifest::files));
     Ok(files)
 }
 
-/// The files of the named models (image or text).
+/// The files of the named models (image, text reader or text).
 pub fn files_of(names: &[String]) -> Result<Vec<ModelFile>, ManifestError> {
     let mut files = Vec::new();
     for name in names {
         match Manifest::by_name(name) {
             Ok(m) => files.extend(m.files()),
-            Err(e) => match text::TextManifest::by_name(name) {
-                Some(t) => files.extend(t?.files()),
-                None => return Err(e),
+            Err(e) => match (ocr::OcrManifest::by_name(name), text::TextManifest::by_name(name)) {
+                (Some(o), _) => files.extend(o?.files()),
+                (None, Some(t)) => files.extend(t?.files()),
+                (None, None) => return Err(e),
             },
         }
     }

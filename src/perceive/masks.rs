@@ -28,6 +28,8 @@ pub enum MaskSource {
     BoxEllipse,
     /// A stuff region of the semantic segmenter.
     Region,
+    /// Text read on nothing detected: the rectangles of its lines.
+    TextLines,
 }
 
 /// A mask confined to a pixel rectangle of the image: `bits` is `w × h`, row-major, from `(x0, y0)`.

@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod masks;
 pub mod merge;
+pub mod ocr;
 pub mod preprocess;
 pub mod stuff;
 

@@ -297,7 +297,7 @@ impl Position {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attributes {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub colour: Option<ColourAttr>,
@@ -305,6 +305,9 @@ pub struct Attributes {
     pub position: Position,
     /// Area of the box (things) or mask (stuff) over the image area.
     pub area_fraction: f32,
+    /// Text read on the entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<super::text::TextAttr>,
 }
 
 #[cfg(test)]

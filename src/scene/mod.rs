@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod global;
 pub mod relations;
+pub mod text;
 
 use crate::geometry::BoxF;
 use crate::perceive::merge::Pass;
@@ -13,6 +14,7 @@ use crate::timing::Timings;
 pub use attributes::{Attributes, ColourAttr, ColourName, Position, SizeClass};
 pub use global::{Crowdedness, GlobalState, Lighting, SceneType, Setting};
 pub use relations::{Predicate, Relation, RelationKind};
+pub use text::TextAttr;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON layout below; bumped on any incompatible change.
@@ -168,7 +170,7 @@ pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area
         sources: heapless::Vec::new(),
         discovered: false,
         alternatives: heapless::Vec::new(),
-        attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction },
+        attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction, text: None },
         mask: None,
         mask_source: None,
         description: String::new(),

@@ -162,6 +162,43 @@ fn last_relation(words: &[&str]) -> Option<(&'static str, bool)> {
     best.map(|(_, _, c, s)| (c, s))
 }
 
+/// The canonical attribute value of text an entity shows: `text 'stop'` (case and spacing folded).
+fn text_value(t: &str) -> String {
+    format!("text '{}'", t.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase())
+}
+
+/// Phrases that introduce quoted text right after a mention.
+const TEXT_LEADS: &[&str] = &[
+    "reading", "reads", "which reads", "that reads", "saying", "says", "which says", "that says", "with the text",
+    "with the words", "bearing the words", "wearing the words", "labeled", "labelled", "marked",
+];
+
+/// The quoted text right after a mention's box: `, reading 'STOP' …` → `STOP`. The quote closes at a `'` or
+/// `"` followed by a space, punctuation or the end (so "HE'S" stays whole).
+fn quoted_text(after: &str) -> Option<&str> {
+    let rest = after.trim_start_matches([',', ' ']);
+    let lead = TEXT_LEADS.iter().filter(|l| rest.starts_with(**l)).max_by_key(|l| l.len())?;
+    let rest = rest.get(lead.len()..)?.trim_start();
+    let quote = rest.chars().next().filter(|c| matches!(c, '\'' | '"' | '‘' | '“'))?;
+    let close = match quote {
+        '‘' => '’',
+        '“' => '”',
+        q => q,
+    };
+    let body = rest.get(quote.len_utf8()..)?;
+    let mut end = None;
+    for (i, c) in body.char_indices() {
+        if c == close {
+            let next = body.get(i + c.len_utf8()..).and_then(|r| r.chars().next());
+            if next.is_none_or(|n| n.is_whitespace() || n.is_ascii_punctuation()) {
+                end = Some(i);
+                break;
+            }
+        }
+    }
+    body.get(..end?).filter(|t| !t.trim().is_empty())
+}
+
 impl Content {
     /// The items of one of our own captions, straight from its scene graph.
     pub fn from_caption(c: &PanopticCaption) -> Content {
@@ -185,6 +222,9 @@ impl Content {
                 if let Some(v) = lookup(ATTRIBUTES, e.attributes.size.as_str()) {
                     attributes.push(AttributeItem { entity: i, value: v.to_string() });
                 }
+            }
+            if let Some(t) = &e.attributes.text {
+                attributes.push(AttributeItem { entity: i, value: text_value(&t.text) });
             }
         }
         let mut relations = Vec::new();
@@ -278,6 +318,10 @@ impl Content {
                 }
             };
             let between: Vec<&str> = words.get(from..to.max(from)).unwrap_or_default().iter().map(|w| w.text.as_str()).collect();
+            // "X [[…]], reading 'STOP'": the text X shows
+            if let Some(t) = text.get(end..).and_then(quoted_text) {
+                attributes.push(AttributeItem { entity: i, value: text_value(t) });
+            }
             // "X [[…]] is brown": attributes after a copula belong to X
             if let Some(pos) = between.iter().position(|w| matches!(*w, "is" | "are" | "appears" | "looks" | "seems")) {
                 for w in between.iter().skip(pos + 1) {
@@ -406,6 +450,17 @@ mod tests {
         // "below the sky" is stored as "sky above dog"; the subject carries over the "and"
         assert_eq!(rel, [(0, "left of", 1), (2, "above", 0)]);
         assert_eq!(c.global, ["bright", "outdoor"]);
+    }
+
+    #[test]
+    fn quoted_text_after_a_mention_is_an_attribute() {
+        let text = "The red stop sign [[0.4, 0.1, 0.5, 0.2]], reading 'STOP', is in the top of the frame. \
+                    A banner [[0.1, 0.1, 0.3, 0.2]] which reads \"HE'S FOR US\" hangs there. A dog [[0.5, 0.5, 0.9, 0.9]] sits.";
+        let c = Content::from_text(text, None);
+        let att: Vec<(usize, &str)> = c.attributes.iter().map(|a| (a.entity, a.value.as_str())).collect();
+        assert_eq!(att, [(0, "red"), (0, "text 'stop'"), (1, "text 'he's for us'")]);
+        assert_eq!(quoted_text(" reading ''"), None);
+        assert_eq!(quoted_text(" is reading 'X'"), None, "only right after the mention");
     }
 
     #[test]

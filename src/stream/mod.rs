@@ -50,6 +50,8 @@ pub struct StreamOptions {
     pub queue: usize,
     /// Run extra-instance discovery on every Nth frame (0: never).
     pub discovery_every: u32,
+    /// Read text on every Nth frame (0: never).
+    pub text_every: u32,
     pub track: TrackParams,
     /// Stop after this many frames from the source.
     pub max_frames: Option<u64>,
@@ -70,6 +72,7 @@ impl Default for StreamOptions {
             realtime_fps: None,
             queue: 2,
             discovery_every: 10,
+            text_every: 10,
             track: TrackParams::default(),
             max_frames: None,
             slow_down: Duration::ZERO,
@@ -314,7 +317,8 @@ pub fn run(
             Some((_, m)) => StuffInput::Given(m),
             None => StuffInput::Skip,
         };
-        let result = pipeline.process_with(&frame, Timings::default(), FrameOptions { stuff: stuff_input, discovery });
+        let text = opts.text_every > 0 && summary.frames.is_multiple_of(u64::from(opts.text_every));
+        let result = pipeline.process_with(&frame, Timings::default(), FrameOptions { stuff: stuff_input, discovery, text });
         let caption = match result {
             Ok(r) => r.caption,
             Err(e) => {
