@@ -9,7 +9,7 @@ use pancap::models::Manifest;
 use pancap::perceive::decode::{decode_gfl, decode_yolox, nms, DecodeParams, Detection};
 use pancap::perceive::merge::{merge, MergeParams};
 use pancap::perceive::preprocess::preprocess;
-use pancap::scene::attributes::{dominant_colour, Region};
+use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
 use std::hint::black_box;
 
 /// Deterministic pseudo-random values (xorshift), so runs compare like for like.
@@ -104,9 +104,10 @@ fn bench_colour(c: &mut Criterion) {
     for side in [50f32, 200.0, 700.0] {
         let b = BoxF::new(10.0, 10.0, 10.0 + side, 10.0 + side.min(700.0));
         g.bench_with_input(BenchmarkId::new("box_core", side as u32), &b, |bch, b| {
-            bch.iter(|| dominant_colour(black_box(&img), Region::BoxCore(*b), 0.35))
+            bch.iter(|| dominant_colour(black_box(&img), Region::BoxCore(*b), 0.35, &Illuminant::NEUTRAL))
         });
     }
+    g.bench_function("illuminant_estimate_1280x720", |bch| bch.iter(|| Illuminant::estimate(black_box(&img))));
     g.finish();
 }
 

@@ -11,7 +11,7 @@ use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
 use crate::perceive::ocr::{OcrParams, TextReader};
 use crate::perceive::stuff::stuff_regions;
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
-use crate::scene::attributes::{dominant_colour, Region};
+use crate::scene::attributes::{dominant_colour, Illuminant, Region};
 use crate::scene::relations::{relate, RelationParams};
 use crate::scene::{
     global::global_state, Alternative, ModelProvider, Attributes, DiscoveryReport, Entity, Kind, PanopticCaption, Position,
@@ -442,14 +442,16 @@ impl Pipeline {
         let mark = timings.mark();
         let stuff_view = stuff.as_ref().map(|(_, labels, map)| (labels.labels(), map.as_ref()));
         let thing_masks = self.thing_masks(rgb, &entities, stuff_view, &mut timings).map_err(frame_err)?;
+        // colours are named with the frame's light undone
+        let light = Illuminant::estimate(rgb);
         let mut claimed = vec![false; w as usize * h as usize];
         for (e, (m, source)) in entities.iter_mut().zip(&thing_masks) {
             m.paint_into(&mut claimed, w);
             e.mask = Some(m.to_rle(w, h));
             e.mask_source = Some(*source);
             // a model's mask names the colour of the thing's own pixels; the box core stands in otherwise
-            let from_mask = (*source != MaskSource::BoxEllipse).then(|| dominant_colour(rgb, Region::Patch(m), 0.35)).flatten();
-            e.attributes.colour = from_mask.or_else(|| dominant_colour(rgb, Region::BoxCore(e.bbox()), 0.35));
+            let from_mask = (*source != MaskSource::BoxEllipse).then(|| dominant_colour(rgb, Region::Patch(m), 0.35, &light)).flatten();
+            e.attributes.colour = from_mask.or_else(|| dominant_colour(rgb, Region::BoxCore(e.bbox()), 0.35, &light));
         }
         timings.record_excluding(Stage::Masks, t, mark);
 
@@ -482,7 +484,7 @@ impl Pipeline {
                     discovered: false,
                     alternatives: heapless::Vec::new(),
                     attributes: Attributes {
-                        colour: dominant_colour(rgb, Region::Mask(&r.mask), 0.35),
+                        colour: dominant_colour(rgb, Region::Mask(&r.mask), 0.35, &light),
                         size: SizeClass::from_area_fraction(r.area_fraction),
                         position: Position::of(&r.bbox, w, h),
                         area_fraction: r.area_fraction,

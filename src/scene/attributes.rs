@@ -64,7 +64,8 @@ pub fn name_pixel(r: u8, g: u8, b: u8) -> ColourName {
         return ColourName::Black;
     }
     if s < 0.16 || (max - min) < 0.07 {
-        return if v > 0.78 {
+        // white surfaces in shade stay white down to 0.70 (the frame's light is already undone, see Illuminant)
+        return if v > 0.70 {
             ColourName::White
         } else if v < 0.28 {
             ColourName::Black
@@ -84,7 +85,8 @@ pub fn name_pixel(r: u8, g: u8, b: u8) -> ColourName {
         h if !(12.0..330.0).contains(&h) => {
             if s < 0.5 && v > 0.65 {
                 ColourName::Pink
-            } else if v < 0.45 {
+            } else if v < 0.45 && !(s > 0.6 && v >= 0.3) {
+                // dark, dull reds are brown; a saturated red in shadow is still red
                 ColourName::Brown
             } else {
                 ColourName::Red
@@ -108,6 +110,89 @@ pub fn name_pixel(r: u8, g: u8, b: u8) -> ColourName {
         h if h < 255.0 => ColourName::Blue,
         h if h < 290.0 => ColourName::Purple,
         _ => ColourName::Pink,
+    }
+}
+
+/// The light of a frame, to be undone before colours are named: per-channel gains that are a shades-of-grey
+/// white balance (Minkowski p = 6 mean per channel, gains kept within 0.7–1.4) times an exposure gain that
+/// brings the frame's 97th-percentile brightness to 220 (never darkening, at most × 2). Estimated once per
+/// frame and carried as a value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Illuminant {
+    /// Multipliers for R, G and B.
+    pub gains: [f32; 3],
+}
+
+impl Default for Illuminant {
+    fn default() -> Self {
+        Illuminant::NEUTRAL
+    }
+}
+
+impl Illuminant {
+    /// No correction.
+    pub const NEUTRAL: Illuminant = Illuminant { gains: [1.0; 3] };
+
+    /// Estimates the frame's light from up to ~65 k evenly spaced pixels.
+    pub fn estimate(img: &RgbImage) -> Illuminant {
+        let (w, h) = (img.width(), img.height());
+        let n = u64::from(w) * u64::from(h);
+        if n == 0 {
+            return Illuminant::NEUTRAL;
+        }
+        let step = ((n as f64 / 65536.0).sqrt().ceil() as usize).max(1);
+        let mut pow6 = [0f64; 3];
+        let mut count = 0f64;
+        for y in (0..h).step_by(step) {
+            for x in (0..w).step_by(step) {
+                if let Some(p) = img.get_pixel_checked(x, y) {
+                    for (acc, c) in pow6.iter_mut().zip(p.0) {
+                        *acc += (f64::from(c) / 255.0).powi(6);
+                    }
+                    count += 1.0;
+                }
+            }
+        }
+        let est = pow6.map(|a| (a / count.max(1.0)).powf(1.0 / 6.0).max(1e-3));
+        let grey = est.iter().sum::<f64>() / 3.0;
+        let wb = est.map(|e| ((grey / e) as f32).clamp(0.7, 1.4));
+        // exposure: the 97th percentile of the white-balanced brightness (0..=357 in steps of 1)
+        let mut hist = [0u32; 512];
+        let mut total = 0u32;
+        for y in (0..h).step_by(step) {
+            for x in (0..w).step_by(step) {
+                if let Some(p) = img.get_pixel_checked(x, y) {
+                    let l = p.0.iter().zip(wb).map(|(c, g)| f32::from(*c) * g).sum::<f32>() / 3.0;
+                    if let Some(slot) = hist.get_mut((l as usize).min(511)) {
+                        *slot += 1;
+                    }
+                    total += 1;
+                }
+            }
+        }
+        let target = (f64::from(total) * 0.97).ceil() as u32;
+        let mut seen = 0u32;
+        let mut p97 = 255usize;
+        for (i, c) in hist.iter().enumerate() {
+            seen += c;
+            if seen >= target {
+                p97 = i;
+                break;
+            }
+        }
+        let exposure = (220.0 / (p97.max(1) as f32)).clamp(1.0, 2.0);
+        Illuminant { gains: wb.map(|g| g * exposure) }
+    }
+
+    /// One lookup table per channel: the corrected value of every 8-bit value.
+    fn tables(&self) -> [[u8; 256]; 3] {
+        let mut t = [[0u8; 256]; 3];
+        for (table, g) in t.iter_mut().zip(self.gains) {
+            for (v, slot) in table.iter_mut().enumerate() {
+                *slot = (v as f32 * g).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        t
     }
 }
 
@@ -139,13 +224,16 @@ pub enum Region<'a> {
     Patch(&'a crate::perceive::masks::BoxMask),
 }
 
-/// Names the dominant colour of a region; None when no colour dominates (≥ `min_fraction` of samples).
-pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32) -> Option<ColourAttr> {
+/// Names the dominant colour of a region under `light` (the frame's light undone first); None when no colour dominates (≥ `min_fraction` of samples).
+pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32, light: &Illuminant) -> Option<ColourAttr> {
     let mut hist = [0u32; 11];
     let (w, h) = (img.width(), img.height());
+    let [tr, tg, tb] = light.tables();
     let mut count = |x: u32, y: u32| {
         if let Some(p) = img.get_pixel_checked(x, y) {
             let [r, g, b] = p.0;
+            let at = |t: &[u8; 256], v: u8| t.get(usize::from(v)).copied().unwrap_or(v);
+            let (r, g, b) = (at(&tr, r), at(&tg, g), at(&tb, b));
             if let Some(slot) = hist.get_mut(name_pixel(r, g, b) as usize) {
                 *slot += 1;
             }
@@ -338,13 +426,38 @@ mod tests {
                 img.put_pixel(x, y, image::Rgb([255, 255, 255]));
             }
         }
-        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 100.0, 100.0)), 0.3).unwrap();
+        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 100.0, 100.0)), 0.3, &Illuminant::NEUTRAL).unwrap();
         assert!(c.fraction > 0.4 && c.fraction < 0.6);
         let pair = [c.name, c.secondary.unwrap()];
         assert!(pair.contains(&ColourName::Blue) && pair.contains(&ColourName::White));
         // a box entirely in the blue half
-        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 40.0, 100.0)), 0.3).unwrap();
+        let c = dominant_colour(&img, Region::BoxCore(BoxF::new(0.0, 0.0, 40.0, 100.0)), 0.3, &Illuminant::NEUTRAL).unwrap();
         assert_eq!((c.name, c.secondary), (ColourName::Blue, None));
+    }
+
+    #[test]
+    fn a_tinted_dim_frame_is_balanced_and_brightened() {
+        // a grey card and a white card under dim, warm light
+        let mut img = RgbImage::from_pixel(100, 100, image::Rgb([96, 80, 60]));
+        for y in 0..100 {
+            for x in 50..100 {
+                img.put_pixel(x, y, image::Rgb([150, 125, 94]));
+            }
+        }
+        let light = Illuminant::estimate(&img);
+        assert!(light.gains[2] > light.gains[0] * 1.2, "blue is raised against red: {:?}", light.gains);
+        let white = dominant_colour(&img, Region::BoxCore(BoxF::new(60.0, 0.0, 100.0, 100.0)), 0.3, &light);
+        assert_eq!(white.map(|c| c.name), Some(ColourName::White));
+        let plain = dominant_colour(&img, Region::BoxCore(BoxF::new(60.0, 0.0, 100.0, 100.0)), 0.3, &Illuminant::NEUTRAL);
+        assert_eq!(plain.map(|c| c.name), Some(ColourName::Brown), "uncorrected, the white card reads brown");
+        // a neutral, well exposed frame is left alone
+        let mut img = RgbImage::from_pixel(10, 10, image::Rgb([120, 120, 120]));
+        img.put_pixel(0, 0, image::Rgb([230, 230, 230]));
+        img.put_pixel(1, 0, image::Rgb([230, 230, 230]));
+        img.put_pixel(2, 0, image::Rgb([230, 230, 230]));
+        img.put_pixel(3, 0, image::Rgb([230, 230, 230]));
+        let g = Illuminant::estimate(&img).gains;
+        assert!(g.iter().all(|g| (g - 1.0).abs() < 0.05), "{g:?}");
     }
 
     #[test]
