@@ -234,3 +234,23 @@ fn precision_and_backend_options_are_checked_before_loading() {
     let bad = BackendConfig { trt_cache_dir: Some("/tmp/x".into()), ..ort_cpu() };
     assert!(bad.validate().unwrap_err().to_string().contains("TensorRT cache"));
 }
+
+#[test]
+fn the_text_reader_reads_the_same_lines_on_ort_cpu_as_on_tract() {
+    use pancap::perceive::ocr::OcrParams;
+    use pancap::pipeline::{load_text_reader, DEFAULT_TEXT_READER};
+    let img = image("coco-val2017-dev/images/000000143931.jpg");
+    let read = |config: &BackendConfig| {
+        let mut r = load_text_reader(DEFAULT_TEXT_READER, &common::models_dir(), config, OcrParams::default()).unwrap();
+        assert!(r.provider().contains(if config.backend == Backend::Tract { "tract" } else { "CPUExecutionProvider" }));
+        r.read(&img, &mut Default::default()).unwrap()
+    };
+    let (t, o) = (read(&BackendConfig::default()), read(&ort_cpu()));
+    let texts = |v: &[pancap::perceive::ocr::TextLine]| v.iter().map(|l| l.text.clone()).collect::<Vec<_>>();
+    assert!(t.len() >= 8, "{:?}", texts(&t));
+    assert_eq!(texts(&t), texts(&o));
+    for (a, b) in t.iter().zip(&o) {
+        assert_eq!(a.quad, b.quad, "{}: the detector's boxes agree to the pixel", a.text);
+        assert!((a.score - b.score).abs() < 0.01, "{}: {} vs {}", a.text, a.score, b.score);
+    }
+}
