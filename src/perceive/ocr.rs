@@ -663,15 +663,15 @@ pub fn ctc_decode(probs: &[f32], steps: usize, classes: usize, dictionary: &[Str
     Ok((text, if n == 0 { 0.0 } else { sum / n as f32 }))
 }
 
-/// Top to bottom by rows (a line whose vertical extent mostly overlaps the row's first line joins that row),
-/// left to right in a row.
+/// Top to bottom by rows (a line whose vertical extent overlaps the row's first line by half the taller of the
+/// two joins that row), left to right in a row.
 pub fn sort_reading_order(lines: &mut Vec<TextLine>) {
     lines.sort_by(|a, b| a.bbox.centre().1.total_cmp(&b.bbox.centre().1));
     let mut rows: Vec<Vec<TextLine>> = Vec::new();
     for line in lines.drain(..) {
         let joins = rows.last().and_then(|r| r.first()).is_some_and(|first| {
             let overlap = line.bbox.y2.min(first.bbox.y2) - line.bbox.y1.max(first.bbox.y1);
-            overlap > 0.5 * line.bbox.height().min(first.bbox.height())
+            overlap > 0.5 * line.bbox.height().max(first.bbox.height())
         });
         match rows.last_mut() {
             Some(row) if joins => row.push(line),

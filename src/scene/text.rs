@@ -30,19 +30,38 @@ pub struct TextAttr {
 impl TextAttr {
     /// The lines (already in reading order) as one bounded text.
     pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a TextLine>) -> Option<TextAttr> {
+        Self::from_blocks([lines])
+    }
+
+    /// Blocks of lines as one bounded text: each block's lines joined by spaces, blocks by " / ".
+    pub fn from_blocks<'a, B: IntoIterator<Item = &'a TextLine>>(blocks: impl IntoIterator<Item = B>) -> Option<TextAttr> {
         let mut text = heapless::String::<MAX_TEXT_BYTES>::new();
         let (mut score, mut count, mut truncated) = (f32::INFINITY, 0u8, false);
-        for line in lines {
-            count = count.saturating_add(1);
-            score = score.min(line.score);
-            for word in line.text.split_whitespace() {
-                let sep = if text.is_empty() { "" } else { " " };
-                if text.len() + sep.len() + word.len() > MAX_TEXT_BYTES {
-                    truncated = true;
-                    break;
+        'blocks: for (b, block) in blocks.into_iter().enumerate() {
+            for (l, line) in block.into_iter().enumerate() {
+                let mut wrote = false;
+                for (w, word) in line.text.split_whitespace().enumerate() {
+                    let sep = match (text.is_empty(), b > 0 && l == 0 && w == 0) {
+                        (true, _) => "",
+                        (false, true) => " / ",
+                        (false, false) => " ",
+                    };
+                    if text.len() + sep.len() + word.len() > MAX_TEXT_BYTES {
+                        truncated = true;
+                        if wrote {
+                            count = count.saturating_add(1);
+                            score = score.min(line.score);
+                        }
+                        break 'blocks;
+                    }
+                    let _ = text.push_str(sep);
+                    let _ = text.push_str(word);
+                    wrote = true;
                 }
-                let _ = text.push_str(sep);
-                let _ = text.push_str(word);
+                if wrote {
+                    count = count.saturating_add(1);
+                    score = score.min(line.score);
+                }
             }
         }
         (count > 0 && !text.is_empty()).then_some(TextAttr { text, score, lines: count, truncated })
@@ -130,8 +149,20 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
         }
     }
     for (i, host_lines) in on_host {
+        // a thing can carry several blocks (a bus: its slogan, its route, a web address): the largest letters
+        // first, each block in reading order
+        let mut host_blocks: Vec<Vec<TextLine>> = blocks(&host_lines)
+            .into_iter()
+            .map(|b| {
+                let mut members: Vec<TextLine> = b.iter().filter_map(|i| host_lines.get(*i).map(|l| (*l).clone())).collect();
+                sort_reading_order(&mut members);
+                members
+            })
+            .collect();
+        let letter = |b: &Vec<TextLine>| b.iter().map(|l| crate::perceive::ocr::quad_size(&l.quad).1).fold(0.0, f32::max);
+        host_blocks.sort_by(|a, b| letter(b).total_cmp(&letter(a)));
         if let Some(e) = entities.get_mut(i) {
-            e.attributes.text = TextAttr::from_lines(host_lines);
+            e.attributes.text = TextAttr::from_blocks(host_blocks.iter());
         }
     }
     let image_area = (width as f32 * height as f32).max(1.0);
@@ -225,6 +256,19 @@ mod tests {
         assert_eq!(sign.box_px, [90.0, 300.0, 300.0, 366.0]);
         let area = sign.mask.as_ref().and_then(|m| m.to_mask()).map(|m| m.area()).unwrap_or(0);
         assert_eq!(area, 160 * 30 + 210 * 30, "the mask is the two line rectangles");
+    }
+
+    #[test]
+    fn a_thing_with_several_blocks_reads_the_largest_letters_first() {
+        let mut es = vec![test_entity(1, "bus", Kind::Thing, [0.0, 0.0, 600.0, 300.0], 0.5, Position::Centre)];
+        let lines = vec![
+            line(20.0, 20.0, 200.0, 40.0, "www.example.com"),
+            line(300.0, 100.0, 560.0, 160.0, "CITY"),
+            line(300.0, 170.0, 560.0, 230.0, "EXPRESS"),
+        ];
+        place_text(&mut es, &lines, 640, 480, "ppocr_v4");
+        let t = es[0].attributes.text.as_ref().unwrap();
+        assert_eq!((t.text.as_str(), t.lines), ("CITY EXPRESS / www.example.com", 3));
     }
 
     #[test]
