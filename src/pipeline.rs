@@ -8,7 +8,7 @@ use crate::geometry::BoxF;
 use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, ProvisionError, Role};
 use crate::perceive::merge::{Instance, MergeParams, Pass};
 use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
-use crate::perceive::ocr::{OcrParams, TextReader};
+use crate::perceive::ocr::{OcrParams, TextLine, TextReader};
 use crate::perceive::stuff::stuff_regions;
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
@@ -193,18 +193,28 @@ pub enum StuffInput<'a> {
     Skip,
 }
 
+/// Where a frame's text comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum TextInput<'a> {
+    /// Run the pipeline's own text reader on this frame (when it has one).
+    Run,
+    /// Place lines read on an earlier frame (carried between reader runs, like stuff).
+    Given(&'a [TextLine]),
+    /// No text for this frame.
+    Skip,
+}
+
 /// Per-frame choices of the stream path: slow stages on their own cadence.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameOptions<'a> {
     pub stuff: StuffInput<'a>,
     pub discovery: bool,
-    /// Read text in this frame (when the pipeline has a text reader).
-    pub text: bool,
+    pub text: TextInput<'a>,
 }
 
 impl Default for FrameOptions<'_> {
     fn default() -> Self {
-        FrameOptions { stuff: StuffInput::Run, discovery: true, text: true }
+        FrameOptions { stuff: StuffInput::Run, discovery: true, text: TextInput::Run }
     }
 }
 
@@ -213,6 +223,8 @@ impl Default for FrameOptions<'_> {
 pub struct FrameResult {
     pub caption: PanopticCaption,
     pub ranking: Vec<ScoredBox>,
+    /// The lines the text reader read on this frame (None when it did not run), for carrying to later frames.
+    pub text_lines: Option<Vec<TextLine>>,
 }
 
 pub struct Pipeline {
@@ -499,11 +511,21 @@ impl Pipeline {
         }
 
         // 6. text in the scene: on the thing it lies on, or a text entity of its own
-        if let Some(reader) = self.text_reader.as_mut().filter(|_| opts.text) {
-            let lines = reader.read(rgb, &mut timings).map_err(frame_err)?;
-            let t = Instant::now();
-            crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name());
-            timings.record(Stage::Describe, None, t);
+        let mut text_lines = None;
+        if let Some(reader) = self.text_reader.as_mut() {
+            let lines: Option<std::borrow::Cow<'_, [TextLine]>> = match opts.text {
+                TextInput::Run => Some(std::borrow::Cow::Owned(reader.read(rgb, &mut timings).map_err(frame_err)?)),
+                TextInput::Given(lines) => Some(std::borrow::Cow::Borrowed(lines)),
+                TextInput::Skip => None,
+            };
+            if let Some(lines) = lines {
+                let t = Instant::now();
+                crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name());
+                timings.record(Stage::Describe, None, t);
+                if matches!(opts.text, TextInput::Run) {
+                    text_lines = Some(lines.into_owned());
+                }
+            }
         }
 
         // 7. relations and global state
@@ -540,6 +562,7 @@ impl Pipeline {
                 self_check: None,
             },
             ranking,
+            text_lines,
         })
     }
 

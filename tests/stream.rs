@@ -159,3 +159,28 @@ fn yuyv_recordings_need_a_size_and_cameras_need_the_feature() {
         assert!(err.contains("--features camera"), "{err}");
     }
 }
+
+#[test]
+fn text_read_on_its_cadence_is_carried_to_the_frames_in_between() {
+    let sign = std::fs::read(common::data("coco-val2017-dev/images/000000226111.jpg")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("sign.mjpeg");
+    std::fs::write(&rec, [sign.clone(), sign.clone(), sign.clone(), sign].concat()).unwrap();
+    let out = pancap(&[
+        "stream", "--replay", rec.to_str().unwrap(), "--every-frame", "--no-stuff", "--no-discovery", "--no-person-masks",
+        "--text-every", "3", "--summary-json",
+    ]);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4);
+    // the reader runs on frames 0 and 3; frames 1 and 2 place the lines read on frame 0
+    for r in &recs {
+        let caption = r["caption"].as_str().unwrap();
+        assert!(caption.contains("reading 'NO BICYCLES SKATES OR SKATEBOARDS"), "frame {}: {caption}", r["seq"]);
+    }
+    // each block of text is one tracked entity over the recording
+    let text_ids = |r: &serde_json::Value| -> std::collections::BTreeSet<u64> {
+        r["entities"].as_array().unwrap().iter().filter(|e| e["tag"] == "text").map(|e| e["id"].as_u64().unwrap()).collect()
+    };
+    let all: std::collections::BTreeSet<u64> = recs.iter().flat_map(text_ids).collect();
+    assert!(!all.is_empty() && all == text_ids(&recs[3]), "text ids {all:?} against the last frame's {:?}", text_ids(&recs[3]));
+}

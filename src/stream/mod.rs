@@ -12,7 +12,7 @@ pub mod track;
 pub mod camera;
 
 use crate::perceive::Segmenter;
-use crate::pipeline::{FrameOptions, StuffInput, StuffMap};
+use crate::pipeline::{FrameOptions, StuffInput, StuffMap, TextInput};
 use crate::scene::{Kind, PanopticCaption};
 use crate::source::{Frame, SourceError};
 use crate::timing::Timings;
@@ -284,6 +284,7 @@ pub fn run(
     };
     let stuff = pipeline.take_segmenter().map(StuffWorker::spawn);
     let mut latest_stuff: Option<(u64, StuffMap)> = None;
+    let mut latest_text: Option<Vec<crate::perceive::ocr::TextLine>> = None;
     let mut tracker = Tracker::new(opts.track);
     let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
     let mut latencies: Vec<f64> = Vec::new();
@@ -317,10 +318,20 @@ pub fn run(
             Some((_, m)) => StuffInput::Given(m),
             None => StuffInput::Skip,
         };
-        let text = opts.text_every > 0 && summary.frames.is_multiple_of(u64::from(opts.text_every));
+        // text is read on its own cadence; the lines read last are placed on the frames in between (as stuff is)
+        let text = match &latest_text {
+            _ if opts.text_every > 0 && summary.frames.is_multiple_of(u64::from(opts.text_every)) => TextInput::Run,
+            Some(lines) => TextInput::Given(lines),
+            None => TextInput::Skip,
+        };
         let result = pipeline.process_with(&frame, Timings::default(), FrameOptions { stuff: stuff_input, discovery, text });
         let caption = match result {
-            Ok(r) => r.caption,
+            Ok(r) => {
+                if let Some(lines) = r.text_lines {
+                    latest_text = Some(lines);
+                }
+                r.caption
+            }
             Err(e) => {
                 log::warn!("skipped: {e}");
                 summary.corrupt += 1;
