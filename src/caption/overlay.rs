@@ -1,5 +1,7 @@
-//! Overlay rendering: stuff masks tinted, thing boxes outlined, each labelled with its id and tag.
+//! Overlay rendering: stuff masks and model-given thing masks tinted, thing boxes outlined, each labelled with its
+//! id, tag and the text read on it.
 
+use crate::perceive::masks::MaskSource;
 use crate::scene::{Entity, Kind};
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
@@ -85,20 +87,31 @@ fn label(img: &mut RgbImage, x: i64, y: i64, text: &str, c: [u8; 3], scale: i64)
     }
 }
 
+fn tint(out: &mut RgbImage, e: &Entity, alpha: f32) {
+    if let Some(mask) = e.mask.as_ref().and_then(|m| m.to_mask()) {
+        let c = colour_of(e.id);
+        for (i, _) in mask.bits.iter().enumerate().filter(|(_, b)| **b) {
+            let (x, y) = ((i as u32) % mask.width.max(1), (i as u32) / mask.width.max(1));
+            if let Some(p) = out.get_pixel_mut_checked(x, y) {
+                blend(p, c, alpha);
+            }
+        }
+    }
+}
+
+/// Most characters of read text shown in a label.
+const LABEL_TEXT_CHARS: usize = 24;
+
 /// Renders the overlay for one image.
 pub fn render(img: &RgbImage, entities: &[Entity]) -> RgbImage {
     let mut out = img.clone();
     let scale = if img.width().max(img.height()) >= 1000 { 2 } else { 1 };
     for e in entities.iter().filter(|e| e.kind == Kind::Stuff) {
-        if let Some(mask) = e.mask.as_ref().and_then(|m| m.to_mask()) {
-            let c = colour_of(e.id);
-            for (i, _) in mask.bits.iter().enumerate().filter(|(_, b)| **b) {
-                let (x, y) = ((i as u32) % mask.width.max(1), (i as u32) / mask.width.max(1));
-                if let Some(p) = out.get_pixel_mut_checked(x, y) {
-                    blend(p, c, 0.35);
-                }
-            }
-        }
+        tint(&mut out, e, 0.35);
+    }
+    // things whose mask a model gave (or text lines) are tinted too; an ellipse is only the box's guess
+    for e in entities.iter().filter(|e| e.kind == Kind::Thing && e.mask_source.is_some_and(|s| s != MaskSource::BoxEllipse)) {
+        tint(&mut out, e, 0.3);
     }
     for e in entities.iter().filter(|e| e.kind == Kind::Thing) {
         let [x1, y1, x2, y2] = e.box_px.map(|v| v.round() as i64);
@@ -106,7 +119,14 @@ pub fn render(img: &RgbImage, entities: &[Entity]) -> RgbImage {
     }
     for e in entities {
         let [x1, y1, x2, y2] = e.box_px.map(|v| v.round() as i64);
-        let text = format!("#{} {}", e.id, e.tag);
+        let mut text = format!("#{} {}", e.id, e.tag);
+        if let Some(t) = &e.attributes.text {
+            let mut shown: String = t.text.chars().take(LABEL_TEXT_CHARS).collect();
+            if t.text.chars().count() > LABEL_TEXT_CHARS {
+                shown.push_str("...");
+            }
+            text.push_str(&format!(" '{shown}'"));
+        }
         let (lx, ly) = match e.kind {
             Kind::Thing => (x1, y1 - 8 * scale - 2),
             Kind::Stuff => ((x1 + x2) / 2 - 4 * scale * text.len() as i64, (y1 + y2) / 2),
@@ -130,5 +150,21 @@ mod tests {
         assert_eq!(out.get_pixel(40, 50).0, [128, 128, 128], "inside untouched");
         // label background darkens the area above the box
         assert!(out.get_pixel(21, 22).0[0] < 128);
+    }
+
+    #[test]
+    fn model_masks_are_tinted_and_ellipses_are_not() {
+        let img = RgbImage::from_pixel(100, 80, Rgb([128, 128, 128]));
+        let mut person = crate::scene::test_entity(1, "person", Kind::Thing, [10.0, 10.0, 40.0, 70.0], 0.2, Position::Left);
+        let mask = crate::perceive::masks::BoxMask::from_fn(&person.bbox(), 100, 80, |x, _| x < 25);
+        person.mask = Some(mask.to_rle(100, 80));
+        person.mask_source = Some(MaskSource::PersonSegmenter);
+        let mut guess = crate::scene::test_entity(2, "dog", Kind::Thing, [50.0, 30.0, 90.0, 70.0], 0.2, Position::Right);
+        guess.mask = Some(crate::perceive::masks::BoxMask::ellipse(&guess.bbox(), 100, 80).to_rle(100, 80));
+        guess.mask_source = Some(MaskSource::BoxEllipse);
+        let out = render(&img, &[person, guess]);
+        assert_ne!(out.get_pixel(20, 40).0, [128, 128, 128], "inside the person's mask");
+        assert_eq!(out.get_pixel(30, 40).0, [128, 128, 128], "in the box, outside the mask");
+        assert_eq!(out.get_pixel(70, 50).0, [128, 128, 128], "an ellipse is not drawn as a mask");
     }
 }
