@@ -125,15 +125,6 @@ impl TextReader {
         &self.params
     }
 
-    /// Loads a bucket's engine the first time it is needed (not counted in the frame's inference time).
-    fn load_engine(&mut self, spec: ModelSpec) -> Result<Box<dyn Engine>, PerceiveError> {
-        let t = Instant::now();
-        let shape = spec.inputs.first().map(|i| i.shape.clone()).unwrap_or_default();
-        let e = (self.loader)(spec)?;
-        log::info!("{}: built the plan for input {shape:?} in {:.0} ms", self.manifest.name, t.elapsed().as_secs_f64() * 1e3);
-        Ok(e)
-    }
-
     /// Every line of text in `rgb` read with at least `min_score`, in reading order (top to bottom, left to right).
     pub fn read(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<TextLine>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
@@ -145,16 +136,9 @@ impl TextReader {
         let bucket = pick_bucket(w, h, &self.manifest.detector.buckets);
         let (tensor, lb) = det_input(rgb, bucket);
         timings.record(Stage::Preprocess, Some(&self.names[0]), t);
-        let index = match self.detectors.iter().position(|(b, _)| *b == bucket) {
-            Some(i) => i,
-            None => {
-                let e = self.load_engine(self.manifest.detector_spec(&self.models_dir, bucket))?;
-                self.detectors.push((bucket, e));
-                self.detectors.len() - 1
-            }
-        };
+        let (manifest, dir) = (&self.manifest, &self.models_dir);
+        let engine = bucket_engine(&mut self.detectors, bucket, &mut self.loader, || manifest.detector_spec(dir, bucket), &self.names[0])?;
         let t = Instant::now();
-        let engine = self.detectors.get_mut(index).map(|(_, e)| e).ok_or_else(|| PerceiveError::BadOutput("text detector bucket lost".into()))?;
         let outputs = engine.run(&[tensor?])?;
         timings.record(Stage::Inference, Some(&self.names[0]), t);
         let t = Instant::now();
@@ -206,20 +190,10 @@ impl TextReader {
             let rec = &self.manifest.recogniser;
             let (rec_input, width) = line_input(&crop, 0, rec.height, &rec.widths)?;
             timings.record(Stage::Preprocess, Some(&self.names[2]), t);
-            let index = match self.recognisers.iter().position(|(b, _)| *b == width) {
-                Some(i) => i,
-                None => {
-                    let e = self.load_engine(self.manifest.recogniser_spec(&self.models_dir, width))?;
-                    self.recognisers.push((width, e));
-                    self.recognisers.len() - 1
-                }
-            };
+            let (manifest, dir) = (&self.manifest, &self.models_dir);
+            let spec = || manifest.recogniser_spec(dir, width);
+            let engine = bucket_engine(&mut self.recognisers, width, &mut self.loader, spec, &self.names[2])?;
             let t = Instant::now();
-            let engine = self
-                .recognisers
-                .get_mut(index)
-                .map(|(_, e)| e)
-                .ok_or_else(|| PerceiveError::BadOutput("text recogniser bucket lost".into()))?;
             let outputs = engine.run(&[rec_input])?;
             timings.record(Stage::Inference, Some(&self.names[2]), t);
             let t = Instant::now();
@@ -238,6 +212,28 @@ impl TextReader {
         sort_reading_order(&mut lines);
         Ok(lines)
     }
+}
+
+/// The engine of one bucket, built through `loader` the first time the bucket is needed (logged, and not
+/// counted in any frame's inference time).
+fn bucket_engine<'a, K: PartialEq + Copy + std::fmt::Debug>(
+    engines: &'a mut Vec<(K, Box<dyn Engine>)>,
+    key: K,
+    loader: &mut EngineLoader,
+    spec: impl FnOnce() -> ModelSpec,
+    name: &str,
+) -> Result<&'a mut Box<dyn Engine>, PerceiveError> {
+    let index = match engines.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            let t = Instant::now();
+            let e = loader(spec())?;
+            log::info!("{name}: built the plan for bucket {key:?} in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+            engines.push((key, e));
+            engines.len() - 1
+        }
+    };
+    engines.get_mut(index).map(|(_, e)| e).ok_or_else(|| PerceiveError::BadOutput(format!("{name}: bucket {key:?} lost")))
 }
 
 /// One character per line; a trailing empty line (the text ends in a newline) is not a character.
