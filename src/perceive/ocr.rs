@@ -121,10 +121,6 @@ impl TextReader {
         self.classifier.provider()
     }
 
-    pub fn params(&self) -> &OcrParams {
-        &self.params
-    }
-
     /// Every line of text in `rgb` read with at least `min_score`, in reading order (top to bottom, left to right).
     pub fn read(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<TextLine>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
@@ -134,12 +130,12 @@ impl TextReader {
         // 1. detection at the bucket closest to the frame's aspect ratio
         let t = Instant::now();
         let bucket = pick_bucket(w, h, &self.manifest.detector.buckets);
-        let (tensor, lb) = det_input(rgb, bucket);
+        let (tensor, lb) = det_input(rgb, bucket)?;
         timings.record(Stage::Preprocess, Some(&self.names[0]), t);
         let (manifest, dir) = (&self.manifest, &self.models_dir);
         let engine = bucket_engine(&mut self.detectors, bucket, &mut self.loader, || manifest.detector_spec(dir, bucket), &self.names[0])?;
         let t = Instant::now();
-        let outputs = engine.run(&[tensor?])?;
+        let outputs = engine.run(&[tensor])?;
         timings.record(Stage::Inference, Some(&self.names[0]), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("text detector: no output".into()))?;
@@ -274,11 +270,11 @@ fn bgr_planes(img: &RgbImage, out_w: usize, out_h: usize) -> Vec<f32> {
 }
 
 /// The detector input at `bucket` (`[w, h]`): the frame scaled to fit, aspect kept, at the top-left.
-pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> (Result<Tensor, EngineError>, Letterbox) {
+pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbox), EngineError> {
     let lb = Letterbox::new(rgb.width(), rgb.height(), bw, bh, ResizeMode::LetterboxTopLeft);
     let resized = image::imageops::resize(rgb, lb.content_w, lb.content_h, FilterType::Triangle);
     let data = bgr_planes(&resized, bw as usize, bh as usize);
-    (Tensor::new(vec![1, 3, bh as usize, bw as usize], TensorData::F32(data)), lb)
+    Ok((Tensor::new(vec![1, 3, bh as usize, bw as usize], TensorData::F32(data))?, lb))
 }
 
 /// A line crop as recogniser (or classifier) input: scaled to `height` with its aspect kept, into the smallest

@@ -94,8 +94,8 @@ fn same_block(a: &BoxF, b: &BoxF) -> bool {
     stacked || same_row
 }
 
-/// Blocks of lines (indices into `lines`), each block's lines in reading order.
-fn blocks(lines: &[&TextLine]) -> Vec<Vec<usize>> {
+/// The lines grouped into blocks, each block's lines in reading order.
+fn blocks(lines: &[&TextLine]) -> Vec<Vec<TextLine>> {
     let n = lines.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
@@ -122,15 +122,20 @@ fn blocks(lines: &[&TextLine]) -> Vec<Vec<usize>> {
             }
         }
     }
-    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
-    for i in 0..n {
+    let mut out: Vec<(usize, Vec<TextLine>)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
         let r = root(&mut parent, i);
         match out.iter_mut().find(|(root, _)| *root == r) {
-            Some((_, members)) => members.push(i),
-            None => out.push((r, vec![i])),
+            Some((_, members)) => members.push((*line).clone()),
+            None => out.push((r, vec![(*line).clone()])),
         }
     }
-    out.into_iter().map(|(_, members)| members).collect()
+    out.into_iter()
+        .map(|(_, mut members)| {
+            sort_reading_order(&mut members);
+            members
+        })
+        .collect()
 }
 
 /// Places the lines read in a frame: lines on a thing become that thing's text attribute; the rest are grouped
@@ -151,14 +156,7 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
     for (i, host_lines) in on_host {
         // a thing can carry several blocks (a bus: its slogan, its route, a web address): the largest letters
         // first, each block in reading order
-        let mut host_blocks: Vec<Vec<TextLine>> = blocks(&host_lines)
-            .into_iter()
-            .map(|b| {
-                let mut members: Vec<TextLine> = b.iter().filter_map(|i| host_lines.get(*i).map(|l| (*l).clone())).collect();
-                sort_reading_order(&mut members);
-                members
-            })
-            .collect();
+        let mut host_blocks = blocks(&host_lines);
         let letter = |b: &Vec<TextLine>| b.iter().map(|l| crate::perceive::ocr::quad_size(&l.quad).1).fold(0.0, f32::max);
         host_blocks.sort_by(|a, b| letter(b).total_cmp(&letter(a)));
         if let Some(e) = entities.get_mut(i) {
@@ -166,9 +164,7 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
         }
     }
     let image_area = (width as f32 * height as f32).max(1.0);
-    for block in blocks(&free) {
-        let mut members: Vec<TextLine> = block.iter().filter_map(|i| free.get(*i).map(|l| (*l).clone())).collect();
-        sort_reading_order(&mut members);
+    for members in blocks(&free) {
         let Some(text) = TextAttr::from_lines(&members) else { continue };
         let bbox = members
             .iter()
