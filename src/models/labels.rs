@@ -56,50 +56,78 @@ impl Labels {
     }
 }
 
-fn parse(text: &str, with_ids: bool) -> Labels {
-    let labels = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .enumerate()
-        .map(|(index, line)| {
-            if with_ids {
-                let (id, name) = line.split_once(' ').unwrap_or(("0", line));
-                Label { index, dataset_id: id.parse().unwrap_or(0), name: name.trim().to_string() }
-            } else {
-                Label { index, dataset_id: index as u32, name: line.to_string() }
-            }
-        })
-        .collect();
-    Labels { labels }
+/// Parses a label table: one label a line (`#` comments and blank lines aside), `ID NAME` where the table
+/// carries dataset ids. A line without a numeric id, or with an empty name, is an error naming the line.
+fn parse(text: &str, with_ids: bool) -> Result<Labels, String> {
+    let mut labels = Vec::new();
+    for (n, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let index = labels.len();
+        let label = if with_ids {
+            let Some((id, name)) = line.split_once(' ') else {
+                return Err(format!("line {n}: '{line}' is not 'ID NAME'"));
+            };
+            let dataset_id = id.parse().map_err(|_| format!("line {n}: '{id}' is not a numeric id"))?;
+            Label { index, dataset_id, name: name.trim().to_string() }
+        } else {
+            Label { index, dataset_id: index as u32, name: line.to_string() }
+        };
+        if label.name.is_empty() {
+            return Err(format!("line {n}: empty name"));
+        }
+        labels.push(label);
+    }
+    Ok(Labels { labels })
 }
 
-pub static COCO80: LabelTable = LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/coco80.txt"), ids: true };
+pub static COCO80: LabelTable =
+    LabelTable { cell: OnceLock::new(), name: "coco80.txt", text: include_str!("../../models/labels/coco80.txt"), ids: true };
 pub static PERSON: LabelTable =
-    LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/person.txt"), ids: true };
+    LabelTable { cell: OnceLock::new(), name: "person.txt", text: include_str!("../../models/labels/person.txt"), ids: true };
 pub static ADE20K32: LabelTable =
-    LabelTable { cell: OnceLock::new(), text: include_str!("../../models/labels/ade20k32.txt"), ids: false };
+    LabelTable { cell: OnceLock::new(), name: "ade20k32.txt", text: include_str!("../../models/labels/ade20k32.txt"), ids: false };
+
+static EMPTY: Labels = Labels { labels: Vec::new() };
 
 /// A lazily parsed, embedded label table.
 pub struct LabelTable {
-    cell: OnceLock<Labels>,
+    cell: OnceLock<Result<Labels, String>>,
+    name: &'static str,
     text: &'static str,
     ids: bool,
 }
 
 impl LabelTable {
+    /// The parsed table, or the error naming its malformed line.
+    pub fn check(&self) -> Result<&Labels, String> {
+        self.cell.get_or_init(|| parse(self.text, self.ids)).as_ref().map_err(|e| format!("models/labels/{}: {e}", self.name))
+    }
+
+    /// The table; empty when it is malformed, which `check` (run by every manifest's validation, so before any
+    /// model loads) reports as an error.
     pub fn get(&self) -> &Labels {
-        self.cell.get_or_init(|| parse(self.text, self.ids))
+        self.check().unwrap_or(&EMPTY)
     }
 }
 
 impl LabelSet {
-    pub fn labels(self) -> &'static Labels {
+    fn table(self) -> &'static LabelTable {
         match self {
-            LabelSet::Coco80 => COCO80.get(),
-            LabelSet::Ade20k32 => ADE20K32.get(),
-            LabelSet::Person => PERSON.get(),
+            LabelSet::Coco80 => &COCO80,
+            LabelSet::Ade20k32 => &ADE20K32,
+            LabelSet::Person => &PERSON,
         }
+    }
+
+    pub fn labels(self) -> &'static Labels {
+        self.table().get()
+    }
+
+    /// An error naming the malformed line of this set's embedded table.
+    pub fn check(self) -> Result<(), String> {
+        self.table().check().map(|_| ())
     }
 }
 
@@ -119,6 +147,22 @@ mod tests {
         assert_eq!(l.name(62), "tv");
         assert_eq!(l.get(79).map(|x| x.dataset_id), Some(90));
         assert_eq!(l.index_of("hair drier"), Some(78));
+    }
+
+    #[test]
+    fn every_embedded_table_parses() {
+        for set in [LabelSet::Coco80, LabelSet::Ade20k32, LabelSet::Person] {
+            assert_eq!(set.check(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_malformed_line_is_an_error_naming_it() {
+        let err = parse("1 person\nbicycle\n", true).err().unwrap_or_default();
+        assert!(err.contains("line 2") && err.contains("bicycle"), "{err}");
+        let err = parse("1 person\nx2 bicycle\n", true).err().unwrap_or_default();
+        assert!(err.contains("line 2") && err.contains("x2"), "{err}");
+        assert_eq!(parse("# c\n\n3 car\n", true).map(|l| l.name(0).to_string()), Ok("car".to_string()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Model manifests (checked in, embedded in the binary) and provisioning of the weights they describe from an
 //! offline mirror, verified by sha256. Nothing here reaches a network.
 
+pub mod data;
 mod labels;
 pub mod ocr;
 mod provision;
@@ -9,6 +10,7 @@ pub mod text;
 
 pub use labels::{LabelSet, Labels, ADE20K32, COCO80};
 pub use provision::{pull, sha256_of, verify, FileStatus, ProvisionError, PullReport};
+pub use data::DataManifest;
 pub use ocr::OcrManifest;
 pub use text::TextManifest;
 
@@ -156,6 +158,7 @@ impl Manifest {
     fn validate(&self) -> Result<(), ManifestError> {
         let bad = |reason: String| Err(ManifestError::Invalid { name: self.name.clone(), reason });
         check_hash(&self.name, &self.sha256)?;
+        self.labels.check().map_err(|reason| ManifestError::Invalid { name: self.name.clone(), reason })?;
         if self.input.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
             return bad("input.std must be finite and non-zero".into());
         }
@@ -257,25 +260,33 @@ pub(crate) fn check_relative(name: &str, file: &str) -> Result<(), ManifestError
     Ok(())
 }
 
-/// Every file of every model this build knows (image models, the text reader, then text models).
+/// Every file of every model and data set this build knows (image models, the text reader, text models, then
+/// data such as WordNet).
 pub fn all_files() -> Result<Vec<ModelFile>, ManifestError> {
     let mut files: Vec<ModelFile> = Manifest::all()?.iter().flat_map(Manifest::files).collect();
     files.extend(ocr::OcrManifest::all()?.iter().flat_map(ocr::OcrManifest::files));
     files.extend(text::TextManifest::all()?.iter().flat_map(text::TextManifest::files));
+    files.extend(data::DataManifest::all()?.iter().flat_map(data::DataManifest::files));
     Ok(files)
 }
 
-/// The files of the named models (image, text reader or text).
+/// The files of the named models (image, text reader, text or data).
 pub fn files_of(names: &[String]) -> Result<Vec<ModelFile>, ManifestError> {
     let mut files = Vec::new();
     for name in names {
         match Manifest::by_name(name) {
             Ok(m) => files.extend(m.files()),
-            Err(e) => match (ocr::OcrManifest::by_name(name), text::TextManifest::by_name(name)) {
-                (Some(o), _) => files.extend(o?.files()),
-                (None, Some(t)) => files.extend(t?.files()),
-                (None, None) => return Err(e),
-            },
+            Err(e) => {
+                if let Some(o) = ocr::OcrManifest::by_name(name) {
+                    files.extend(o?.files());
+                } else if let Some(t) = text::TextManifest::by_name(name) {
+                    files.extend(t?.files());
+                } else if let Some(d) = data::DataManifest::by_name(name) {
+                    files.extend(d?.files());
+                } else {
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(files)

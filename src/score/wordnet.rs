@@ -1,5 +1,7 @@
 //! PancapScore's second tier: WordNet noun-synonym overlap between two tags, read from the WordNet 3.0 database
-//! files Debian's `wordnet-base` installs (`/usr/share/wordnet`: `index.noun`, `data.noun`, `noun.exc`).
+//! files (`index.noun`, `data.noun`, `noun.exc`) that `pancap models pull` provisions from the offline mirror
+//! into `<models dir>/wordnet`, checked by sha256 at load (any other copy, e.g. Debian's `/usr/share/wordnet`,
+//! can be named with `--wordnet`).
 //!
 //! The lemma set of a tag is the union, over every word of the tag, of the lemma names of every noun synset of
 //! that word (after WordNet's own morphological reduction, "morphy": the exception list, then the noun suffix
@@ -14,19 +16,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum WordNetError {
     #[error(
-        "WordNet database not found: {0} is missing; install Debian's `wordnet-base` (apt-get install \
-         wordnet-base) or point --wordnet / PANCAP_WORDNET at a directory holding index.noun, data.noun and \
-         noun.exc"
+        "WordNet database not found: {0} is missing; provision it with `pancap models pull --from <mirror>` \
+         (model wordnet_3_0_nouns) or point --wordnet / PANCAP_WORDNET at a directory holding index.noun, \
+         data.noun and noun.exc"
     )]
     Missing(PathBuf),
+    #[error("WordNet database: {0}")]
+    Provision(#[from] crate::models::ProvisionError),
+    #[error("WordNet database: {0}")]
+    Manifest(#[from] crate::models::ManifestError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: line {line}: {reason}")]
     Format { path: PathBuf, line: usize, reason: String },
 }
 
-/// Where the database is looked for when no directory is given.
-pub const DEFAULT_DIR: &str = "/usr/share/wordnet";
 
 /// The noun part of WordNet 3.0, in memory (~20 MB).
 pub struct WordNet {
@@ -50,6 +54,18 @@ fn read(path: &Path) -> Result<Vec<u8>, WordNetError> {
 }
 
 impl WordNet {
+    /// Loads the database `pancap models pull` provisioned into `models_dir`, after checking every file's
+    /// sha256 against the embedded manifest.
+    pub fn load_provisioned(models_dir: &Path) -> Result<WordNet, WordNetError> {
+        let manifest = crate::models::DataManifest::by_name(crate::models::data::WORDNET)
+            .ok_or_else(|| crate::models::ManifestError::Unknown(crate::models::data::WORDNET.into(), String::new()))??;
+        let dir = manifest.verified_dir(models_dir).map_err(|e| match e {
+            crate::models::ProvisionError::Missing { path, .. } => WordNetError::Missing(path),
+            e => WordNetError::Provision(e),
+        })?;
+        WordNet::load(&dir)
+    }
+
     /// Loads `index.noun`, `data.noun` and `noun.exc` from `dir`.
     pub fn load(dir: &Path) -> Result<WordNet, WordNetError> {
         let index_path = dir.join("index.noun");
@@ -219,8 +235,24 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_database_names_the_package() {
+    fn a_missing_database_names_the_fix() {
         let err = WordNet::load(Path::new("/nonexistent/wordnet")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("wordnet-base") && err.contains("index.noun"), "{err}");
+        assert!(err.contains("pancap models pull") && err.contains("index.noun"), "{err}");
+        let tmp = tempfile::tempdir().unwrap();
+        let err = WordNet::load_provisioned(tmp.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("pancap models pull") && err.contains("wordnet/index.noun"), "{err}");
+    }
+
+    #[test]
+    fn a_changed_provisioned_file_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = crate::models::DataManifest::by_name(crate::models::data::WORDNET).unwrap().unwrap();
+        for f in m.files() {
+            let p = f.path_in(tmp.path());
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "not the database").unwrap();
+        }
+        let err = WordNet::load_provisioned(tmp.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("sha256") && err.contains(&m.files[0].sha256), "{err}");
     }
 }
