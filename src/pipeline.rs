@@ -14,8 +14,8 @@ use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveErr
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
 use crate::scene::relations::{relate, RelationParams};
 use crate::scene::{
-    global::global_state, Alternative, ModelProvider, Attributes, DiscoveryReport, Entity, Kind, PanopticCaption, Position,
-    SizeClass, SourceVote, Truncation, MAX_ALTERNATIVES, MAX_SOURCES, SCHEMA_VERSION,
+    global::global_state, Alternative, DiscoveryReport, Entity, ModelProvider, PanopticCaption, Placement, SourceVote,
+    Truncation, MAX_ALTERNATIVES, MAX_SOURCES, SCHEMA_VERSION,
 };
 use crate::source::{DecodeLimits, Frame};
 use crate::timing::{Stage, Timings};
@@ -348,7 +348,6 @@ impl Pipeline {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
         let (w, h) = (rgb.width(), rgb.height());
-        let image_area = (w as f32 * h as f32).max(1.0);
 
         // 1. every detector on the whole frame
         let mut per_detector = Vec::with_capacity(self.detectors.len());
@@ -388,49 +387,24 @@ impl Pipeline {
         let t = Instant::now();
         let names = self.detector_names();
         let coco = LabelSet::Coco80.labels();
+        let mut truncation = Truncation { entities: dropped as u32, ..Truncation::default() };
         let mut entities: Vec<Entity> = Vec::new();
         for (n, inst) in captioned.iter().enumerate() {
-            let bbox = inst.bbox.clamp(w as f32, h as f32);
-            let area_fraction = bbox.area() / image_area;
             let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
             for hit in &inst.hits {
                 let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
-                let model = heapless::String::try_from(name).unwrap_or_default();
-                match sources.iter_mut().find(|s| s.model == model && s.pass == hit.pass) {
-                    Some(s) => s.score = s.score.max(hit.score),
-                    None => {
-                        let _ = sources.push(SourceVote { model, pass: hit.pass, score: hit.score });
-                    }
+                truncation.vote(&mut sources, name, hit.pass, hit.score);
+            }
+            let mut e = Entity::thing(n as u32 + 1, coco.name(inst.class), inst.score, &Placement::of_box(inst.bbox, w, h), sources);
+            e.category_id = coco.get(inst.class).map(|l| l.dataset_id);
+            e.discovered = inst.discovered();
+            for &(class, score) in inst.alternatives.iter().take(MAX_ALTERNATIVES) {
+                let tag = truncation.name(coco.name(class));
+                if e.alternatives.push(Alternative { tag, score }).is_err() {
+                    break; // at most MAX_ALTERNATIVES by the take above
                 }
             }
-            let mut alternatives = heapless::Vec::<Alternative, MAX_ALTERNATIVES>::new();
-            for &(class, score) in inst.alternatives.iter().take(MAX_ALTERNATIVES) {
-                let tag = heapless::String::try_from(coco.name(class)).unwrap_or_default();
-                let _ = alternatives.push(Alternative { tag, score });
-            }
-            entities.push(Entity {
-                id: n as u32 + 1,
-                tag: coco.name(inst.class).to_string(),
-                kind: Kind::Thing,
-                score: inst.score,
-                box_norm: bbox.normalised(w, h),
-                box_px: [bbox.x1, bbox.y1, bbox.x2, bbox.y2],
-                category_id: coco.get(inst.class).map(|l| l.dataset_id),
-                sources,
-                discovered: inst.discovered(),
-                alternatives,
-                attributes: Attributes {
-                    // read from the thing's mask once it has one (step 6)
-                    colour: None,
-                    size: SizeClass::from_area_fraction(area_fraction),
-                    position: Position::of(&bbox, w, h),
-                    area_fraction,
-                    text: None,
-                },
-                mask: None,
-                mask_source: None,
-                description: String::new(),
-            });
+            entities.push(e);
         }
         timings.record(Stage::Describe, None, t);
 
@@ -484,28 +458,10 @@ impl Pipeline {
             let t = Instant::now();
             for r in regions {
                 let id = entities.len() as u32 + 1;
-                entities.push(Entity {
-                    id,
-                    tag: labels.name(r.class).to_string(),
-                    kind: Kind::Stuff,
-                    score: 1.0,
-                    box_norm: r.bbox.normalised(w, h),
-                    box_px: [r.bbox.x1, r.bbox.y1, r.bbox.x2, r.bbox.y2],
-                    category_id: None,
-                    sources: source_of(&seg_name),
-                    discovered: false,
-                    alternatives: heapless::Vec::new(),
-                    attributes: Attributes {
-                        colour: dominant_colour(rgb, Region::Mask(&r.mask), 0.35, &light),
-                        size: SizeClass::from_area_fraction(r.area_fraction),
-                        position: Position::of(&r.bbox, w, h),
-                        area_fraction: r.area_fraction,
-                        text: None,
-                    },
-                    mask: Some(r.mask.to_rle()),
-                    mask_source: Some(MaskSource::Region),
-                    description: String::new(),
-                });
+                let at = Placement { area_fraction: r.area_fraction, ..Placement::of_box(r.bbox, w, h) };
+                let mut e = Entity::stuff(id, labels.name(r.class), &at, source_of(&seg_name, &mut truncation), r.mask.to_rle());
+                e.attributes.colour = dominant_colour(rgb, Region::Mask(&r.mask), 0.35, &light);
+                entities.push(e);
             }
             timings.record(Stage::Describe, None, t);
         }
@@ -520,7 +476,7 @@ impl Pipeline {
             };
             if let Some(lines) = lines {
                 let t = Instant::now();
-                crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name());
+                crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name(), &mut truncation);
                 timings.record(Stage::Describe, None, t);
                 if matches!(opts.text, TextInput::Run) {
                     text_lines = Some(lines.into_owned());
@@ -531,6 +487,7 @@ impl Pipeline {
         // 7. relations and global state
         let t = Instant::now();
         let (relations, rel_dropped) = relate(&entities, w, h, &self.cfg.relations);
+        truncation.relations = rel_dropped;
         let global = global_state(rgb, &entities);
         let descriptions = region_captions(&entities, &relations);
         for (e, d) in entities.iter_mut().zip(descriptions) {
@@ -555,7 +512,7 @@ impl Pipeline {
                 global,
                 caption,
                 discovery: DiscoveryReport { ran: discovery_ran, added },
-                truncated: Truncation { entities: dropped as u32, relations: rel_dropped },
+                truncated: truncation,
                 backend: self.backend().to_string(),
                 providers: self.providers.clone(),
                 timings_ms: timings,
@@ -643,9 +600,9 @@ fn is_fragment_of(weak: &Instance, strong: &Instance) -> bool {
     weak.class == strong.class && weak.bbox.covered_by(&strong.bbox) >= 0.85 && weak.score < 0.75 * strong.score
 }
 
-fn source_of(model: &str) -> heapless::Vec<SourceVote, MAX_SOURCES> {
+fn source_of(model: &str, truncation: &mut Truncation) -> heapless::Vec<SourceVote, MAX_SOURCES> {
     let mut v = heapless::Vec::new();
-    let _ = v.push(SourceVote { model: heapless::String::try_from(model).unwrap_or_default(), pass: Pass::Full, score: 1.0 });
+    truncation.vote(&mut v, model, Pass::Full, 1.0);
     v
 }
 

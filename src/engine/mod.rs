@@ -124,6 +124,8 @@ pub enum EngineError {
     WrongDType { want: DType, have: DType },
     #[error("fake engine: {0}")]
     Fake(String),
+    #[error("model {path}: output {name} has a dynamic dimension at run time (shape {shape:?}); pancap needs concrete output shapes")]
+    DynamicDimension { path: PathBuf, name: String, shape: Vec<i64> },
     #[error("backend {backend} is not compiled into this build: rebuild with `--features {feature}`")]
     NotCompiled { backend: &'static str, feature: &'static str },
     #[error("backend {backend} does not support {what}")]

@@ -227,25 +227,29 @@ fn output_tensor(value: &ort::value::DynValue, spec: &ModelSpec, name: &str) -> 
             return Err(EngineError::OutputType { path: spec.path.clone(), name: name.to_string(), dtype: format!("{other:?}") })
         }
     };
-    fn dims(shape: &ort::value::Shape) -> Vec<usize> {
-        shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect()
-    }
+    // an output's runtime shape is concrete; a negative (dynamic) dimension here is reported, never taken as 0
+    let dims = |shape: &ort::value::Shape| -> Result<Vec<usize>, EngineError> {
+        shape
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| EngineError::DynamicDimension { path: spec.path.clone(), name: name.to_string(), shape: shape.to_vec() }))
+            .collect()
+    };
     let (shape, data) = match ty {
         TensorElementType::Float32 => {
             let (s, d) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-            (dims(s), TensorData::F32(d.to_vec()))
+            (dims(s)?, TensorData::F32(d.to_vec()))
         }
         TensorElementType::Uint8 => {
             let (s, d) = value.try_extract_tensor::<u8>().map_err(run_err)?;
-            (dims(s), TensorData::U8(d.to_vec()))
+            (dims(s)?, TensorData::U8(d.to_vec()))
         }
         TensorElementType::Int32 => {
             let (s, d) = value.try_extract_tensor::<i32>().map_err(run_err)?;
-            (dims(s), TensorData::I32(d.to_vec()))
+            (dims(s)?, TensorData::I32(d.to_vec()))
         }
         TensorElementType::Int64 => {
             let (s, d) = value.try_extract_tensor::<i64>().map_err(run_err)?;
-            (dims(s), TensorData::I64(d.to_vec()))
+            (dims(s)?, TensorData::I64(d.to_vec()))
         }
         other => {
             return Err(EngineError::OutputType { path: spec.path.clone(), name: name.to_string(), dtype: format!("{other:?}") })

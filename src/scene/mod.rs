@@ -75,7 +75,66 @@ pub struct Entity {
     pub description: String,
 }
 
+/// What an entity is, as evaluation against a dataset sees it: a thing, a stuff region, or text read on nothing
+/// detected (a thing-kind entity tagged `text` whose mask is its lines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityClass {
+    Thing,
+    Stuff,
+    Text,
+}
+
 impl Entity {
+    fn placed(id: u32, tag: &str, kind: Kind, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
+        let b = at.bbox;
+        Entity {
+            id,
+            tag: tag.to_string(),
+            kind,
+            score,
+            box_norm: b.normalised(at.width, at.height),
+            box_px: [b.x1, b.y1, b.x2, b.y2],
+            category_id: None,
+            sources,
+            discovered: false,
+            alternatives: heapless::Vec::new(),
+            attributes: at.attributes(),
+            mask: None,
+            mask_source: None,
+            description: String::new(),
+        }
+    }
+
+    /// A detected thing; its mask, colour, category, alternatives and description come later.
+    pub fn thing(id: u32, tag: &str, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
+        Self::placed(id, tag, Kind::Thing, score, at, sources)
+    }
+
+    /// A stuff region of the segmenter, with its mask.
+    pub fn stuff(id: u32, tag: &str, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>, mask: Rle) -> Entity {
+        Entity { mask: Some(mask), mask_source: Some(MaskSource::Region), ..Self::placed(id, tag, Kind::Stuff, 1.0, at, sources) }
+    }
+
+    /// Text read on nothing detected: a `text` entity whose mask is its lines.
+    pub fn text(id: u32, text: TextAttr, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>, mask: Rle) -> Entity {
+        let mut e = Self::placed(id, text::TEXT_TAG, Kind::Thing, score, at, sources);
+        e.attributes.text = Some(text);
+        e.mask = Some(mask);
+        e.mask_source = Some(MaskSource::TextLines);
+        e
+    }
+
+    pub fn class(&self) -> EntityClass {
+        match self.kind {
+            Kind::Stuff => EntityClass::Stuff,
+            Kind::Thing if self.tag == text::TEXT_TAG && self.mask_source == Some(MaskSource::TextLines) => {
+                EntityClass::Text
+            }
+            Kind::Thing => EntityClass::Thing,
+        }
+    }
+
     pub fn bbox(&self) -> BoxF {
         let [x1, y1, x2, y2] = self.box_px;
         BoxF::new(x1, y1, x2, y2)
@@ -88,11 +147,85 @@ impl Entity {
     }
 }
 
-/// Counts of items dropped to respect the bounds, so truncation is visible.
+/// Counts of items dropped or cut to respect the bounds, so truncation is visible.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {
     pub entities: u32,
     pub relations: u32,
+    /// Model names and alternative tags longer than their bound, cut at a character boundary.
+    #[serde(default)]
+    pub names: u32,
+    /// Source votes beyond `MAX_SOURCES` for one entity, dropped.
+    #[serde(default)]
+    pub source_votes: u32,
+}
+
+impl Truncation {
+    /// `s` within `N` bytes, cut at a character boundary; a cut is counted.
+    pub fn name<const N: usize>(&mut self, s: &str) -> heapless::String<N> {
+        let mut end = s.len().min(N);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end < s.len() {
+            self.names += 1;
+        }
+        let mut out = heapless::String::new();
+        // within N bytes by construction; a failure would only leave the name shorter, and is counted above
+        let _ = out.push_str(s.get(..end).unwrap_or_default());
+        out
+    }
+
+    /// Records `model`'s vote in `sources`: the strongest score of one model and pass is kept; a vote past
+    /// the bound is dropped and counted.
+    pub fn vote(&mut self, sources: &mut heapless::Vec<SourceVote, MAX_SOURCES>, model: &str, pass: Pass, score: f32) {
+        let model = self.name(model);
+        match sources.iter_mut().find(|s| s.model == model && s.pass == pass) {
+            Some(s) => s.score = s.score.max(score),
+            None => {
+                if sources.push(SourceVote { model, pass, score }).is_err() {
+                    self.source_votes += 1;
+                }
+            }
+        }
+    }
+
+    /// The sum of two frames' counts (things and text are placed in separate steps).
+    pub fn add(&mut self, other: Truncation) {
+        self.entities += other.entities;
+        self.relations += other.relations;
+        self.names += other.names;
+        self.source_votes += other.source_votes;
+    }
+}
+
+/// Where an entity lies: its box in the image and the share of the image it covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    pub bbox: BoxF,
+    pub width: u32,
+    pub height: u32,
+    /// Box (things) or mask (stuff) area over the image area.
+    pub area_fraction: f32,
+}
+
+impl Placement {
+    /// A box, clamped to the image, covering its own area.
+    pub fn of_box(bbox: BoxF, width: u32, height: u32) -> Placement {
+        let bbox = bbox.clamp(width as f32, height as f32);
+        let area_fraction = bbox.area() / (width as f32 * height as f32).max(1.0);
+        Placement { bbox, width, height, area_fraction }
+    }
+
+    fn attributes(&self) -> Attributes {
+        Attributes {
+            colour: None,
+            size: SizeClass::from_area_fraction(self.area_fraction),
+            position: Position::of(&self.bbox, self.width, self.height),
+            area_fraction: self.area_fraction,
+            text: None,
+        }
+    }
 }
 
 /// What the extra-instance discovery pass contributed.

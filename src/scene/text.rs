@@ -2,10 +2,10 @@
 //! it lies on nothing detected, grouped into blocks that become text entities of their own.
 
 use crate::geometry::BoxF;
-use crate::perceive::masks::{BoxMask, MaskSource};
+use crate::perceive::masks::BoxMask;
 use crate::perceive::merge::Pass;
 use crate::perceive::ocr::{quad_contains, sort_reading_order, TextLine};
-use crate::scene::{Attributes, Entity, Kind, Position, SizeClass, SourceVote, MAX_SOURCES};
+use crate::scene::{Entity, Kind, Placement, SourceVote, Truncation, MAX_SOURCES};
 use serde::{Deserialize, Serialize};
 
 /// Bytes of text kept per entity (UTF-8; a longer text is cut at a word and marked truncated).
@@ -141,7 +141,7 @@ fn blocks(lines: &[&TextLine]) -> Vec<Vec<TextLine>> {
 /// Places the lines read in a frame: lines on a thing become that thing's text attribute; the rest are grouped
 /// into blocks, each a new `text` entity (box: the block's extent, mask: its line rectangles) appended to
 /// `entities` with the next ids. `lines` are in reading order.
-pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, height: u32, reader: &str) {
+pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, height: u32, reader: &str, truncation: &mut Truncation) {
     let mut on_host: Vec<(usize, Vec<&TextLine>)> = Vec::new();
     let mut free: Vec<&TextLine> = Vec::new();
     for line in lines {
@@ -163,7 +163,6 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
             e.attributes.text = TextAttr::from_blocks(host_blocks.iter());
         }
     }
-    let image_area = (width as f32 * height as f32).max(1.0);
     for members in blocks(&free) {
         let Some(text) = TextAttr::from_lines(&members) else { continue };
         let bbox = members
@@ -176,32 +175,11 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
             members.iter().any(|l| quad_contains(&l.quad, x as f32 + 0.5, y as f32 + 0.5))
         });
         let score = members.iter().map(|l| l.score).sum::<f32>() / members.len().max(1) as f32;
-        let area_fraction = bbox.area() / image_area;
+        let at = Placement::of_box(bbox, width, height);
         let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
-        let model = heapless::String::try_from(reader).unwrap_or_default();
-        let _ = sources.push(SourceVote { model, pass: Pass::Full, score });
-        entities.push(Entity {
-            id: entities.len() as u32 + 1,
-            tag: TEXT_TAG.to_string(),
-            kind: Kind::Thing,
-            score,
-            box_norm: bbox.normalised(width, height),
-            box_px: [bbox.x1, bbox.y1, bbox.x2, bbox.y2],
-            category_id: None,
-            sources,
-            discovered: false,
-            alternatives: heapless::Vec::new(),
-            attributes: Attributes {
-                colour: None,
-                size: SizeClass::from_area_fraction(area_fraction),
-                position: Position::of(&bbox, width, height),
-                area_fraction,
-                text: Some(text),
-            },
-            mask: Some(mask.to_rle(width, height)),
-            mask_source: Some(MaskSource::TextLines),
-            description: String::new(),
-        });
+        truncation.vote(&mut sources, reader, Pass::Full, score);
+        let id = entities.len() as u32 + 1;
+        entities.push(Entity::text(id, text, score, &at, sources, mask.to_rle(width, height)));
     }
 }
 
@@ -209,7 +187,8 @@ pub fn place_text(entities: &mut Vec<Entity>, lines: &[TextLine], width: u32, he
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::scene::test_entity;
+    use crate::perceive::masks::MaskSource;
+    use crate::scene::{test_entity, Position};
 
     fn line(x1: f32, y1: f32, x2: f32, y2: f32, text: &str) -> TextLine {
         TextLine {
@@ -238,7 +217,7 @@ mod tests {
             line(90.0, 336.0, 300.0, 366.0, "PARKING"),
             line(500.0, 420.0, 600.0, 440.0, "EXIT"),
         ];
-        place_text(&mut es, &lines, 640, 480, "ppocr_v4");
+        place_text(&mut es, &lines, 640, 480, "ppocr_v4", &mut Truncation::default());
         assert_eq!(es[1].attributes.text.as_ref().map(|t| t.text.as_str()), Some("STOP"), "the smallest host");
         assert_eq!(es[0].attributes.text.as_ref().map(|t| (t.text.as_str(), t.lines)), Some(("CITY LINE", 2)));
         assert!(es[2].attributes.text.is_none(), "stuff does not host text");
@@ -262,7 +241,7 @@ mod tests {
             line(300.0, 100.0, 560.0, 160.0, "CITY"),
             line(300.0, 170.0, 560.0, 230.0, "EXPRESS"),
         ];
-        place_text(&mut es, &lines, 640, 480, "ppocr_v4");
+        place_text(&mut es, &lines, 640, 480, "ppocr_v4", &mut Truncation::default());
         let t = es[0].attributes.text.as_ref().unwrap();
         assert_eq!((t.text.as_str(), t.lines), ("CITY EXPRESS / www.example.com", 3));
     }

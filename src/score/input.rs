@@ -31,11 +31,15 @@ struct SaPancapItem {
     model_response: Option<String>,
 }
 
+/// Image sizes for `<box>` conversion: `Ok(None)` when no image folder was given (images are then taken as
+/// square, and the report says so), an error naming the image when it cannot be read.
+pub type SizeOf = dyn Fn(&str) -> Result<Option<(u32, u32)>, String>;
+
 fn from_value(
     v: serde_json::Value,
     at: &str,
     path: &Path,
-    size_of: &dyn Fn(&str) -> Option<(u32, u32)>,
+    size_of: &SizeOf,
 ) -> Result<ScoredCaption, InputError> {
     let bad = |reason: String| InputError::Format { path: path.to_path_buf(), reason: format!("{at}: {reason}") };
     let is_ours = v.get("schema_version").is_some() && v.get("entities").is_some();
@@ -50,14 +54,15 @@ fn from_value(
         .gt_response
         .or(item.model_response)
         .ok_or_else(|| bad(format!("{}: no gt_response or model_response", item.image_path)))?;
-    let content = Content::from_text(&text, size_of(&item.image_path));
+    let size = size_of(&item.image_path).map_err(|e| bad(format!("{}: {e}", item.image_path)))?;
+    let content = Content::from_text(&text, size);
     Ok(ScoredCaption { image: item.image_path, content, text: Some(text) })
 }
 
-/// Reads every caption of a file. `size_of` gives image sizes for `<box>` conversion (None: treated as square).
+/// Reads every caption of a file. `size_of` gives image sizes for `<box>` conversion.
 pub fn read_captions(
     path: &Path,
-    size_of: &dyn Fn(&str) -> Option<(u32, u32)>,
+    size_of: &SizeOf,
 ) -> Result<Vec<ScoredCaption>, InputError> {
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Io { path: path.to_path_buf(), source })?;
     let trimmed = text.trim_start();
@@ -94,13 +99,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("refs.json");
         std::fs::write(&p, r#"[{"image_path": "a/b.jpg", "gt_response": "A dog [[0.1, 0.2, 0.3, 0.4]] runs."}]"#).unwrap();
-        let items = read_captions(&p, &|_| None).unwrap();
+        let items = read_captions(&p, &|_| Ok(None)).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].content.entities[0].tag, "dog");
         assert_eq!(image_key(&items[0].image), "b.jpg");
 
         std::fs::write(&p, r#"[{"image_path": "a.jpg", "gt_response": "x"}, {"image_path": "b.jpg"}]"#).unwrap();
-        let err = read_captions(&p, &|_| None).unwrap_err().to_string();
+        let err = read_captions(&p, &|_| Ok(None)).unwrap_err().to_string();
         assert!(err.contains("item 1") && err.contains("b.jpg") && err.contains("refs.json"), "{err}");
+
+        // an image whose size cannot be read is an error naming it, not a square guess
+        std::fs::write(&p, r#"[{"image_path": "a/b.jpg", "gt_response": "A dog <box>[10, 20, 30, 40]</box> runs."}]"#).unwrap();
+        let err = read_captions(&p, &|_| Err("cannot read the image".into())).unwrap_err().to_string();
+        assert!(err.contains("b.jpg") && err.contains("cannot read the image"), "{err}");
     }
 }

@@ -170,14 +170,20 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<Result<PathBuf, SourceError>>, 
         if input.is_dir() {
             match std::fs::read_dir(input) {
                 Ok(entries) => {
-                    let mut files: Vec<PathBuf> = entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            p.is_file()
-                                && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
-                        })
-                        .collect();
+                    let mut files: Vec<PathBuf> = Vec::new();
+                    for entry in entries {
+                        // an entry that cannot be read is an error in the list, never passed over in silence
+                        let p = match entry {
+                            Ok(e) => e.path(),
+                            Err(source) => {
+                                out.push(Err(SourceError::Read { path: input.clone(), source }));
+                                continue;
+                            }
+                        };
+                        if p.is_file() && !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+                            files.push(p);
+                        }
+                    }
                     files.sort();
                     let (images, others): (Vec<PathBuf>, Vec<PathBuf>) =
                         files.into_iter().partition(|p| has_image_extension(p));

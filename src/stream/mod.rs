@@ -36,6 +36,28 @@ pub enum StreamError {
     Write(#[from] std::io::Error),
     #[error("encoding a record: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A worker thread died (panicked): the stream stops rather than carry its last result forever.
+    #[error("the {stage} thread died: {reason}; the stream stopped (records written so far are complete)")]
+    WorkerDied { stage: &'static str, reason: String },
+}
+
+/// The message of a thread's panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".into())
+}
+
+/// Closes the frame queue when the capture thread ends, however it ends (a panic included), so the frame loop
+/// never waits on a capture thread that is gone.
+struct CloseOnDrop(Arc<FrameQueue<Captured>>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +162,8 @@ pub struct StreamSummary {
     pub frames: u64,
     pub dropped: u64,
     pub corrupt: u64,
+    /// Frames the stuff segmenter failed on (logged; the previous map stays in use).
+    pub stuff_failed: u64,
     pub records: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -182,6 +206,7 @@ fn unix_ms() -> u64 {
 
 /// The capture side: reads the source until it ends, the frame budget is spent or `stop` is set.
 fn capture(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue<Captured>>, opts: StreamOptions, stop: Arc<AtomicBool>, reopened: Arc<std::sync::atomic::AtomicU32>) {
+    let _closer = CloseOnDrop(Arc::clone(&queue));
     let live = source.is_live() || opts.live;
     let start = Instant::now();
     let mut n = 0u64;
@@ -229,11 +254,15 @@ fn capture(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue<Captured>>, o
     queue.close();
 }
 
+/// One finished segmentation: the frame's sequence number and its map, or why it failed.
+type StuffResult = (u64, Result<StuffMap, String>);
+
 /// Stuff segmentation on its own thread: it takes a frame only when idle, and its latest map is carried.
 struct StuffWorker {
     idle: Arc<AtomicBool>,
     tx: mpsc::SyncSender<Frame>,
-    rx: mpsc::Receiver<(u64, Result<StuffMap, String>)>,
+    rx: mpsc::Receiver<StuffResult>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StuffWorker {
@@ -242,7 +271,7 @@ impl StuffWorker {
         let (tx, frames) = mpsc::sync_channel::<Frame>(1);
         let (results, rx) = mpsc::channel();
         let worker_idle = Arc::clone(&idle);
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             for frame in frames {
                 let mut t = Timings::default();
                 let r = seg
@@ -255,7 +284,36 @@ impl StuffWorker {
                 }
             }
         });
-        StuffWorker { idle, tx, rx }
+        StuffWorker { idle, tx, rx, thread: Some(thread) }
+    }
+
+    /// The results finished since the last call, or an error when the worker thread died.
+    fn finished(&mut self) -> Result<Vec<StuffResult>, StreamError> {
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(r) => out.push(r),
+                Err(mpsc::TryRecvError::Empty) => return Ok(out),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    let reason = match self.thread.take().map(std::thread::JoinHandle::join) {
+                        Some(Err(payload)) => panic_message(payload.as_ref()),
+                        _ => "it ended without a result".into(),
+                    };
+                    return Err(StreamError::WorkerDied { stage: "stuff segmentation", reason });
+                }
+            }
+        }
+    }
+
+    /// Ends the worker: no more frames, waits for it, and reports a panic it died of.
+    fn close(mut self) -> Result<(), StreamError> {
+        let thread = self.thread.take();
+        drop(self.tx);
+        drop(self.rx);
+        match thread.map(std::thread::JoinHandle::join) {
+            Some(Err(payload)) => Err(StreamError::WorkerDied { stage: "stuff segmentation", reason: panic_message(payload.as_ref()) }),
+            _ => Ok(()),
+        }
     }
 
     fn offer(&self, frame: &Frame) {
@@ -282,7 +340,7 @@ pub fn run(
         let (q, o, s, r) = (Arc::clone(&queue), opts.clone(), Arc::clone(&stop), Arc::clone(&reopened));
         std::thread::spawn(move || capture(source, q, o, s, r))
     };
-    let stuff = pipeline.take_segmenter().map(StuffWorker::spawn);
+    let mut stuff = pipeline.take_segmenter().map(StuffWorker::spawn);
     let mut latest_stuff: Option<(u64, StuffMap)> = None;
     let mut latest_text: Option<Vec<crate::perceive::ocr::TextLine>> = None;
     let mut tracker = Tracker::new(opts.track);
@@ -304,11 +362,14 @@ pub fn run(
                 continue;
             }
         };
-        if let Some(w) = &stuff {
-            while let Ok((seq, r)) = w.rx.try_recv() {
+        if let Some(w) = &mut stuff {
+            for (seq, r) in w.finished()? {
                 match r {
                     Ok(m) => latest_stuff = Some((seq, m)),
-                    Err(e) => log::warn!("stuff segmentation failed: {e}"),
+                    Err(e) => {
+                        log::warn!("stuff segmentation failed: {e}");
+                        summary.stuff_failed += 1;
+                    }
                 }
             }
             w.offer(&frame);
@@ -403,12 +464,17 @@ pub fn run(
         }
     }
     queue.close();
+    if let Some(w) = stuff.take() {
+        w.close()?;
+    }
     summary.dropped = queue.dropped();
     summary.reopened = reopened.load(Ordering::SeqCst);
-    if !summary.interrupted {
-        let _ = capture_thread.join();
+    if !summary.interrupted || capture_thread.is_finished() {
+        if let Err(payload) = capture_thread.join() {
+            return Err(StreamError::WorkerDied { stage: "capture", reason: panic_message(payload.as_ref()) });
+        }
     }
-    let p = crate::profile::percentiles(&latencies);
+    let p = crate::math::percentiles(&latencies);
     (summary.p50_ms, summary.p95_ms, summary.p99_ms) = (p.p50_ms, p.p95_ms, p.p99_ms);
     let secs = started.elapsed().as_secs_f64();
     summary.fps = if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 };
@@ -506,6 +572,57 @@ mod tests {
         assert_eq!(reopened.load(Ordering::SeqCst), 1);
         // one failed attempt after 100 ms, the successful one after another 200 ms
         assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    }
+
+    /// A source that panics on its third frame.
+    struct PanickingSource(u64);
+
+    impl FrameSource for PanickingSource {
+        fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
+            self.0 += 1;
+            assert!(self.0 < 3, "the capture device broke");
+            Some(Ok(Frame { rgb: image::RgbImage::new(8, 8), origin: "p".into(), seq: self.0 }))
+        }
+        fn describe(&self) -> String {
+            "panicking".into()
+        }
+    }
+
+    fn fake_pipeline(segmenter: Option<crate::perceive::Segmenter>) -> Pipeline {
+        use crate::engine::FakeEngine;
+        use crate::engine::{EngineError, Tensor};
+        let m = crate::models::Manifest::by_name("yolox_nano_416").unwrap();
+        let engine = FakeEngine::new(m.model_spec(std::path::Path::new("x")), |_: &[Tensor]| Err(EngineError::Fake("no detections".into())));
+        let d = crate::perceive::Detector::new(m, Box::new(engine), Default::default()).unwrap();
+        let cfg = crate::PipelineConfig { discovery: None, text_reader: None, person_segmenter: None, segmenter: None, ..Default::default() };
+        Pipeline::from_parts(vec![d], segmenter, cfg).unwrap()
+    }
+
+    #[test]
+    fn a_panicking_capture_thread_ends_the_stream_with_an_error_naming_it() {
+        let mut p = fake_pipeline(None);
+        let mut out = Vec::new();
+        let r = run(&mut p, Box::new(PanickingSource(0)), &StreamOptions::default(), Arc::new(AtomicBool::new(false)), &mut out);
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("capture thread died") && e.contains("the capture device broke"), "{e}");
+    }
+
+    #[test]
+    fn a_panicking_stuff_worker_ends_the_stream_with_an_error_naming_it() {
+        use crate::engine::FakeEngine;
+        use crate::engine::Tensor;
+        let m = crate::models::Manifest::by_name("deeplabv3_mnv2_ade20k32_uint8").unwrap();
+        let engine = FakeEngine::new(m.model_spec(std::path::Path::new("x")), |_: &[Tensor]| -> Result<Vec<Tensor>, _> {
+            panic!("segmenter blew up")
+        });
+        let seg = crate::perceive::Segmenter::new(m, Box::new(engine)).unwrap();
+        let mut p = fake_pipeline(Some(seg));
+        let frames = (0..4).map(|i| Ok(Frame { rgb: image::RgbImage::new(8, 8), origin: "r".into(), seq: i }));
+        let source = crate::stream::sources::Recording::new("four frames", frames);
+        let mut out = Vec::new();
+        let r = run(&mut p, Box::new(source), &StreamOptions::default(), Arc::new(AtomicBool::new(false)), &mut out);
+        let e = r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("stuff segmentation thread died") && e.contains("segmenter blew up"), "{e}");
     }
 
     #[test]

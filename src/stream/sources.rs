@@ -27,6 +27,12 @@ pub struct Recording<I> {
     frames: I,
 }
 
+impl<I> Recording<I> {
+    pub fn new(name: &str, frames: I) -> Self {
+        Recording { name: name.to_string(), frames }
+    }
+}
+
 impl<I: Iterator<Item = Result<Frame, SourceError>> + Send> FrameSource for Recording<I> {
     fn next_frame(&mut self) -> Option<Result<Frame, SourceError>> {
         self.frames.next()

@@ -4,8 +4,8 @@
 //! `max_misses` frames without a hit (hysteresis both ways, so one missed detection does not renumber an
 //! instance and one spurious detection does not create one). Ids are never reused.
 
-use crate::score::assign::{min_cost_assignment, UNMATCHABLE};
-use crate::score::iou;
+use crate::math::assign::{min_cost_assignment, UNMATCHABLE};
+use crate::math::iou;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -56,3 +56,63 @@ pub fn pancap(args: &[&str]) -> std::process::Output {
         .output()
         .expect("run pancap")
 }
+
+/// Differences between two JSON values, floats compared with a relative-or-absolute tolerance `tol`, each as
+/// `path: golden → actual`.
+pub fn json_diff(golden: &serde_json::Value, actual: &serde_json::Value, tol: f64) -> Vec<String> {
+    use serde_json::Value;
+    fn walk(g: &Value, a: &Value, at: String, tol: f64, out: &mut Vec<String>) {
+        match (g, a) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+                let close = (x - y).abs() <= tol * x.abs().max(1.0);
+                if !close {
+                    out.push(format!("{at}: {x} → {y}"));
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                if x.len() != y.len() {
+                    out.push(format!("{at}: {} items → {}", x.len(), y.len()));
+                }
+                for (i, (gx, ay)) in x.iter().zip(y).enumerate() {
+                    walk(gx, ay, format!("{at}[{i}]"), tol, out);
+                }
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                for (k, gx) in x {
+                    match y.get(k) {
+                        Some(ay) => walk(gx, ay, format!("{at}.{k}"), tol, out),
+                        None => out.push(format!("{at}.{k}: missing")),
+                    }
+                }
+                for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                    out.push(format!("{at}.{k}: new"));
+                }
+            }
+            _ if g == a => {}
+            _ => out.push(format!("{at}: {g} → {a}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk(golden, actual, String::new(), tol, &mut out);
+    out
+}
+
+/// Compares `actual` with the golden file `path` as parsed values (floats within `tol`). With UPDATE_GOLDEN set
+/// the file is rewritten and the test fails with the differences it recorded, so a regeneration is always
+/// looked at and then confirmed by a run without the variable.
+pub fn check_golden(path: &std::path::Path, actual: &serde_json::Value, tol: f64) {
+    let golden: Option<serde_json::Value> =
+        std::fs::read_to_string(path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let diff = golden.as_ref().map(|g| json_diff(g, actual, tol)).unwrap_or_else(|| vec!["no golden file yet".into()]);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, serde_json::to_string_pretty(actual).unwrap() + "\n").unwrap();
+        panic!(
+            "{} rewritten ({} difference(s)); check them, then run again without UPDATE_GOLDEN:\n{}",
+            path.display(),
+            diff.len(),
+            diff.join("\n")
+        );
+    }
+    assert!(diff.is_empty(), "output differs from {} (regenerate on purpose with UPDATE_GOLDEN=1):\n{}", path.display(), diff.join("\n"));
+}
