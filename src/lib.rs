@@ -7,10 +7,11 @@
 pub mod alloc_count;
 pub mod caption;
 pub mod engine;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod geometry;
+pub mod math;
 pub mod models;
-pub mod panoptic;
 pub mod perceive;
 pub mod pipeline;
 pub mod profile;
@@ -21,7 +22,6 @@ pub mod scene;
 pub mod source;
 pub mod stream;
 pub mod targets;
-pub mod textmetrics;
 pub mod timing;
 
 pub use pipeline::{FrameResult, Pipeline, PipelineConfig, PipelineError};

@@ -16,33 +16,7 @@ pub struct StageStats {
     pub mean_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
-    pub mean_ms: f64,
-}
-
-/// Nearest-rank percentiles and the mean of a list of milliseconds.
-pub fn percentiles(values: &[f64]) -> Percentiles {
-    if values.is_empty() {
-        return Percentiles::default();
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-        v.get(rank - 1).copied().unwrap_or(0.0)
-    };
-    let round = |x: f64| (x * 100.0).round() / 100.0;
-    Percentiles {
-        p50_ms: round(at(0.50)),
-        p95_ms: round(at(0.95)),
-        p99_ms: round(at(0.99)),
-        mean_ms: round(v.iter().sum::<f64>() / v.len() as f64),
-    }
-}
+pub use crate::math::{percentiles, Percentiles};
 
 /// Per-stage statistics over frames: a stage recorded several times in one frame (describe, merge) counts as
 /// its sum for that frame; stages keep the order in which they first appear.
@@ -194,14 +168,6 @@ pub fn compare(reports: &[ProfileReport]) -> Vec<Comparison> {
 mod tests {
     use super::*;
     use crate::timing::StageTime;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = percentiles(&v);
-        assert_eq!((p.p50_ms, p.p95_ms, p.p99_ms, p.mean_ms), (50.0, 95.0, 99.0, 50.5));
-        assert_eq!(percentiles(&[7.0]).p99_ms, 7.0);
-    }
 
     #[test]
     fn repeated_stages_in_a_frame_are_summed_and_models_kept_apart() {

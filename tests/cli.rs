@@ -206,7 +206,8 @@ fn models_verify_names_a_tampered_file_and_both_hashes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("yolox_nano_416.onnx"), "{err}");
     assert!(err.contains("695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14"), "expected hash: {err}");
-    assert!(err.matches(char::is_alphanumeric).count() > 128 && err.contains("models pull"), "actual hash and fix: {err}");
+    let actual = pancap::models::sha256_of(&file).unwrap();
+    assert!(err.contains(&actual) && err.contains("models pull"), "actual hash {actual} and the fix: {err}");
     // captioning refuses the tampered model
     let dog = common::data("darknet-images-unannotated/dog.jpg");
     let out = Command::new(env!("CARGO_BIN_EXE_pancap"))
@@ -227,7 +228,7 @@ fn models_list_names_every_manifest() {
 }
 
 fn segment_ids(png: &std::path::Path) -> (u32, u32, Vec<u32>) {
-    pancap::panoptic::read_segment_png(png).unwrap()
+    pancap::eval::pq::read_segment_png(png).unwrap()
 }
 
 #[test]
@@ -277,8 +278,10 @@ fn coco_panoptic_format_is_read_back_as_a_panoptic_prediction_with_descriptions(
         json.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let pred = pancap::panoptic::PanopticJson::read(&json).unwrap();
+    let pred = pancap::eval::pq::PanopticJson::read(&json).unwrap();
     assert_eq!(pred.categories.len(), 133);
+    // the image id is COCO's, from the numeric file name, in the image list and the annotation alike
+    assert_eq!((pred.images[0].id, pred.annotations[0].image_id), (439180, 439180));
     let ann = &pred.annotations[0];
     let (_, _, ids) = segment_ids(&pan.join(&ann.file_name));
     let raw: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -292,6 +295,22 @@ fn coco_panoptic_format_is_read_back_as_a_panoptic_prediction_with_descriptions(
     }
     let riders = segs.iter().filter(|s| s["description"].as_str().unwrap().contains("riding a horse")).count();
     assert!(riders >= 5, "{riders} region captions say riding");
+
+    // ids from a reference file win over the file name; an image with neither is an error naming the fix
+    let refs = dir.path().join("refs.json");
+    std::fs::write(&refs, r#"{"images": [{"id": 7, "file_name": "000000439180.jpg", "width": 1, "height": 1}]}"#).unwrap();
+    let json2 = dir.path().join("pred2.json");
+    let out = pancap(&[
+        "caption", img.to_str().unwrap(), "--format", "coco-panoptic", "--panoptic-dir", pan.to_str().unwrap(), "-o",
+        json2.to_str().unwrap(), "--coco-instances", refs.to_str().unwrap(), "--no-stuff", "--no-text",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pred = pancap::eval::pq::PanopticJson::read(&json2).unwrap();
+    assert_eq!(pred.annotations[0].image_id, 7);
+    let dog = common::data("darknet-images-unannotated/dog.jpg");
+    let out = pancap(&["caption", dog.to_str().unwrap(), "--format", "coco-panoptic", "--panoptic-dir", pan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("dog.jpg: has no COCO image id") && text(&out.stderr).contains("--coco-instances"), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -2,14 +2,41 @@
 //! one segment per entity with the entity's id, 0 = no entity) with its segments, for `--format coconut`
 //! (COCONut-PanCap: the caption with inline `<id: phrase>` mentions) and `--format coco-panoptic` (COCO panoptic
 //! JSON with a Pix2Cap-style `description` per segment).
+//!
+//! This is the one panoptic painter: `pancap eval --panoptic` scores exactly the map and segments it paints.
 
 use super::text::{write_caption_grounded, Grounding};
-use crate::panoptic::{category_for_tag, PanCategory};
-use crate::perceive::masks::MaskSource;
+use crate::perceive::masks::{BoxMask, MaskSource};
 use crate::scene::{Kind, PanopticCaption};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
+
+/// A COCO panoptic category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanCategory {
+    pub id: u32,
+    pub name: String,
+    #[serde(default)]
+    pub isthing: u8,
+}
+
+/// A category name as a caption would say it: COCO panoptic's "-merged"/"-other"/"-stuff" suffixes dropped
+/// ("wall-other-merged" → "wall", "sky-other-merged" → "sky").
+pub fn plain_name(name: &str) -> String {
+    let base = name.split('-').next().unwrap_or(name);
+    base.to_string()
+}
+
+/// Our stuff tags whose COCO panoptic name differs (ADE20K → COCO).
+const ALIASES: &[(&str, &str)] =
+    &[("earth", "dirt"), ("windowpane", "window"), ("plant", "tree"), ("field", "playingfield"), ("sofa", "couch"), ("rug", "rug")];
+
+/// The COCO panoptic category a predicted tag maps to, if any.
+pub fn category_for_tag(tag: &str, categories: &[PanCategory]) -> Option<u32> {
+    let tag = ALIASES.iter().find(|(a, _)| *a == tag).map_or(tag, |(_, b)| *b);
+    categories.iter().find(|c| c.name == tag || plain_name(&c.name) == tag).map(|c| c.id)
+}
 
 /// The 133 COCO panoptic categories, embedded.
 pub fn coco_panoptic_categories() -> &'static [PanCategory] {
@@ -48,20 +75,35 @@ pub struct Segment {
     pub mask_source: Option<MaskSource>,
 }
 
-/// An image's panoptic map and its segments.
+/// An image's panoptic map (segment id per pixel, row-major, 0 = no segment) and its segments.
 pub struct PanopticOutput {
-    pub png: RgbImage,
+    pub width: u32,
+    pub height: u32,
+    pub ids: Vec<u32>,
     pub segments: Vec<Segment>,
 }
 
+impl PanopticOutput {
+    /// The map in COCO panoptic's RGB encoding (`id = R + 256 G + 256² B`).
+    pub fn png(&self) -> RgbImage {
+        let w = self.width;
+        RgbImage::from_fn(w, self.height, |x, y| {
+            let id = self.ids.get((y * w + x) as usize).copied().unwrap_or(0);
+            image::Rgb([(id & 0xff) as u8, ((id >> 8) & 0xff) as u8, ((id >> 16) & 0xff) as u8])
+        })
+    }
+}
+
 /// Paints the entities (stuff first, then things in rising score order, so the most confident thing wins an
-/// overlapped pixel) and measures what each segment kept. Segments left with no pixel are dropped.
+/// overlapped pixel) and measures what each segment kept; segments left with no pixel are dropped. The segment
+/// id is the entity id (entity ids start at 1; 0 is void). An entity carries its mask; one without a mask (a
+/// caption read back from older JSON) is painted with its box's inscribed ellipse, as the pipeline does.
 /// With `mapped_only`, entities without a COCO panoptic category are left out (COCO panoptic files need one).
 pub fn panoptic_output(caption: &PanopticCaption, mapped_only: bool) -> PanopticOutput {
     let (w, h) = (caption.width, caption.height);
     let cats = coco_panoptic_categories();
     let mut ids = vec![0u32; w as usize * h as usize];
-    let mut order: Vec<_> = caption.entities.iter().collect();
+    let mut order: Vec<_> = caption.entities.iter().filter(|e| e.id != 0).collect();
     order.sort_by(|a, b| {
         let thing = |e: &crate::scene::Entity| u8::from(e.kind == Kind::Thing);
         thing(a).cmp(&thing(b)).then(a.score.total_cmp(&b.score))
@@ -70,12 +112,25 @@ pub fn panoptic_output(caption: &PanopticCaption, mapped_only: bool) -> Panoptic
         if mapped_only && category_for_tag(&e.tag, cats).is_none() {
             continue;
         }
-        let Some(mask) = e.mask.as_ref().and_then(|r| r.to_mask()).filter(|m| m.width == w && m.height == h) else {
-            continue;
-        };
-        for (p, set) in ids.iter_mut().zip(&mask.bits) {
-            if *set {
-                *p = e.id;
+        match e.mask.as_ref() {
+            Some(rle) => {
+                let Some(mask) = rle.to_mask().filter(|m| m.width == w && m.height == h) else {
+                    log::warn!("{}: entity {} has a mask of another size; not painted", caption.image, e.id);
+                    continue;
+                };
+                for (p, set) in ids.iter_mut().zip(&mask.bits) {
+                    if *set {
+                        *p = e.id;
+                    }
+                }
+            }
+            None => {
+                let ellipse = BoxMask::ellipse(&e.bbox(), w, h);
+                ellipse.for_each_set(|x, y| {
+                    if let Some(p) = ids.get_mut(y as usize * w as usize + x as usize) {
+                        *p = e.id;
+                    }
+                });
             }
         }
     }
@@ -104,11 +159,7 @@ pub fn panoptic_output(caption: &PanopticCaption, mapped_only: bool) -> Panoptic
             })
         })
         .collect();
-    let png = RgbImage::from_fn(w, h, |x, y| {
-        let id = ids.get((y * w + x) as usize).copied().unwrap_or(0);
-        image::Rgb([(id & 0xff) as u8, ((id >> 8) & 0xff) as u8, ((id >> 16) & 0xff) as u8])
-    });
-    PanopticOutput { png, segments }
+    PanopticOutput { width: w, height: h, ids, segments }
 }
 
 /// The caption with COCONut-PanCap segment-id mentions (`<id: phrase>`), from the caption's scene graph.
@@ -164,8 +215,9 @@ mod tests {
     #[test]
     fn png_ids_are_entity_ids_and_things_win_over_stuff() {
         let out = panoptic_output(&scene(), false);
+        let png = out.png();
         let id = |x, y| {
-            let p = out.png.get_pixel(x, y).0;
+            let p = png.get_pixel(x, y).0;
             u32::from(p[0]) + 256 * u32::from(p[1]) + 65536 * u32::from(p[2])
         };
         assert_eq!((id(3, 3), id(15, 1), id(15, 8), id(13, 7)), (1, 3, 0, 2));
@@ -185,6 +237,30 @@ mod tests {
         let c = coconut_caption(&scene());
         assert!(c.contains("<1: a dog>") && c.contains("<3: the sky>"), "{c}");
         assert!(!c.contains("[["), "{c}");
+    }
+
+    #[test]
+    fn names_map_to_coco_panoptic_categories() {
+        let cats = coco_panoptic_categories();
+        let name = |tag| category_for_tag(tag, cats).and_then(|id| cats.iter().find(|c| c.id == id)).map(|c| c.name.as_str());
+        assert_eq!(name("sky"), Some("sky-other-merged"));
+        assert_eq!(name("person"), Some("person"));
+        assert_eq!(name("earth"), Some("dirt-merged"));
+        assert_eq!(name("unicorn"), None);
+    }
+
+    #[test]
+    fn an_entity_without_a_mask_is_painted_with_its_ellipse() {
+        let mut c = scene();
+        c.entities.retain(|e| e.id == 1);
+        if let Some(dog) = c.entities.first_mut() {
+            dog.mask = None;
+        }
+        let out = panoptic_output(&c, true);
+        let dog = out.segments.iter().find(|s| s.id == 1).unwrap();
+        // the ellipse inscribed in the 6x8 box at (2, 2): its centre is painted, its corners are not
+        assert_eq!((out.ids[5 * 20 + 5], out.ids[2 * 20 + 2]), (1, 0));
+        assert_eq!(dog.area, BoxMask::ellipse(&crate::geometry::BoxF::new(2.0, 2.0, 8.0, 10.0), 20, 10).area());
     }
 
     #[test]

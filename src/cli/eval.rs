@@ -3,16 +3,18 @@
 
 use super::score::{print_report, score_pairs, MatcherArgs, ReportFormat, ScoreReport};
 use anyhow::{bail, Context, Result};
+use pancap::caption::panoptic_out::panoptic_output;
 use pancap::caption::CocoResult;
+use pancap::eval::captions::{caption_metrics, tokenize, CaptionMetrics, Example};
+use pancap::eval::pq::{read_segment_png, PanopticJson, PqAccumulator, PqReport};
 use pancap::eval::{coco_map, reference_content, CocoImage, CocoInstances, MapReport};
-use pancap::panoptic::{paint, read_segment_png, PanopticJson, PqAccumulator, PqReport};
+use pancap::scene::EntityClass;
 use pancap::score::input::ScoredCaption;
 use pancap::score::Content;
 use pancap::source::{self, DecodeLimits};
-use pancap::textmetrics::{caption_metrics, tokenize, CaptionMetrics, Example};
 use pancap::timing::Timings;
 use pancap::Pipeline;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -45,6 +47,13 @@ pub struct EvalArgs {
 
 #[derive(serde::Serialize)]
 struct EvalReport {
+    /// The entity classes whose predictions competed with the references (PancapScore and PQ): things alone
+    /// against COCO instances, things and stuff against COCO panoptic.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scored: Vec<EntityClass>,
+    /// Predictions of the other classes, counted and reported beside, never scored as false positives.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    not_scored: BTreeMap<EntityClass, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pancap: Option<ScoreReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,8 +94,15 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
     if args.coco.is_none() && args.panoptic.is_none() && args.captions.is_none() {
         bail!("pancap eval needs --coco, --panoptic or --captions");
     }
-    let mut report =
-        EvalReport { pancap: None, bbox_map: None, panoptic_quality: None, captions: None, failed_images: Vec::new() };
+    let mut report = EvalReport {
+        scored: Vec::new(),
+        not_scored: BTreeMap::new(),
+        pancap: None,
+        bbox_map: None,
+        panoptic_quality: None,
+        captions: None,
+        failed_images: Vec::new(),
+    };
     let mut pipe: Option<Pipeline> = None;
     let mut captions_by_id: HashMap<u64, String> = HashMap::new();
 
@@ -106,10 +122,18 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
         let png_dir = args.panoptic_dir.clone().unwrap_or_else(|| {
             args.panoptic.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).join("panoptic")
         });
+        // the references say what competes: COCO instances cover things alone, COCO panoptic things and stuff
+        let scored = match &panoptic {
+            Some(_) => vec![EntityClass::Thing, EntityClass::Stuff],
+            None => vec![EntityClass::Thing],
+        };
         for image in &gt.images {
             let Some(r) = caption_image(p, &dir, image, &mut report.failed_images) else { continue };
             results.extend(r.ranking.iter().map(|b| CocoResult::new(image.id, b)));
             captions_by_id.insert(image.id, r.caption.caption.clone());
+            for e in r.caption.entities.iter().filter(|e| !scored.contains(&e.class())) {
+                *report.not_scored.entry(e.class()).or_default() += 1;
+            }
             let reference = match &panoptic {
                 Some(pan) => panoptic_reference(pan, image),
                 None => reference_content(gt, image),
@@ -121,12 +145,15 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
                     if (w, h) != (r.caption.width, r.caption.height) {
                         bail!("{}: panoptic PNG is {w}x{h}, the image {}x{}", ann.file_name, r.caption.width, r.caption.height);
                     }
-                    pq.add(&ids, &ann.segments_info, &paint(&r.caption, &pan.categories));
+                    // exactly the map and segments `caption --format coco-panoptic` writes
+                    pq.add(&ids, &ann.segments_info, &panoptic_output(&r.caption, true));
                 }
             }
             refs.push(ScoredCaption { image: image.file_name.clone(), content: reference, text: None });
-            preds.push(ScoredCaption { image: image.file_name.clone(), content: Content::from_caption(&r.caption), text: None });
+            let content = Content::from_caption_of(&r.caption, |c| scored.contains(&c));
+            preds.push(ScoredCaption { image: image.file_name.clone(), content, text: None });
         }
+        report.scored = scored;
         report.pancap = Some(score_pairs(&refs, &preds, &mut matcher)?);
         report.bbox_map = Some(coco_map(gt, &results));
         if let Some(pan) = &panoptic {
@@ -142,6 +169,16 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
     match args.format {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Text => {
+            if !report.scored.is_empty() {
+                let names = |c: &EntityClass| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let scored: Vec<String> = report.scored.iter().map(names).collect();
+                let beside: Vec<String> = report.not_scored.iter().map(|(c, n)| format!("{n} {}", names(c))).collect();
+                println!(
+                    "scored: {} (the classes the references cover){}",
+                    scored.join(" + "),
+                    if beside.is_empty() { String::new() } else { format!("; reported beside, not scored: {}", beside.join(", ")) }
+                );
+            }
             if let Some(s) = &report.pancap {
                 print_report(s, ReportFormat::Text)?;
                 println!("note: references from annotations carry no attribute, relation or global items; only tag and location are meaningful here");

@@ -1,7 +1,10 @@
-//! Subcommands beyond `caption` and `models`, and the argument groups they share.
+//! Subcommands beyond `models`, and the argument groups they share.
 
+#[cfg(feature = "eval")]
 pub mod eval;
+pub mod caption;
 pub mod profile;
+pub mod progress;
 #[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod read;

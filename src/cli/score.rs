@@ -6,7 +6,7 @@ use pancap::engine::BackendConfig;
 use pancap::models::{ProvisionError, TextManifest};
 use pancap::score::embed::{EmbedError, Embedder};
 use pancap::score::input::{image_key, read_captions, ScoredCaption};
-use pancap::score::wordnet::{WordNet, DEFAULT_DIR};
+use pancap::score::wordnet::WordNet;
 use pancap::score::{aggregate, score_image, Aggregate, Content, ImageScore, Prf, TagMatcher, Tiers};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 /// How the tag tiers are set up; shared by `score`, `eval` and `caption --self-check`.
 #[derive(clap::Args, Clone)]
 pub struct MatcherArgs {
-    /// WordNet 3.0 database directory (Debian `wordnet-base`)
-    #[arg(long, env = "PANCAP_WORDNET", default_value = DEFAULT_DIR)]
-    pub wordnet: PathBuf,
+    /// WordNet 3.0 noun database directory [default: the copy `models pull` provisioned into the models
+    /// directory, `wordnet/`, checked by sha256]
+    #[arg(long, env = "PANCAP_WORDNET")]
+    pub wordnet: Option<PathBuf>,
     /// Skip the WordNet synonym tier (reported in the output)
     #[arg(long)]
     pub no_wordnet: bool,
@@ -30,7 +31,11 @@ impl MatcherArgs {
     /// an embedding model that is not provisioned skips its tier (reported); one that fails verification is an
     /// error.
     pub fn build(&self, models_dir: &Path) -> Result<TagMatcher> {
-        let wordnet = if self.no_wordnet { None } else { Some(WordNet::load(&self.wordnet)?) };
+        let wordnet = match (&self.wordnet, self.no_wordnet) {
+            (_, true) => None,
+            (Some(dir), false) => Some(WordNet::load(dir)?),
+            (None, false) => Some(WordNet::load_provisioned(models_dir)?),
+        };
         let embedder = if self.no_embedding {
             None
         } else {
@@ -83,11 +88,13 @@ pub struct ScoreReport {
     pub unmatched_predictions: Vec<String>,
 }
 
-pub fn size_reader(images: Option<PathBuf>) -> impl Fn(&str) -> Option<(u32, u32)> {
+/// Image sizes from `--images DIR`: none without it (images taken as square, as the option says); with it an
+/// image that cannot be read is an error naming it.
+pub fn size_reader(images: Option<PathBuf>) -> impl Fn(&str) -> Result<Option<(u32, u32)>, String> {
     move |image: &str| {
-        let dir = images.as_ref()?;
+        let Some(dir) = images.as_ref() else { return Ok(None) };
         let p = dir.join(image_key(image));
-        image::image_dimensions(&p).ok()
+        image::image_dimensions(&p).map(Some).map_err(|e| format!("{}: cannot read its size: {e}", p.display()))
     }
 }
 

@@ -78,6 +78,15 @@ impl BoxMask {
         self.bits.iter().filter(|b| **b).count() as u64
     }
 
+    /// Calls `f(x, y)` for every set pixel, in image coordinates, row by row.
+    pub fn for_each_set(&self, mut f: impl FnMut(u32, u32)) {
+        for (row, chunk) in self.bits.chunks(self.w.max(1) as usize).enumerate() {
+            for (col, _) in chunk.iter().enumerate().filter(|(_, b)| **b) {
+                f(self.x0 + col as u32, self.y0 + row as u32);
+            }
+        }
+    }
+
     /// Whether image pixel `(x, y)` is set.
     pub fn get(&self, x: u32, y: u32) -> bool {
         if x < self.x0 || y < self.y0 || x >= self.x0 + self.w || y >= self.y0 + self.h {

@@ -9,7 +9,7 @@
 
 use super::reader::{self, Mention};
 use super::ScoredEntity;
-use crate::scene::{Crowdedness, Lighting, PanopticCaption, Predicate, SceneType, Setting, SizeClass};
+use crate::scene::{Crowdedness, EntityClass, Lighting, PanopticCaption, Predicate, SceneType, Setting, SizeClass};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,11 +202,17 @@ fn quoted_text(after: &str) -> Option<&str> {
 impl Content {
     /// The items of one of our own captions, straight from its scene graph.
     pub fn from_caption(c: &PanopticCaption) -> Content {
-        let entities =
-            c.entities.iter().map(|e| ScoredEntity { tag: e.tag.clone(), bbox: Some(e.box_norm) }).collect();
-        let index_of = |id: u32| c.entities.iter().position(|e| e.id == id);
+        Self::from_caption_of(c, |_| true)
+    }
+
+    /// What a caption says about the entities of the classes `keep` accepts (e.g. things alone, when the
+    /// references cover only things); attributes and relations of the others are left out with them.
+    pub fn from_caption_of(c: &PanopticCaption, keep: impl Fn(EntityClass) -> bool) -> Content {
+        let kept: Vec<&crate::scene::Entity> = c.entities.iter().filter(|e| keep(e.class())).collect();
+        let entities = kept.iter().map(|e| ScoredEntity { tag: e.tag.clone(), bbox: Some(e.box_norm) }).collect();
+        let index_of = |id: u32| kept.iter().position(|e| e.id == id);
         let mut attributes = Vec::new();
-        for (i, e) in c.entities.iter().enumerate() {
+        for (i, e) in kept.iter().enumerate() {
             if let Some(col) = e.attributes.colour {
                 let mut push = |v: &str| {
                     if let Some(v) = lookup(ATTRIBUTES, v) {

@@ -5,7 +5,7 @@
 //! sentence-embedding cosine) plus −IoU for boxes overlapping at IoU ≥ 0.5. Attribute, relation and global
 //! items are compared structurally after matching (`content`) and are labelled approximate everywhere.
 
-pub mod assign;
+pub use crate::math::assign;
 pub mod content;
 pub mod embed;
 pub mod input;
@@ -64,18 +64,7 @@ pub struct ScoredEntity {
     pub bbox: Option<[f64; 4]>,
 }
 
-/// IoU of two `[x1, y1, x2, y2]` boxes; 0 when the union is empty.
-pub fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let ix = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let iy = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = ix * iy;
-    let union = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
-}
+pub use crate::math::iou;
 
 /// The lexical tiers of the tag cost, or None when the tags are not matchable by them.
 pub fn lexical_tag_cost(reference: &str, predicted: &str) -> Option<f64> {

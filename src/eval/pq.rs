@@ -5,11 +5,11 @@
 //! region of their category; PQ = Σ IoU(TP) / (TP + ½FP + ½FN) per category, averaged over the categories that
 //! occur. SQ and RQ are its two factors.
 //!
-//! Our predicted panoptic map paints the stuff masks first and the things over them in rising score order.
-//! Things are painted with their mask when they carry one, else with the ellipse inscribed in their box.
+//! The prediction scored is exactly what `--format coco-panoptic` writes: the map and segments of
+//! [`crate::caption::panoptic_out::panoptic_output`].
 
-use crate::eval::{CocoAnnotation, CocoCategory, CocoImage, CocoInstances};
-use crate::scene::{Kind, PanopticCaption};
+use super::{CocoAnnotation, CocoCategory, CocoImage, CocoInstances};
+use crate::caption::panoptic_out::{PanCategory, PanopticOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,14 +18,6 @@ use std::path::{Path, PathBuf};
 pub enum PanopticError {
     #[error("{path}: {reason}")]
     Read { path: PathBuf, reason: String },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PanCategory {
-    pub id: u32,
-    pub name: String,
-    #[serde(default)]
-    pub isthing: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,76 +77,12 @@ impl PanopticJson {
     }
 }
 
-/// A category name as a caption would say it: COCO panoptic's "-merged"/"-other"/"-stuff" suffixes dropped
-/// ("wall-other-merged" → "wall", "sky-other-merged" → "sky").
-pub fn plain_name(name: &str) -> String {
-    let base = name.split('-').next().unwrap_or(name);
-    base.to_string()
-}
-
-/// Our stuff tags whose COCO panoptic name differs (ADE20K → COCO).
-const ALIASES: &[(&str, &str)] =
-    &[("earth", "dirt"), ("windowpane", "window"), ("plant", "tree"), ("field", "playingfield"), ("sofa", "couch"), ("rug", "rug")];
-
-/// The COCO panoptic category a predicted tag maps to, if any.
-pub fn category_for_tag(tag: &str, categories: &[PanCategory]) -> Option<u32> {
-    let tag = ALIASES.iter().find(|(a, _)| *a == tag).map_or(tag, |(_, b)| *b);
-    categories.iter().find(|c| c.name == tag || plain_name(&c.name) == tag).map(|c| c.id)
-}
-
 /// Decodes an RGB-encoded panoptic PNG into segment ids (`R + 256 G + 256² B`).
 pub fn read_segment_png(path: &Path) -> Result<(u32, u32, Vec<u32>), PanopticError> {
     let err = |reason: String| PanopticError::Read { path: path.to_path_buf(), reason };
     let img = image::open(path).map_err(|e| err(e.to_string()))?.to_rgb8();
     let ids = img.pixels().map(|p| u32::from(p.0[0]) + 256 * u32::from(p.0[1]) + 65536 * u32::from(p.0[2])).collect();
     Ok((img.width(), img.height(), ids))
-}
-
-/// A predicted panoptic map: segment id per pixel (0 = nothing) and each segment's category.
-pub struct PredictedPanoptic {
-    pub width: u32,
-    pub height: u32,
-    pub ids: Vec<u32>,
-    pub categories: BTreeMap<u32, Option<u32>>,
-}
-
-/// Paints a caption's entities into a panoptic map (segment id = entity id + 1).
-pub fn paint(caption: &PanopticCaption, categories: &[PanCategory]) -> PredictedPanoptic {
-    let (w, h) = (caption.width, caption.height);
-    let mut ids = vec![0u32; w as usize * h as usize];
-    let mut segs = BTreeMap::new();
-    let mut order: Vec<_> = caption.entities.iter().collect();
-    order.sort_by(|a, b| {
-        let stuff_first = |e: &&crate::scene::Entity| u8::from(e.kind == Kind::Thing);
-        stuff_first(a).cmp(&stuff_first(b)).then(a.score.total_cmp(&b.score))
-    });
-    for e in order {
-        let seg = e.id + 1;
-        segs.insert(seg, category_for_tag(&e.tag, categories));
-        let mask = e.mask.as_ref().and_then(|r| r.to_mask()).filter(|m| m.width == w && m.height == h);
-        let [x1, y1, x2, y2] = e.box_px;
-        let (cx, cy, rx, ry) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0, ((x2 - x1) / 2.0).max(0.5), ((y2 - y1) / 2.0).max(0.5));
-        let (ya, yb) = (y1.max(0.0).floor() as u32, (y2.ceil().max(0.0) as u32).min(h));
-        let (xa, xb) = (x1.max(0.0).floor() as u32, (x2.ceil().max(0.0) as u32).min(w));
-        let (ya, yb, xa, xb) = if mask.is_some() { (0, h, 0, w) } else { (ya, yb, xa, xb) };
-        for y in ya..yb {
-            for x in xa..xb {
-                let inside = match &mask {
-                    Some(m) => m.get(x, y),
-                    None => {
-                        let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
-                        dx * dx + dy * dy <= 1.0
-                    }
-                };
-                if inside {
-                    if let Some(p) = ids.get_mut((y * w + x) as usize) {
-                        *p = seg;
-                    }
-                }
-            }
-        }
-    }
-    PredictedPanoptic { width: w, height: h, ids, categories: segs }
 }
 
 /// Per-category PQ accumulators.
@@ -192,7 +120,8 @@ pub struct PqAccumulator {
 
 impl PqAccumulator {
     /// Adds one image: the reference ids (`gt_ids`, with its segments) against a prediction of the same size.
-    pub fn add(&mut self, gt_ids: &[u32], gt_segments: &[SegmentInfo], pred: &PredictedPanoptic) {
+    pub fn add(&mut self, gt_ids: &[u32], gt_segments: &[SegmentInfo], pred: &PanopticOutput) {
+        let pred_categories: BTreeMap<u32, Option<u32>> = pred.segments.iter().map(|s| (s.id, s.category_id)).collect();
         let gt_cat: HashMap<u32, &SegmentInfo> = gt_segments.iter().map(|s| (s.id, s)).collect();
         let mut gt_area: HashMap<u32, u64> = HashMap::new();
         let mut pred_area: HashMap<u32, u64> = HashMap::new();
@@ -205,7 +134,7 @@ impl PqAccumulator {
         let mut gt_matched = std::collections::HashSet::new();
         let mut pred_matched = std::collections::HashSet::new();
         for (&(g, p), &i) in &inter {
-            let (Some(gs), Some(Some(pc))) = (gt_cat.get(&g), pred.categories.get(&p)) else { continue };
+            let (Some(gs), Some(Some(pc))) = (gt_cat.get(&g), pred_categories.get(&p)) else { continue };
             if gs.iscrowd == 1 || gs.category_id != *pc {
                 continue;
             }
@@ -225,7 +154,7 @@ impl PqAccumulator {
                 self.per_category.entry(s.category_id).or_default().fn_ += 1;
             }
         }
-        for (&p, cat) in &pred.categories {
+        for (&p, cat) in &pred_categories {
             let area = pred_area.get(&p).copied().unwrap_or(0);
             if area == 0 || pred_matched.contains(&p) {
                 continue;
@@ -290,11 +219,23 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn names_map_to_coco_panoptic_categories() {
-        assert_eq!(category_for_tag("sky", &cats()), Some(187));
-        assert_eq!(category_for_tag("person", &cats()), Some(1));
-        assert_eq!(category_for_tag("unicorn", &cats()), None);
+    /// A predicted map of `ids` whose segments have the given categories.
+    fn prediction(width: u32, ids: Vec<u32>, categories: &[(u32, Option<u32>)]) -> PanopticOutput {
+        let segments = categories
+            .iter()
+            .map(|&(id, category_id)| crate::caption::panoptic_out::Segment {
+                id,
+                category_id,
+                tag: String::new(),
+                isthing: 0,
+                bbox: [0; 4],
+                area: ids.iter().filter(|p| **p == id).count() as u64,
+                iscrowd: 0,
+                description: String::new(),
+                mask_source: None,
+            })
+            .collect();
+        PanopticOutput { width, height: ids.len() as u32 / width, ids, segments }
     }
 
     #[test]
@@ -303,7 +244,7 @@ mod tests {
         let gt: Vec<u32> = (0..10).map(|i| if i < 6 { 10 } else { 20 }).collect();
         let segments = vec![seg(10, 187, 0), seg(20, 1, 0)];
         let ids: Vec<u32> = (0..10).map(|i| if i < 5 { 1 } else { 2 }).collect();
-        let pred = PredictedPanoptic { width: 10, height: 1, ids, categories: [(1, Some(187)), (2, Some(1))].into() };
+        let pred = prediction(10, ids, &[(1, Some(187)), (2, Some(1))]);
         let mut acc = PqAccumulator::default();
         acc.add(&gt, &segments, &pred);
         let r = acc.report(&cats());
@@ -313,7 +254,7 @@ mod tests {
         assert!((r.things.pq - 80.0).abs() < 1e-9);
 
         // a wrong category: one FN for the gt, one FP for the prediction → PQ 0 for both categories
-        let pred = PredictedPanoptic { width: 10, height: 1, ids: vec![1; 10], categories: [(1, Some(1))].into() };
+        let pred = prediction(10, vec![1; 10], &[(1, Some(1))]);
         let mut acc = PqAccumulator::default();
         acc.add(&gt, &segments, &pred);
         let r = acc.report(&cats());
@@ -325,7 +266,7 @@ mod tests {
     fn void_pixels_leave_iou_and_false_positives_alone() {
         // gt: 0..4 void, 4..10 sky. Prediction sky covers everything: IoU = 6 / (10 + 6 - 6 - 4) = 1
         let gt: Vec<u32> = (0..10).map(|i| if i < 4 { 0 } else { 10 }).collect();
-        let pred = PredictedPanoptic { width: 10, height: 1, ids: vec![1; 10], categories: [(1, Some(187))].into() };
+        let pred = prediction(10, vec![1; 10], &[(1, Some(187))]);
         let mut acc = PqAccumulator::default();
         acc.add(&gt, &[seg(10, 187, 0)], &pred);
         assert!((acc.report(&cats()).all.pq - 100.0).abs() < 1e-9);
