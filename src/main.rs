@@ -21,6 +21,9 @@ struct Cli {
     /// Log level (error, warn, info, debug)
     #[arg(long, global = true, default_value = "warn", env = "PANCAP_LOG")]
     log: String,
+    /// No progress bars (they are drawn only on a terminal, and never over JSON written to standard output)
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +86,7 @@ fn main() {
     pancap::alloc_count::install(|| GLOBAL.stats().allocations as u64);
     let cli = Cli::parse();
     env_logger::Builder::new().parse_filters(&cli.log).format_timestamp(None).init();
+    cli::progress::set_quiet(cli.quiet);
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -160,7 +164,16 @@ fn models_cmd(action: ModelsAction, models_dir: &Path) -> Result<i32> {
                 }
             }
         }
-        ModelsAction::Pull { from, only } => report(models::pull(&selected(&only)?, &from, models_dir)?),
+        ModelsAction::Pull { from, only } => {
+            let files = selected(&only)?;
+            let progress = cli::progress::Progress::new(files.len() as u64, "pulling", false);
+            for file in &files {
+                progress.inc(&file.file);
+                let results = models::pull(std::slice::from_ref(file), &from, models_dir)?;
+                progress.suspend(|| report(results));
+            }
+            progress.finish();
+        }
         ModelsAction::Verify { only } => report(models::verify(&selected(&only)?, models_dir)),
     }
     Ok(if failed > 0 { 1 } else { 0 })

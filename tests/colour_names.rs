@@ -7,7 +7,7 @@
 mod common;
 
 use image::RgbImage;
-use pancap::perceive::stuff::Mask;
+use pancap::perceive::masks::Mask;
 use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
 use serde::Deserialize;
 use std::collections::HashMap;

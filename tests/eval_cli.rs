@@ -23,7 +23,11 @@ fn eval_on_coco_instances_reports_pancapscore_and_map() {
     let agg = &v["pancap"]["aggregate"];
     assert_eq!(agg["images"].as_u64(), Some(16));
     let (tag, loc) = (agg["tag"]["f1"].as_f64().unwrap(), agg["location"]["f1"].as_f64().unwrap());
-    assert!(tag > 40.0 && loc > 35.0 && loc <= tag, "tag {tag} loc {loc}");
+    // COCO instances cover things alone, so only predicted things compete (measured 62.57 / 57.30); the stuff
+    // and text entities of the captions are reported beside, never as false positives
+    assert!(tag > 58.0 && loc > 52.0 && loc <= tag, "tag {tag} loc {loc}");
+    assert_eq!(v["scored"], serde_json::json!(["thing"]));
+    assert!(v["not_scored"]["stuff"].as_u64().unwrap() > 10, "{}", v["not_scored"]);
     assert_eq!(agg["approximate"], serde_json::json!(["attribute", "relation", "global"]));
     assert!(v["pancap"]["tiers"]["wordnet"].is_string());
 }
@@ -33,6 +37,7 @@ fn eval_on_coco_panoptic_reports_pq_for_things_and_stuff() {
     let ann = common::data("coco-panoptic-dev/panoptic.json");
     let images = common::data("coco-panoptic-dev/images");
     let v = json(&pancap(&["eval", "--panoptic", ann.to_str().unwrap(), "--images", images.to_str().unwrap(), "--format", "json"]));
+    assert_eq!(v["scored"], serde_json::json!(["thing", "stuff"]));
     let pq = &v["panoptic_quality"];
     assert!(pq["things"]["categories"].as_u64().unwrap() >= 2 && pq["stuff"]["categories"].as_u64().unwrap() >= 2);
     let all = pq["all"]["pq"].as_f64().unwrap();
@@ -93,7 +98,9 @@ fn score_reads_our_json_against_sa_pancap_references() {
     // dog and bicycle match exactly with IoU ≥ 0.5; the truck may be called a car by the detectors
     assert!(img["matched"].as_u64().unwrap() >= 2, "{img}");
     assert!(img["location"]["recall"].as_f64().unwrap() >= 2.0 / 3.0 - 1e-9, "{img}");
-    assert!(v["aggregate"]["pancap_score"].as_f64().unwrap() > 100.0);
+    // all three matched with their boxes: tag 100 + location 100 (measured 205.0 with the global items)
+    let score = v["aggregate"]["pancap_score"].as_f64().unwrap();
+    assert!(score >= 195.0, "PancapScore {score}");
 }
 
 #[test]

@@ -67,9 +67,6 @@ pub struct CaptionArgs {
     self_check_threshold: f64,
     #[command(flatten)]
     matcher: super::score::MatcherArgs,
-    /// No progress bar
-    #[arg(long, short)]
-    quiet: bool,
 }
 
 /// Image file name → COCO image id, from any COCO JSON with an `images` list (instances or panoptic).
@@ -459,7 +456,7 @@ pub fn caption_cmd(args: CaptionArgs, models_dir: PathBuf) -> Result<i32> {
     }
     // JSON on standard output gets no bar; text paragraphs are printed above it
     let json_on_stdout = args.output.is_none() && args.format != Format::Text;
-    let progress = Progress::new(inputs.len() as u64, "captioning", args.quiet || json_on_stdout);
+    let progress = Progress::new(inputs.len() as u64, "captioning", json_on_stdout);
     for (seq, input) in inputs.into_iter().enumerate() {
         progress.inc(&input.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
         let path = match input {

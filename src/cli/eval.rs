@@ -127,7 +127,9 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
             Some(_) => vec![EntityClass::Thing, EntityClass::Stuff],
             None => vec![EntityClass::Thing],
         };
+        let progress = super::progress::Progress::new(gt.images.len() as u64, "evaluating", args.format == ReportFormat::Json);
         for image in &gt.images {
+            progress.inc(&image.file_name);
             let Some(r) = caption_image(p, &dir, image, &mut report.failed_images) else { continue };
             results.extend(r.ranking.iter().map(|b| CocoResult::new(image.id, b)));
             captions_by_id.insert(image.id, r.caption.caption.clone());
@@ -153,6 +155,7 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
             let content = Content::from_caption_of(&r.caption, |c| scored.contains(&c));
             preds.push(ScoredCaption { image: image.file_name.clone(), content, text: None });
         }
+        progress.finish();
         report.scored = scored;
         report.pancap = Some(score_pairs(&refs, &preds, &mut matcher)?);
         report.bbox_map = Some(coco_map(gt, &results));

@@ -134,7 +134,10 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
     // round-robin: every configuration runs frame k before any runs frame k+1, so load on the machine falls on
     // all of them alike
     let total = args.warmup + args.repeat.max(1) * inputs.len();
+    // the bar moves between frames, outside the allocation and time windows it would otherwise pollute
+    let progress = super::progress::Progress::new(total as u64, "profiling", args.format == ReportFormat::Json && args.output.is_none());
     for k in 0..total {
+        progress.inc(if k < args.warmup { "warm-up" } else { "measured" });
         let Some(input) = inputs.get(k % inputs.len()) else { break };
         for run in runs.iter_mut() {
             let frame_start = pancap::alloc_count::mark();
@@ -166,6 +169,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
             }
         }
     }
+    progress.finish();
     let peak_rss_kb = rss_kb().1;
     let target = args.suite.target.clone().unwrap_or_else(|| "custom".into());
     let reports: Vec<ProfileReport> = runs

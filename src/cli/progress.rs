@@ -4,16 +4,24 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--quiet`: no progress bar anywhere.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
 
 pub struct Progress {
     bar: Option<ProgressBar>,
 }
 
 impl Progress {
-    /// A bar over `len` items labelled `what`, shown only when standard error is a terminal and `hidden` is
-    /// false (`--quiet`, or JSON going to standard output).
+    /// A bar over `len` items labelled `what`, shown only when standard error is a terminal, `--quiet` was not
+    /// given and `hidden` is false (a JSON report going to standard output).
     pub fn new(len: u64, what: &str, hidden: bool) -> Progress {
-        if hidden || !std::io::stderr().is_terminal() {
+        if hidden || QUIET.load(Ordering::Relaxed) || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
         let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {wide_msg}")

@@ -86,7 +86,9 @@ pub fn quantize_cmd(args: QuantizeArgs, models_dir: &Path) -> Result<i32> {
     };
     let mut records = Vec::new();
     let mut failed = 0;
+    let progress = super::progress::Progress::new(models.len() as u64, "quantizing", args.format == ReportFormat::Json);
     for model in &models {
+        progress.inc(model);
         let job = Job {
             model,
             models_dir,
@@ -104,10 +106,11 @@ pub fn quantize_cmd(args: QuantizeArgs, models_dir: &Path) -> Result<i32> {
             Ok(r) => records.push(r),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e}");
+                progress.error(&e.to_string());
             }
         }
     }
+    progress.finish();
     match args.format {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
         ReportFormat::Text => {

@@ -1,4 +1,5 @@
-//! Masks for things. People get theirs from the person segmenter run on their box; other things from the
+//! Masks: box-local masks ([`BoxMask`]), full-image masks and their COCO RLE, the one inscribed-ellipse test, and
+//! the masks of things. People get theirs from the person segmenter run on their box; other things from the
 //! semantic segmenter's pixels of their own class inside their box, where those pixels agree with the box; a
 //! thing no model agrees on keeps the ellipse inscribed in its box, and says so.
 //!
@@ -6,7 +7,7 @@
 //! bitmap per thing would cost megabytes per entity on large frames.
 
 use super::preprocess;
-use super::stuff::{LabelMap, Mask, Rle};
+use super::stuff::LabelMap;
 use super::PerceiveError;
 use crate::engine::Engine;
 use crate::geometry::BoxF;
@@ -30,6 +31,102 @@ pub enum MaskSource {
     Region,
     /// Text read on nothing detected: the rectangles of its lines.
     TextLines,
+}
+
+/// A binary mask at image resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mask {
+    pub width: u32,
+    pub height: u32,
+    pub bits: Vec<bool>,
+}
+
+/// COCO's uncompressed run-length encoding: column-major runs, starting with a run of zeros.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rle {
+    /// `[height, width]`, as COCO writes it.
+    pub size: [u32; 2],
+    pub counts: Vec<u32>,
+}
+
+impl Mask {
+    pub fn area(&self) -> u64 {
+        self.bits.iter().filter(|b| **b).count() as u64
+    }
+
+    pub fn get(&self, x: u32, y: u32) -> bool {
+        x < self.width && self.bits.get((y * self.width + x) as usize).copied().unwrap_or(false)
+    }
+
+    /// Tight box around the set pixels (pixel edges), or None for an empty mask.
+    pub fn bbox(&self) -> Option<BoxF> {
+        let (mut x1, mut y1, mut x2, mut y2) = (u32::MAX, u32::MAX, 0, 0);
+        let mut any = false;
+        for (i, _) in self.bits.iter().enumerate().filter(|(_, b)| **b) {
+            let (x, y) = ((i as u32) % self.width.max(1), (i as u32) / self.width.max(1));
+            x1 = x1.min(x);
+            y1 = y1.min(y);
+            x2 = x2.max(x + 1);
+            y2 = y2.max(y + 1);
+            any = true;
+        }
+        any.then(|| BoxF::new(x1 as f32, y1 as f32, x2 as f32, y2 as f32))
+    }
+
+    pub fn to_rle(&self) -> Rle {
+        let mut counts = Vec::new();
+        let mut current = false;
+        let mut run = 0u32;
+        for x in 0..self.width {
+            for y in 0..self.height {
+                let b = self.get(x, y);
+                if b != current {
+                    counts.push(run);
+                    run = 0;
+                    current = b;
+                }
+                run += 1;
+            }
+        }
+        counts.push(run);
+        Rle { size: [self.height, self.width], counts }
+    }
+}
+
+impl Rle {
+    /// Decodes back into a mask; None when the counts do not cover the declared size exactly.
+    pub fn to_mask(&self) -> Option<Mask> {
+        let [h, w] = self.size;
+        let total = (h as usize).checked_mul(w as usize)?;
+        if self.counts.iter().map(|&c| c as usize).sum::<usize>() != total {
+            return None;
+        }
+        let mut bits = vec![false; total];
+        let mut pos = 0usize;
+        for (i, &c) in self.counts.iter().enumerate() {
+            if i % 2 == 1 {
+                for p in pos..pos + c as usize {
+                    let (x, y) = (p / h.max(1) as usize, p % h.max(1) as usize);
+                    if let Some(b) = bits.get_mut(y * w as usize + x) {
+                        *b = true;
+                    }
+                }
+            }
+            pos += c as usize;
+        }
+        Some(Mask { width: w, height: h, bits })
+    }
+}
+
+/// Whether a pixel's centre lies in the ellipse inscribed in `b`: the one ellipse every mask, region and colour
+/// sample uses (a thing no model gives a mask, the panoptic painter's fallback, the core of a box for colour).
+pub fn in_inscribed_ellipse(b: &BoxF) -> impl Fn(u32, u32) -> bool {
+    let (cx, cy) = b.centre();
+    let (rx, ry) = ((b.width() / 2.0).max(0.5), (b.height() / 2.0).max(0.5));
+    move |x, y| {
+        let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
+        dx * dx + dy * dy <= 1.0
+    }
 }
 
 /// A mask confined to a pixel rectangle of the image: `bits` is `w × h`, row-major, from `(x0, y0)`.
@@ -66,12 +163,7 @@ impl BoxMask {
     /// The ellipse inscribed in `bbox`.
     pub fn ellipse(bbox: &BoxF, width: u32, height: u32) -> BoxMask {
         let b = bbox.clamp(width as f32, height as f32);
-        let (cx, cy) = b.centre();
-        let (rx, ry) = ((b.width() / 2.0).max(0.5), (b.height() / 2.0).max(0.5));
-        Self::from_fn(&b, width, height, |x, y| {
-            let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
-            dx * dx + dy * dy <= 1.0
-        })
+        Self::from_fn(&b, width, height, in_inscribed_ellipse(&b))
     }
 
     pub fn area(&self) -> u64 {

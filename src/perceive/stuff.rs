@@ -3,8 +3,8 @@
 
 use super::PerceiveError;
 use crate::engine::Tensor;
+use super::masks::Mask;
 use crate::geometry::{BoxF, Letterbox};
-use serde::{Deserialize, Serialize};
 
 /// One class id per image pixel, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,120 +37,6 @@ pub fn decode_argmax(out: &Tensor, lb: &Letterbox, width: u32, height: u32) -> R
         classes.extend(xs.iter().map(|&mx| row.get(mx).map(|&c| c.clamp(0, 255) as u8).unwrap_or(0)));
     }
     Ok(LabelMap { width, height, classes })
-}
-
-/// A binary mask at image resolution.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mask {
-    pub width: u32,
-    pub height: u32,
-    pub bits: Vec<bool>,
-}
-
-/// COCO's uncompressed run-length encoding: column-major runs, starting with a run of zeros.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rle {
-    /// `[height, width]`, as COCO writes it.
-    pub size: [u32; 2],
-    pub counts: Vec<u32>,
-}
-
-impl Mask {
-    pub fn area(&self) -> u64 {
-        self.bits.iter().filter(|b| **b).count() as u64
-    }
-
-    pub fn get(&self, x: u32, y: u32) -> bool {
-        x < self.width && self.bits.get((y * self.width + x) as usize).copied().unwrap_or(false)
-    }
-
-    /// Tight box around the set pixels (pixel edges), or None for an empty mask.
-    pub fn bbox(&self) -> Option<BoxF> {
-        let (mut x1, mut y1, mut x2, mut y2) = (u32::MAX, u32::MAX, 0, 0);
-        let mut any = false;
-        for (i, _) in self.bits.iter().enumerate().filter(|(_, b)| **b) {
-            let (x, y) = ((i as u32) % self.width.max(1), (i as u32) / self.width.max(1));
-            x1 = x1.min(x);
-            y1 = y1.min(y);
-            x2 = x2.max(x + 1);
-            y2 = y2.max(y + 1);
-            any = true;
-        }
-        any.then(|| BoxF::new(x1 as f32, y1 as f32, x2 as f32, y2 as f32))
-    }
-
-    pub fn to_rle(&self) -> Rle {
-        let mut counts = Vec::new();
-        let mut current = false;
-        let mut run = 0u32;
-        for x in 0..self.width {
-            for y in 0..self.height {
-                let b = self.get(x, y);
-                if b != current {
-                    counts.push(run);
-                    run = 0;
-                    current = b;
-                }
-                run += 1;
-            }
-        }
-        counts.push(run);
-        Rle { size: [self.height, self.width], counts }
-    }
-}
-
-impl Rle {
-    /// Decodes back into a mask; None when the counts do not cover the declared size exactly.
-    pub fn to_mask(&self) -> Option<Mask> {
-        let [h, w] = self.size;
-        let total = (h as usize).checked_mul(w as usize)?;
-        if self.counts.iter().map(|&c| c as usize).sum::<usize>() != total {
-            return None;
-        }
-        let mut bits = vec![false; total];
-        let mut pos = 0usize;
-        for (i, &c) in self.counts.iter().enumerate() {
-            if i % 2 == 1 {
-                for p in pos..pos + c as usize {
-                    let (x, y) = (p / h.max(1) as usize, p % h.max(1) as usize);
-                    if let Some(b) = bits.get_mut(y * w as usize + x) {
-                        *b = true;
-                    }
-                }
-            }
-            pos += c as usize;
-        }
-        Some(Mask { width: w, height: h, bits })
-    }
-}
-
-/// Pixels a thing instance claims: the ellipse inscribed in its box (an approximation of the object's
-/// silhouette that leaves the box corners to the background).
-pub fn claimed_by_things(width: u32, height: u32, boxes: &[BoxF]) -> Vec<bool> {
-    let mut claimed = vec![false; width as usize * height as usize];
-    for b in boxes {
-        let b = b.clamp(width as f32, height as f32);
-        let (cx, cy) = b.centre();
-        let (rx, ry) = (b.width() / 2.0, b.height() / 2.0);
-        if rx < 0.5 || ry < 0.5 {
-            continue;
-        }
-        for y in (b.y1.floor() as u32)..(b.y2.ceil() as u32).min(height) {
-            let dy = (y as f32 + 0.5 - cy) / ry;
-            let t = 1.0 - dy * dy;
-            if t <= 0.0 {
-                continue;
-            }
-            let half = rx * t.sqrt();
-            let x1 = (cx - half).max(0.0).round() as u32;
-            let x2 = ((cx + half).round() as u32).min(width);
-            let row = (y * width) as usize;
-            if let Some(s) = claimed.get_mut(row + x1 as usize..row + x2 as usize) {
-                s.fill(true);
-            }
-        }
-    }
-    claimed
 }
 
 /// A stuff region: one per stuff class present, minus claimed pixels.
@@ -230,7 +116,8 @@ mod tests {
     #[test]
     fn things_claim_their_ellipse_and_stuff_gets_the_rest() {
         let map = LabelMap { width: 20, height: 20, classes: vec![3; 400] };
-        let claimed = claimed_by_things(20, 20, &[BoxF::new(5.0, 5.0, 15.0, 15.0)]);
+        let mut claimed = vec![false; 400];
+        crate::perceive::masks::BoxMask::ellipse(&BoxF::new(5.0, 5.0, 15.0, 15.0), 20, 20).paint_into(&mut claimed, 20);
         assert!(claimed[10 * 20 + 10], "centre is claimed");
         assert!(!claimed[5 * 20 + 5], "box corner stays stuff");
         let r = stuff_regions(&map, &claimed, |c| c == 3, 0.01);

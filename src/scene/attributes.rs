@@ -1,7 +1,7 @@
 //! Per-entity attributes measured from pixels and geometry: named colour, relative size, position in frame.
 
 use crate::geometry::BoxF;
-use crate::perceive::stuff::Mask;
+use crate::perceive::masks::Mask;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
@@ -244,13 +244,15 @@ pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32, li
             let b = b.clamp(w as f32, h as f32);
             let (cx, cy) = b.centre();
             let (rx, ry) = (b.width() / 4.0, b.height() / 4.0);
+            // the core: the ellipse inscribed in the box's central half
+            let core = BoxF::new(cx - rx, cy - ry, cx + rx, cy + ry);
+            let inside = crate::perceive::masks::in_inscribed_ellipse(&core);
             let step = ((b.width() * b.height() / 4.0 / 4096.0).sqrt().ceil() as u32).max(1);
             let (x0, y0) = ((cx - rx).max(0.0) as u32, (cy - ry).max(0.0) as u32);
             let (x1, y1) = (((cx + rx).ceil() as u32).min(w), ((cy + ry).ceil() as u32).min(h));
             for y in (y0..y1).step_by(step as usize) {
                 for x in (x0..x1).step_by(step as usize) {
-                    let (dx, dy) = ((x as f32 + 0.5 - cx) / rx.max(0.5), (y as f32 + 0.5 - cy) / ry.max(0.5));
-                    if dx * dx + dy * dy <= 1.0 {
+                    if inside(x, y) {
                         count(x, y);
                     }
                 }

@@ -9,7 +9,7 @@ pub mod text;
 use crate::geometry::BoxF;
 use crate::perceive::merge::Pass;
 use crate::perceive::masks::MaskSource;
-use crate::perceive::stuff::Rle;
+use crate::perceive::masks::Rle;
 use crate::timing::Timings;
 pub use attributes::{Attributes, ColourAttr, ColourName, Position, SizeClass};
 pub use global::{Crowdedness, GlobalState, Lighting, SceneType, Setting};

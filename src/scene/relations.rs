@@ -6,7 +6,7 @@
 
 use super::{Entity, Kind};
 use crate::geometry::BoxF;
-use crate::perceive::stuff::Mask;
+use crate::perceive::masks::Mask;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

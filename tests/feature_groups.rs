@@ -1,0 +1,24 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+//! Says what the plain `cargo test` leaves to the second group that `.ci/run` installs for and runs: the ONNX
+//! Runtime backend tests (`--features ort` + the onnxruntime library), `pancap quantize` (`--features quantize`),
+//! the V4L2 build (`--features camera`, clang), the aarch64 build under qemu and the PQ cross-check against
+//! hotcoco (a PyPI package). It checks that the build really is the one it says it is.
+
+mod common;
+
+#[test]
+fn the_build_names_the_backends_it_has_and_the_rest_is_left_to_the_feature_group() {
+    let out = common::pancap(&["backends"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("tract          compiled in"), "{text}");
+    let ort = cfg!(feature = "ort");
+    assert_eq!(text.contains("ort-cpu        compiled in"), ort, "{text}");
+    if !ort {
+        assert!(text.contains("rebuild with --features ort"), "{text}");
+        eprintln!(
+            "note: left to .ci/run's second group: tests/ort_backend.rs (--features ort, ORT_DYLIB_PATH), \
+             tests/quantize.rs (--features quantize), the camera build, .ci/aarch64-check (qemu) and \
+             .ci/pq-crosscheck (hotcoco from PyPI)"
+        );
+    }
+}
