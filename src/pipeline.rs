@@ -343,148 +343,33 @@ impl Pipeline {
         self.process_with(frame, timings, FrameOptions::default())
     }
 
-    /// Captions one frame; `opts` says whether discovery runs and where stuff comes from.
+    /// Captions one frame; `opts` says whether discovery runs and where stuff and text come from. The stages, in
+    /// order: detect and merge (with discovery), things, stuff map, thing masks, stuff regions, text, then the
+    /// scene graph and the paragraph.
     pub fn process_with(&mut self, frame: &Frame, mut timings: Timings, opts: FrameOptions<'_>) -> Result<FrameResult, PipelineError> {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
         let (w, h) = (rgb.width(), rgb.height());
 
-        // 1. every detector on the whole frame
-        let mut per_detector = Vec::with_capacity(self.detectors.len());
-        for d in &mut self.detectors {
-            per_detector.push(d.detect(rgb, &mut timings).map_err(frame_err)?);
-        }
-        // 2. redundancy removal across detectors
-        let t = Instant::now();
-        let mut instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
-        timings.record(Stage::Merge, None, t);
-        // 3. extra-instance discovery with the primary detector
-        let discovery_ran = match (self.cfg.discovery, self.detectors.first_mut()) {
-            (Some(p), Some(primary)) if opts.discovery => {
-                perceive::discover(primary, 0, rgb, &mut instances, &p, &self.cfg.merge, &mut timings)
-                    .map_err(frame_err)?;
-                let t = Instant::now();
-                perceive::merge::consolidate(&mut instances, &self.cfg.merge);
-                timings.record(Stage::Merge, None, t);
-                true
-            }
-            _ => false,
-        };
-
+        let (instances, discovery_ran) = self.detect(rgb, opts.discovery, &mut timings).map_err(frame_err)?;
         let ranking = ranking(&instances);
-        let (captioned, dropped): (Vec<&Instance>, usize) = {
-            let mut above: Vec<&Instance> = Vec::new();
-            for i in instances.iter().filter(|i| i.score >= self.cfg.caption_threshold) {
-                if !above.iter().any(|s| is_fragment_of(i, s)) {
-                    above.push(i);
-                }
-            }
-            let dropped = above.len().saturating_sub(self.cfg.max_things);
-            (above.into_iter().take(self.cfg.max_things).collect(), dropped)
-        };
-
-        // 4. things become entities
-        let t = Instant::now();
-        let names = self.detector_names();
-        let coco = LabelSet::Coco80.labels();
+        let (captioned, dropped) = self.to_caption(&instances);
         let mut truncation = Truncation { entities: dropped as u32, ..Truncation::default() };
-        let mut entities: Vec<Entity> = Vec::new();
-        for (n, inst) in captioned.iter().enumerate() {
-            let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
-            for hit in &inst.hits {
-                let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
-                truncation.vote(&mut sources, name, hit.pass, hit.score);
-            }
-            let mut e = Entity::thing(n as u32 + 1, coco.name(inst.class), inst.score, &Placement::of_box(inst.bbox, w, h), sources);
-            e.category_id = coco.get(inst.class).map(|l| l.dataset_id);
-            e.discovered = inst.discovered();
-            for &(class, score) in inst.alternatives.iter().take(MAX_ALTERNATIVES) {
-                let tag = truncation.name(coco.name(class));
-                if e.alternatives.push(Alternative { tag, score }).is_err() {
-                    break; // at most MAX_ALTERNATIVES by the take above
-                }
-            }
-            entities.push(e);
-        }
+        let t = Instant::now();
+        let mut entities = self.things(&captioned, w, h, &mut truncation);
         timings.record(Stage::Describe, None, t);
 
-        // 5. stuff from the pixels no thing claims
-        let stuff: Option<(String, LabelSet, std::borrow::Cow<'_, crate::perceive::stuff::LabelMap>)> = match opts.stuff {
-            StuffInput::Run => match self.segmenter.as_mut() {
-                Some(seg) => {
-                    let map = seg.segment(rgb, &mut timings).map_err(frame_err)?;
-                    Some((seg.name().to_string(), seg.labels(), std::borrow::Cow::Owned(map)))
-                }
-                None => None,
-            },
-            StuffInput::Given(m) if m.map.width == w && m.map.height == h => {
-                Some((m.model.clone(), m.labels, std::borrow::Cow::Borrowed(&m.map)))
-            }
-            StuffInput::Given(_) | StuffInput::Skip => None,
-        };
-        // 6. every thing gets a mask: people from the person segmenter, other things from the stuff
-        // segmenter's pixels of their class where those agree with the box, the rest their box's ellipse
-        let t = Instant::now();
-        let mark = timings.mark();
-        let stuff_view = stuff.as_ref().map(|(_, labels, map)| (labels.labels(), map.as_ref()));
-        let thing_masks = self.thing_masks(rgb, &entities, stuff_view, &mut timings).map_err(frame_err)?;
+        let stuff = self.stuff_map(rgb, opts.stuff, &mut timings).map_err(frame_err)?;
         // colours are named with the frame's light undone
         let light = Illuminant::estimate(rgb);
-        let mut claimed = vec![false; w as usize * h as usize];
-        for (e, (m, source)) in entities.iter_mut().zip(&thing_masks) {
-            m.paint_into(&mut claimed, w);
-            e.mask = Some(m.to_rle(w, h));
-            e.mask_source = Some(*source);
-            // a model's mask names the colour of the thing's own pixels; the box core stands in otherwise
-            let from_mask = (*source != MaskSource::BoxEllipse).then(|| dominant_colour(rgb, Region::Patch(m), 0.35, &light)).flatten();
-            e.attributes.colour = from_mask.or_else(|| dominant_colour(rgb, Region::BoxCore(e.bbox()), 0.35, &light));
+        let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
+        let claimed = self.mask_things(rgb, &mut entities, stuff_view, &light, &mut timings).map_err(frame_err)?;
+        if let Some(s) = &stuff {
+            self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings);
         }
-        timings.record_excluding(Stage::Masks, t, mark);
+        let text_lines = self.add_text(rgb, &mut entities, opts.text, &mut truncation, &mut timings).map_err(frame_err)?;
 
-        if let Some((seg_name, label_set, map)) = stuff {
-            let labels = label_set.labels();
-            let map = map.as_ref();
-            let t = Instant::now();
-            let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
-            let mut regions = stuff_regions(map, &claimed, is_stuff, self.cfg.stuff_min_area);
-            // a stuff class that is the same kind of object as a detected thing it overlaps is that thing
-            regions.retain(|r| {
-                let Some((_, thing)) = STUFF_AS_THING.iter().find(|(s, _)| *s == labels.name(r.class)) else {
-                    return true;
-                };
-                !entities.iter().any(|e| e.tag == *thing && r.bbox.covered_by(&e.bbox()).max(e.bbox().covered_by(&r.bbox)) >= 0.5)
-            });
-            timings.record(Stage::Stuff, None, t);
-            let t = Instant::now();
-            for r in regions {
-                let id = entities.len() as u32 + 1;
-                let at = Placement { area_fraction: r.area_fraction, ..Placement::of_box(r.bbox, w, h) };
-                let mut e = Entity::stuff(id, labels.name(r.class), &at, source_of(&seg_name, &mut truncation), r.mask.to_rle());
-                e.attributes.colour = dominant_colour(rgb, Region::Mask(&r.mask), 0.35, &light);
-                entities.push(e);
-            }
-            timings.record(Stage::Describe, None, t);
-        }
-
-        // 6. text in the scene: on the thing it lies on, or a text entity of its own
-        let mut text_lines = None;
-        if let Some(reader) = self.text_reader.as_mut() {
-            let lines: Option<std::borrow::Cow<'_, [TextLine]>> = match opts.text {
-                TextInput::Run => Some(std::borrow::Cow::Owned(reader.read(rgb, &mut timings).map_err(frame_err)?)),
-                TextInput::Given(lines) => Some(std::borrow::Cow::Borrowed(lines)),
-                TextInput::Skip => None,
-            };
-            if let Some(lines) = lines {
-                let t = Instant::now();
-                crate::scene::text::place_text(&mut entities, &lines, w, h, reader.name(), &mut truncation);
-                timings.record(Stage::Describe, None, t);
-                if matches!(opts.text, TextInput::Run) {
-                    text_lines = Some(lines.into_owned());
-                }
-            }
-        }
-
-        // 7. relations and global state
+        // relations, global state and region captions, then the paragraph
         let t = Instant::now();
         let (relations, rel_dropped) = relate(&entities, w, h, &self.cfg.relations);
         truncation.relations = rel_dropped;
@@ -494,8 +379,6 @@ impl Pipeline {
             e.description = d;
         }
         timings.record(Stage::Describe, None, t);
-
-        // 8. caption
         let t = Instant::now();
         let caption = write_caption(&entities, &relations, &global);
         timings.record(Stage::Caption, None, t);
@@ -521,6 +404,172 @@ impl Pipeline {
             ranking,
             text_lines,
         })
+    }
+
+    /// Every detector on the whole frame, redundancy removal across them, then (when asked) extra-instance
+    /// discovery with the primary detector. Returns the instances and whether discovery ran.
+    fn detect(&mut self, rgb: &image::RgbImage, discovery: bool, timings: &mut Timings) -> Result<(Vec<Instance>, bool), PerceiveError> {
+        let mut per_detector = Vec::with_capacity(self.detectors.len());
+        for d in &mut self.detectors {
+            per_detector.push(d.detect(rgb, timings)?);
+        }
+        let t = Instant::now();
+        let mut instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
+        timings.record(Stage::Merge, None, t);
+        let ran = match (self.cfg.discovery, self.detectors.first_mut()) {
+            (Some(p), Some(primary)) if discovery => {
+                perceive::discover(primary, 0, rgb, &mut instances, &p, &self.cfg.merge, timings)?;
+                let t = Instant::now();
+                perceive::merge::consolidate(&mut instances, &self.cfg.merge);
+                timings.record(Stage::Merge, None, t);
+                true
+            }
+            _ => false,
+        };
+        Ok((instances, ran))
+    }
+
+    /// The instances the caption mentions: above the caption threshold, fragments of a stronger same-class box
+    /// left out, at most `max_things`; and how many were cut by that bound.
+    fn to_caption<'a>(&self, instances: &'a [Instance]) -> (Vec<&'a Instance>, usize) {
+        let mut above: Vec<&Instance> = Vec::new();
+        for i in instances.iter().filter(|i| i.score >= self.cfg.caption_threshold) {
+            if !above.iter().any(|s| is_fragment_of(i, s)) {
+                above.push(i);
+            }
+        }
+        let dropped = above.len().saturating_sub(self.cfg.max_things);
+        (above.into_iter().take(self.cfg.max_things).collect(), dropped)
+    }
+
+    /// The captioned instances as thing entities (ids from 1), with the votes of the detectors that saw them.
+    fn things(&self, captioned: &[&Instance], w: u32, h: u32, truncation: &mut Truncation) -> Vec<Entity> {
+        let names = self.detector_names();
+        let coco = LabelSet::Coco80.labels();
+        let mut entities = Vec::with_capacity(captioned.len());
+        for (n, inst) in captioned.iter().enumerate() {
+            let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
+            for hit in &inst.hits {
+                let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
+                truncation.vote(&mut sources, name, hit.pass, hit.score);
+            }
+            let mut e = Entity::thing(n as u32 + 1, coco.name(inst.class), inst.score, &Placement::of_box(inst.bbox, w, h), sources);
+            e.category_id = coco.get(inst.class).map(|l| l.dataset_id);
+            e.discovered = inst.discovered();
+            for &(class, score) in inst.alternatives.iter().take(MAX_ALTERNATIVES) {
+                let tag = truncation.name(coco.name(class));
+                if e.alternatives.push(Alternative { tag, score }).is_err() {
+                    break; // at most MAX_ALTERNATIVES by the take above
+                }
+            }
+            entities.push(e);
+        }
+        entities
+    }
+
+    /// The frame's stuff label map: segmented now, carried from an earlier frame of the same size, or none.
+    fn stuff_map<'a>(&mut self, rgb: &image::RgbImage, input: StuffInput<'a>, timings: &mut Timings) -> Result<Option<FrameStuff<'a>>, PerceiveError> {
+        let (w, h) = (rgb.width(), rgb.height());
+        Ok(match input {
+            StuffInput::Run => match self.segmenter.as_mut() {
+                Some(seg) => {
+                    let map = seg.segment(rgb, timings)?;
+                    Some(FrameStuff { model: seg.name().to_string(), labels: seg.labels(), map: std::borrow::Cow::Owned(map) })
+                }
+                None => None,
+            },
+            StuffInput::Given(m) if m.map.width == w && m.map.height == h => {
+                Some(FrameStuff { model: m.model.clone(), labels: m.labels, map: std::borrow::Cow::Borrowed(&m.map) })
+            }
+            StuffInput::Given(_) | StuffInput::Skip => None,
+        })
+    }
+
+    /// Every thing gets a mask — people from the person segmenter, other things from the stuff segmenter's pixels
+    /// of their class where those agree with the box, the rest their box's ellipse — and its colour from it.
+    /// Returns the pixels the things claim, which stuff does not get.
+    fn mask_things(
+        &mut self,
+        rgb: &image::RgbImage,
+        entities: &mut [Entity],
+        stuff: Option<(&crate::models::Labels, &crate::perceive::stuff::LabelMap)>,
+        light: &Illuminant,
+        timings: &mut Timings,
+    ) -> Result<Vec<bool>, PerceiveError> {
+        let (w, h) = (rgb.width(), rgb.height());
+        let t = Instant::now();
+        let mark = timings.mark();
+        let thing_masks = self.thing_masks(rgb, entities, stuff, timings)?;
+        let mut claimed = vec![false; w as usize * h as usize];
+        for (e, (m, source)) in entities.iter_mut().zip(&thing_masks) {
+            m.paint_into(&mut claimed, w);
+            e.mask = Some(m.to_rle(w, h));
+            e.mask_source = Some(*source);
+            // a model's mask names the colour of the thing's own pixels; the box core stands in otherwise
+            let from_mask = (*source != MaskSource::BoxEllipse).then(|| dominant_colour(rgb, Region::Patch(m), 0.35, light)).flatten();
+            e.attributes.colour = from_mask.or_else(|| dominant_colour(rgb, Region::BoxCore(e.bbox()), 0.35, light));
+        }
+        timings.record_excluding(Stage::Masks, t, mark);
+        Ok(claimed)
+    }
+
+    /// Stuff regions from the pixels no thing claims, as stuff entities.
+    #[allow(clippy::too_many_arguments)]
+    fn add_stuff(
+        &self,
+        rgb: &image::RgbImage,
+        entities: &mut Vec<Entity>,
+        stuff: &FrameStuff<'_>,
+        claimed: &[bool],
+        light: &Illuminant,
+        truncation: &mut Truncation,
+        timings: &mut Timings,
+    ) {
+        let (w, h) = (rgb.width(), rgb.height());
+        let labels = stuff.labels.labels();
+        let t = Instant::now();
+        let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
+        let mut regions = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, self.cfg.stuff_min_area);
+        // a stuff class that is the same kind of object as a detected thing it overlaps is that thing
+        regions.retain(|r| {
+            let Some((_, thing)) = STUFF_AS_THING.iter().find(|(s, _)| *s == labels.name(r.class)) else {
+                return true;
+            };
+            !entities.iter().any(|e| e.tag == *thing && r.bbox.covered_by(&e.bbox()).max(e.bbox().covered_by(&r.bbox)) >= 0.5)
+        });
+        timings.record(Stage::Stuff, None, t);
+        let t = Instant::now();
+        for r in regions {
+            let id = entities.len() as u32 + 1;
+            let at = Placement { area_fraction: r.area_fraction, ..Placement::of_box(r.bbox, w, h) };
+            let mut e = Entity::stuff(id, labels.name(r.class), &at, source_of(&stuff.model, truncation), r.mask.to_rle());
+            e.attributes.colour = dominant_colour(rgb, Region::Mask(&r.mask), 0.35, light);
+            entities.push(e);
+        }
+        timings.record(Stage::Describe, None, t);
+    }
+
+    /// Text in the scene, read now or carried: on the thing it lies on, or a text entity of its own. Returns the
+    /// lines read on this frame (for carrying to later frames), None when the reader did not run.
+    fn add_text(
+        &mut self,
+        rgb: &image::RgbImage,
+        entities: &mut Vec<Entity>,
+        input: TextInput<'_>,
+        truncation: &mut Truncation,
+        timings: &mut Timings,
+    ) -> Result<Option<Vec<TextLine>>, PerceiveError> {
+        let Some(reader) = self.text_reader.as_mut() else { return Ok(None) };
+        let ran = matches!(input, TextInput::Run);
+        let lines: std::borrow::Cow<'_, [TextLine]> = match input {
+            TextInput::Run => std::borrow::Cow::Owned(reader.read(rgb, timings)?),
+            TextInput::Given(lines) => std::borrow::Cow::Borrowed(lines),
+            TextInput::Skip => return Ok(None),
+        };
+        let t = Instant::now();
+        crate::scene::text::place_text(entities, &lines, rgb.width(), rgb.height(), reader.name(), truncation);
+        timings.record(Stage::Describe, None, t);
+        Ok(ran.then(|| lines.into_owned()))
     }
 
     /// The mask of each thing entity (all of `entities` are things here), with where it came from.
@@ -592,6 +641,13 @@ impl Pipeline {
         timings.record(Stage::SelfCheck, None, t);
         Ok(out)
     }
+}
+
+/// The stuff label map a frame uses, with the model that made it.
+struct FrameStuff<'a> {
+    model: String,
+    labels: LabelSet,
+    map: std::borrow::Cow<'a, crate::perceive::stuff::LabelMap>,
 }
 
 /// A much weaker same-class box lying almost entirely inside a stronger one is a fragment of it (a part seen
