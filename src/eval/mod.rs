@@ -50,11 +50,16 @@ pub struct CocoInstances {
     pub categories: Vec<CocoCategory>,
 }
 
+/// Reads a JSON file of the given kind; errors name the file and say what it was expected to be.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, EvalError> {
+    let err = |reason: String| EvalError::Read { path: path.to_path_buf(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| err(format!("not a {what}: {e}")))
+}
+
 impl CocoInstances {
     pub fn read(path: &Path) -> Result<Self, EvalError> {
-        let err = |reason: String| EvalError::Read { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| err(format!("not a COCO instances file: {e}")))
+        read_json(path, "COCO instances file")
     }
 }
 

@@ -8,17 +8,11 @@
 //! The prediction scored is exactly what `--format coco-panoptic` writes: the map and segments of
 //! [`crate::caption::panoptic_out::panoptic_output`].
 
-use super::{CocoAnnotation, CocoCategory, CocoImage, CocoInstances};
+use super::{CocoAnnotation, CocoCategory, CocoImage, CocoInstances, EvalError};
 use crate::caption::panoptic_out::{PanCategory, PanopticOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PanopticError {
-    #[error("{path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-}
+use std::path::Path;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SegmentInfo {
@@ -44,10 +38,8 @@ pub struct PanopticJson {
 }
 
 impl PanopticJson {
-    pub fn read(path: &Path) -> Result<Self, PanopticError> {
-        let err = |reason: String| PanopticError::Read { path: path.to_path_buf(), reason };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        serde_json::from_str(&text).map_err(|e| err(format!("not a COCO panoptic file: {e}")))
+    pub fn read(path: &Path) -> Result<Self, EvalError> {
+        super::read_json(path, "COCO panoptic file")
     }
 
     /// The thing segments as a COCO instances file (for box mAP).
@@ -78,8 +70,8 @@ impl PanopticJson {
 }
 
 /// Decodes an RGB-encoded panoptic PNG into segment ids (`R + 256 G + 256² B`).
-pub fn read_segment_png(path: &Path) -> Result<(u32, u32, Vec<u32>), PanopticError> {
-    let err = |reason: String| PanopticError::Read { path: path.to_path_buf(), reason };
+pub fn read_segment_png(path: &Path) -> Result<(u32, u32, Vec<u32>), EvalError> {
+    let err = |reason: String| EvalError::Read { path: path.to_path_buf(), reason };
     let img = image::open(path).map_err(|e| err(e.to_string()))?.to_rgb8();
     let ids = img.pixels().map(|p| u32::from(p.0[0]) + 256 * u32::from(p.0[1]) + 65536 * u32::from(p.0[2])).collect();
     Ok((img.width(), img.height(), ids))

@@ -50,8 +50,9 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panicked".into())
 }
 
-/// Closes the frame queue when the capture thread ends, however it ends (a panic included), so the frame loop
-/// never waits on a capture thread that is gone.
+/// Closes the frame queue when dropped: at the end of the capture thread, however it ends (a panic included),
+/// so the frame loop never waits on a capture thread that is gone; and at the end of `run`, so a capture thread
+/// never waits on a frame loop that is gone.
 struct CloseOnDrop(Arc<FrameQueue<Captured>>);
 
 impl Drop for CloseOnDrop {
@@ -335,6 +336,8 @@ pub fn run(
 ) -> Result<StreamSummary, StreamError> {
     let name = source.describe();
     let queue = Arc::new(FrameQueue::new(opts.queue));
+    // however this function returns (an error included), the capture thread is told to stop
+    let _stop_capture = CloseOnDrop(Arc::clone(&queue));
     let reopened = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let capture_thread = {
         let (q, o, s, r) = (Arc::clone(&queue), opts.clone(), Arc::clone(&stop), Arc::clone(&reopened));
