@@ -7,7 +7,7 @@
 mod common;
 
 #[test]
-fn the_build_names_the_backends_it_has_and_the_rest_is_left_to_the_feature_group() {
+fn this_build_is_what_it_says_and_ort_quantize_camera_aarch64_pq_crosscheck_are_left_to_ci_run_feature_group() {
     let out = common::pancap(&["backends"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("tract          compiled in"), "{text}");
