@@ -70,6 +70,9 @@ pub struct ProfileReport {
     /// What ran each model (backend, execution provider, threads).
     #[serde(default)]
     pub providers: Vec<ModelProvider>,
+    /// Threads asked for (`--threads`, or `@N` in `--compare`); none: the backend's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     pub build: String,
     pub suite: Suite,
     pub images: String,
@@ -127,7 +130,10 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// has are left out) and end to end.
 pub fn compare(reports: &[ProfileReport]) -> Vec<Comparison> {
     let Some(base) = reports.first() else { return Vec::new() };
-    let label = |r: &ProfileReport| format!("{}/{}", r.backend, r.precision);
+    let label = |r: &ProfileReport| match r.threads {
+        Some(n) => format!("{}/{}@{n}", r.backend, r.precision),
+        None => format!("{}/{}", r.backend, r.precision),
+    };
     reports
         .iter()
         .skip(1)

@@ -85,3 +85,24 @@ fn targets_lists_and_prints_the_embedded_profiles() {
     assert_eq!(printed["backend"]["backend"].as_str(), Some("ort-tensorrt"));
     assert_eq!(printed["backend"]["trt_cache_dir"].as_str(), Some("/var/cache/pancap/tensorrt"));
 }
+
+#[test]
+fn tract_honours_threads_and_reports_them_per_model() {
+    let run = |threads: &str| {
+        let out = common::pancap(&[
+            "caption", &dog(), "--detectors", "yolox_nano_416", "--no-stuff", "--no-discovery", "--no-person-masks",
+            "--no-text", "--format", "json", "--threads", threads,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let c = v[0].clone();
+        (c["providers"][0]["provider"].as_str().unwrap().to_string(), c["caption"].as_str().unwrap().to_string())
+    };
+    let (one, caption_one) = run("1");
+    let (two, caption_two) = run("2");
+    assert_eq!((one.as_str(), two.as_str()), ("tract, 1 thread", "tract, 2 threads"));
+    assert_eq!(caption_one, caption_two, "the thread count changes the speed, not the answer");
+    let out = common::pancap(&["caption", &dog(), "--threads", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0 threads"), "{}", stderr(&out));
+}

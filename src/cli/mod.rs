@@ -26,7 +26,7 @@ pub struct BackendArgs {
     /// Model precision: fp32, fp16 (TensorRT), int8 (models written by `pancap quantize`)
     #[arg(long)]
     pub precision: Option<Precision>,
-    /// ONNX Runtime intra-op threads
+    /// Threads per model: tract's multi-threaded executor, ONNX Runtime's intra-op threads [default: one per core]
     #[arg(long)]
     pub threads: Option<usize>,
     /// CUDA device for ort-cuda / ort-tensorrt

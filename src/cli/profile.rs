@@ -14,21 +14,33 @@ use pancap::{Pipeline, PipelineConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// One configuration to profile: `BACKEND[/PRECISION]`, e.g. `ort-cpu`, `tract/int8`, `ort-tensorrt/fp16`.
+/// One configuration to profile: `BACKEND[/PRECISION][@THREADS]`, e.g. `ort-cpu`, `tract/int8`,
+/// `ort-tensorrt/fp16`, `tract@1`.
 #[derive(Clone, Debug)]
 pub struct Variant {
     backend: Backend,
     precision: Option<Precision>,
+    threads: Option<usize>,
 }
 
 impl std::str::FromStr for Variant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (s, threads) = match s.split_once('@') {
+            Some((rest, n)) => {
+                let n: usize = n.parse().map_err(|_| format!("'{n}' is not a thread count"))?;
+                if n == 0 {
+                    return Err("a thread count must be at least 1".into());
+                }
+                (rest, Some(n))
+            }
+            None => (s, None),
+        };
         let (b, p) = match s.split_once('/') {
             Some((b, p)) => (b, Some(p.parse()?)),
             None => (s, None),
         };
-        Ok(Variant { backend: b.parse()?, precision: p })
+        Ok(Variant { backend: b.parse()?, precision: p, threads })
     }
 }
 
@@ -86,6 +98,9 @@ fn variant_config(base: &PipelineConfig, v: &Variant) -> Result<PipelineConfig> 
     let mut backend = base.backend.switched_to(v.backend);
     if let Some(p) = v.precision {
         backend.precision = p;
+    }
+    if let Some(n) = v.threads {
+        backend.threads = Some(n);
     }
     backend.validate().with_context(|| format!("--compare {}", backend.label()))?;
     Ok(PipelineConfig { backend, ..base.clone() })
@@ -183,6 +198,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
                 backend: cfg.backend.backend.name().to_string(),
                 precision: cfg.backend.precision.name().to_string(),
                 providers: run.pipeline.providers().to_vec(),
+                threads: cfg.backend.threads,
                 build: if cfg!(debug_assertions) { "dev profile".into() } else { "release profile".into() },
                 suite: Suite {
                     detectors: cfg.detectors.clone(),

@@ -6,7 +6,7 @@ mod ort;
 mod tract;
 
 pub use fake::FakeEngine;
-pub use tract::{onnx_metadata, TractEngine};
+pub use tract::{default_threads, onnx_metadata, TractEngine};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -271,7 +271,8 @@ pub struct BackendConfig {
     pub backend: Backend,
     #[serde(default)]
     pub precision: Precision,
-    /// Intra-op threads for ONNX Runtime's CPU work (none: ONNX Runtime's default, one per physical core).
+    /// Threads for a model's CPU work: tract's matrix-product executor, ONNX Runtime's intra-op threads (none:
+    /// one per core for tract, ONNX Runtime's default for ort).
     #[serde(default)]
     pub threads: Option<usize>,
     /// CUDA device for ort-cuda and ort-tensorrt.
@@ -306,6 +307,9 @@ impl BackendConfig {
 
     /// The checks of `validate` that do not depend on this build (target profiles name ort backends in any build).
     pub fn validate_settings(&self) -> Result<(), EngineError> {
+        if self.threads == Some(0) {
+            return Err(EngineError::Unsupported { backend: self.backend.name(), what: "0 threads (--threads must be at least 1)".into() });
+        }
         if self.precision == Precision::Fp16 && self.backend != Backend::OrtTensorRt {
             return Err(EngineError::Unsupported {
                 backend: self.backend.name(),
@@ -370,7 +374,7 @@ impl<E: Engine> Engine for Counted<E> {
 pub fn load(config: &BackendConfig, spec: ModelSpec) -> Result<Box<dyn Engine>, EngineError> {
     config.validate()?;
     let engine: Box<dyn Engine> = match config.backend {
-        Backend::Tract => Box::new(Counted(TractEngine::load(spec)?)),
+        Backend::Tract => Box::new(Counted(TractEngine::load(spec, config.threads)?)),
         #[cfg(feature = "ort")]
         Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => Box::new(Counted(ort::OrtEngine::load(config, spec)?)),
         #[cfg(not(feature = "ort"))]

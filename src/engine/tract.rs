@@ -1,18 +1,43 @@
 //! The default backend: pure-Rust tract on the CPU.
 
 use super::{check_inputs, DType, Engine, EngineError, ModelSpec, Tensor, TensorData};
-use std::sync::Arc;
+use std::sync::Mutex;
+use tract_onnx::prelude::multithread::Executor;
 use tract_onnx::prelude::*;
 
-type Plan = Arc<TypedRunnableModel>;
-
+/// One execution state per engine, kept across runs (tract's `plan.run` would build a fresh one every call).
 pub struct TractEngine {
     spec: ModelSpec,
-    plan: Plan,
+    state: TypedSimpleState,
+    threads: usize,
+}
+
+/// The executor for `threads` threads: tract's single-threaded default for one, else a thread pool shared by
+/// every engine that asked for that many (a process holds one pool per thread count, not one per model).
+fn executor_for(threads: usize) -> Option<Executor> {
+    static POOLS: Mutex<Vec<(usize, Executor)>> = Mutex::new(Vec::new());
+    if threads <= 1 {
+        return None;
+    }
+    let mut pools = POOLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, e)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(e.clone());
+    }
+    let e = Executor::multithread_with_name(threads, "pancap-tract");
+    pools.push((threads, e.clone()));
+    Some(e)
+}
+
+/// The thread count tract uses when none is asked for: the machine's cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
 }
 
 impl TractEngine {
-    pub fn load(spec: ModelSpec) -> Result<Self, EngineError> {
+    /// Loads and optimises the model for its declared input shapes, to run on `threads` threads (None: one per
+    /// core).
+    pub fn load(spec: ModelSpec, threads: Option<usize>) -> Result<Self, EngineError> {
+        let threads = threads.unwrap_or_else(default_threads).max(1);
         let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
         let mut onnx = tract_onnx::onnx();
         if spec.ignore_declared_shapes {
@@ -28,11 +53,13 @@ impl TractEngine {
             };
             model = model.with_input_fact(i, fact).map_err(|e| err(e.into()))?;
         }
+        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
         let plan = model
             .into_optimized()
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| m.into_runnable_with_options(&options))
             .map_err(|e| err(e.into()))?;
-        Ok(TractEngine { spec, plan })
+        let state = plan.spawn().map_err(|e| err(e.into()))?;
+        Ok(TractEngine { spec, state, threads })
     }
 }
 
@@ -90,7 +117,7 @@ impl Engine for TractEngine {
         check_inputs(&self.spec, inputs)?;
         let run_err = |e: TractError| EngineError::Run { path: self.spec.path.clone(), reason: format!("{e:#}") };
         let values = inputs.iter().map(to_tract).collect::<TractResult<TVec<_>>>().map_err(run_err)?;
-        let outputs = self.plan.run(values).map_err(run_err)?;
+        let outputs = self.state.run(values).map_err(run_err)?;
         if !self.spec.outputs.is_empty() && outputs.len() != self.spec.outputs.len() {
             return Err(EngineError::OutputCount {
                 path: self.spec.path.clone(),
@@ -103,5 +130,12 @@ impl Engine for TractEngine {
 
     fn backend(&self) -> &'static str {
         "tract"
+    }
+
+    fn provider(&self) -> String {
+        match self.threads {
+            1 => "tract, 1 thread".into(),
+            n => format!("tract, {n} threads"),
+        }
     }
 }
