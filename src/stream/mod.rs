@@ -348,7 +348,7 @@ pub fn run(
     let mut latest_text: Option<Vec<crate::perceive::ocr::TextLine>> = None;
     let mut tracker = Tracker::new(opts.track);
     let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
-    let mut latencies: Vec<f64> = Vec::new();
+    let mut latencies = crate::math::LatencyHistogram::default();
     let mut last: Option<Signature> = None;
     let mut last_record = Instant::now();
     let started = Instant::now();
@@ -426,7 +426,7 @@ pub fn run(
             None
         };
         let latency_ms = item.at.elapsed().as_secs_f64() * 1e3;
-        latencies.push(latency_ms);
+        latencies.record(latency_ms);
         if let Some(kind) = kind {
             let before: BTreeSet<u32> = last.as_ref().map(|(s, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
             let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
@@ -477,7 +477,7 @@ pub fn run(
             return Err(StreamError::WorkerDied { stage: "capture", reason: panic_message(payload.as_ref()) });
         }
     }
-    let p = crate::math::percentiles(&latencies);
+    let p = latencies.percentiles();
     (summary.p50_ms, summary.p95_ms, summary.p99_ms) = (p.p50_ms, p.p95_ms, p.p99_ms);
     let secs = started.elapsed().as_secs_f64();
     summary.fps = if secs > 0.0 { summary.frames as f64 / secs } else { 0.0 };
