@@ -173,9 +173,8 @@ pub fn eval_cmd(args: EvalArgs, models_dir: &Path) -> Result<i32> {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Text => {
             if !report.scored.is_empty() {
-                let names = |c: &EntityClass| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                let scored: Vec<String> = report.scored.iter().map(names).collect();
-                let beside: Vec<String> = report.not_scored.iter().map(|(c, n)| format!("{n} {}", names(c))).collect();
+                let scored: Vec<&str> = report.scored.iter().map(|c| c.name()).collect();
+                let beside: Vec<String> = report.not_scored.iter().map(|(c, n)| format!("{n} {}", c.name())).collect();
                 println!(
                     "scored: {} (the classes the references cover){}",
                     scored.join(" + "),

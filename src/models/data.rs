@@ -7,10 +7,11 @@ use super::{check_hash, check_relative, ManifestError, ModelFile, Source};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const EMBEDDED: &[(&str, &str)] = &[("wordnet_3_0_nouns", include_str!("../../models/wordnet_3_0_nouns.toml"))];
-
 /// The WordNet database every PancapScore tier setup uses by default.
 pub const WORDNET: &str = "wordnet_3_0_nouns";
+const WORDNET_TOML: &str = include_str!("../../models/wordnet_3_0_nouns.toml");
+
+const EMBEDDED: &[(&str, &str)] = &[(WORDNET, WORDNET_TOML)];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +67,11 @@ impl DataManifest {
     /// None when no data set has this name.
     pub fn by_name(name: &str) -> Option<Result<DataManifest, ManifestError>> {
         EMBEDDED.iter().find(|(n, _)| *n == name).map(|(n, text)| DataManifest::parse(n, text))
+    }
+
+    /// The embedded WordNet manifest.
+    pub fn wordnet() -> Result<DataManifest, ManifestError> {
+        DataManifest::parse(WORDNET, WORDNET_TOML)
     }
 
     pub fn files(&self) -> Vec<ModelFile> {

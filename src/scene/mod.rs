@@ -85,6 +85,16 @@ pub enum EntityClass {
     Text,
 }
 
+impl EntityClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            EntityClass::Thing => "thing",
+            EntityClass::Stuff => "stuff",
+            EntityClass::Text => "text",
+        }
+    }
+}
+
 impl Entity {
     fn placed(id: u32, tag: &str, kind: Kind, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
         let b = at.bbox;
@@ -190,13 +200,6 @@ impl Truncation {
         }
     }
 
-    /// The sum of two frames' counts (things and text are placed in separate steps).
-    pub fn add(&mut self, other: Truncation) {
-        self.entities += other.entities;
-        self.relations += other.relations;
-        self.names += other.names;
-        self.source_votes += other.source_votes;
-    }
 }
 
 /// Where an entity lies: its box in the image and the share of the image it covers.
@@ -307,5 +310,17 @@ pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area
         mask: None,
         mask_source: None,
         description: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_class_names_are_their_json_names() {
+        for c in [EntityClass::Thing, EntityClass::Stuff, EntityClass::Text] {
+            assert_eq!(serde_json::to_value(c).ok(), Some(serde_json::Value::String(c.name().into())));
+        }
     }
 }

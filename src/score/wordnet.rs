@@ -57,8 +57,7 @@ impl WordNet {
     /// Loads the database `pancap models pull` provisioned into `models_dir`, after checking every file's
     /// sha256 against the embedded manifest.
     pub fn load_provisioned(models_dir: &Path) -> Result<WordNet, WordNetError> {
-        let manifest = crate::models::DataManifest::by_name(crate::models::data::WORDNET)
-            .ok_or_else(|| crate::models::ManifestError::Unknown(crate::models::data::WORDNET.into(), String::new()))??;
+        let manifest = crate::models::DataManifest::wordnet()?;
         let dir = manifest.verified_dir(models_dir).map_err(|e| match e {
             crate::models::ProvisionError::Missing { path, .. } => WordNetError::Missing(path),
             e => WordNetError::Provision(e),
@@ -246,7 +245,7 @@ mod tests {
     #[test]
     fn a_changed_provisioned_file_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let m = crate::models::DataManifest::by_name(crate::models::data::WORDNET).unwrap().unwrap();
+        let m = crate::models::DataManifest::wordnet().unwrap();
         for f in m.files() {
             let p = f.path_in(tmp.path());
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
