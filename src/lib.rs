@@ -23,6 +23,7 @@ pub mod source;
 pub mod stream;
 pub mod targets;
 pub mod timing;
+pub mod verify;
 
 pub use pipeline::{FrameResult, Pipeline, PipelineConfig, PipelineError};
 

@@ -47,6 +47,9 @@ enum Command {
     /// INT8 models from the FP32 ones, verified in tract (host-only: a build with `--features quantize`)
     #[cfg(feature = "quantize")]
     Quantize(Box<cli::quantize::QuantizeArgs>),
+    /// Check a backend against tract on the CPU: every model's outputs on the same inputs, and the captions
+    /// (entities, tags, boxes) of every image; exit status 1 when not equivalent
+    VerifyBackend(Box<cli::verify::VerifyArgs>),
     /// The backends this build can run and, for ONNX Runtime, the library and its execution providers
     Backends(cli::BackendArgs),
     /// The deployment target profiles (`--target NAME`): list them, or print one
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Read(args) => cli::read::read_cmd(*args, &models_dir),
         #[cfg(feature = "quantize")]
         Command::Quantize(args) => cli::quantize::quantize_cmd(*args, &models_dir),
+        Command::VerifyBackend(args) => cli::verify::verify_cmd(*args, models_dir),
         Command::Backends(args) => cli::backends_cmd(&args),
         Command::Targets { name } => cli::targets_cmd(name.as_deref()),
     }

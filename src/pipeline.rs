@@ -161,6 +161,17 @@ fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineErr
 /// Verifies the text reader's files by sha256 and loads it on `backend`. It runs its FP32 files at every
 /// precision (`pancap quantize` makes INT8 detectors only); its bucket engines load on first use.
 pub fn load_text_reader(name: &str, models_dir: &std::path::Path, backend: &BackendConfig, params: OcrParams) -> Result<TextReader, PipelineError> {
+    load_text_reader_with(name, models_dir, backend, params, std::sync::Arc::new(engine::load))
+}
+
+/// `load_text_reader` with the engines loaded by `loader`.
+pub fn load_text_reader_with(
+    name: &str,
+    models_dir: &std::path::Path,
+    backend: &BackendConfig,
+    params: OcrParams,
+    loader: engine::Loader,
+) -> Result<TextReader, PipelineError> {
     let manifest = OcrManifest::by_name(name).ok_or_else(|| {
         let known: Vec<String> = OcrManifest::all().unwrap_or_default().into_iter().map(|m| m.name).collect();
         ManifestError::Unknown(name.into(), known.join(", "))
@@ -170,7 +181,7 @@ pub fn load_text_reader(name: &str, models_dir: &std::path::Path, backend: &Back
         r?;
     }
     let backend = backend.clone();
-    let loader: crate::perceive::ocr::EngineLoader = Box::new(move |spec| engine::load(&backend, spec));
+    let loader: crate::perceive::ocr::EngineLoader = Box::new(move |spec| loader(&backend, spec));
     Ok(TextReader::load(manifest, models_dir, params, loader)?)
 }
 
@@ -239,6 +250,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Verifies every model of the configured suite by sha256, then loads it on the configured backend.
     pub fn load(cfg: PipelineConfig) -> Result<Self, PipelineError> {
+        Self::load_with(cfg, std::sync::Arc::new(engine::load))
+    }
+
+    /// `load` with every model loaded by `loader` (backend equivalence wraps each engine in a mirror).
+    pub fn load_with(cfg: PipelineConfig, loader: engine::Loader) -> Result<Self, PipelineError> {
         let mut manifests = Vec::new();
         for name in &cfg.detectors {
             let m = Manifest::by_name(name)?;
@@ -257,12 +273,12 @@ impl Pipeline {
         }
         let mut detectors = Vec::new();
         for m in manifests.iter().filter(|m| m.role == Role::Detector) {
-            let e = engine::load(&cfg.backend, spec_for(m, &cfg)?)?;
+            let e = loader(&cfg.backend, spec_for(m, &cfg)?)?;
             detectors.push(Detector::new(m.clone(), e, cfg.detect)?);
         }
         let segmenter = match seg {
             Some(m) if m.role == Role::Segmenter => {
-                let e = engine::load(&cfg.backend, spec_for(&m, &cfg)?)?;
+                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
                 Some(Segmenter::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
@@ -270,14 +286,14 @@ impl Pipeline {
         };
         let person_segmenter = match person {
             Some(m) if m.role == Role::PersonSegmenter => {
-                let e = engine::load(&cfg.backend, spec_for(&m, &cfg)?)?;
+                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
                 Some(PersonSegmenter::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
             None => None,
         };
         let text_reader =
-            cfg.text_reader.as_deref().map(|name| load_text_reader(name, &cfg.models_dir, &cfg.backend, cfg.ocr)).transpose()?;
+            cfg.text_reader.as_deref().map(|name| load_text_reader_with(name, &cfg.models_dir, &cfg.backend, cfg.ocr, loader.clone())).transpose()?;
         Ok(Self::from_parts(detectors, segmenter, cfg)?.with_person_segmenter(person_segmenter).with_text_reader(text_reader))
     }
 

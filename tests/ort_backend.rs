@@ -267,3 +267,48 @@ fn the_text_reader_reads_the_same_lines_on_ort_cpu_as_on_tract() {
         assert!((a.score - b.score).abs() < 0.01, "{}: {} vs {}", a.text, a.score, b.score);
     }
 }
+
+#[test]
+fn verify_backend_compares_every_model_output_and_caption_of_ort_cpu_with_tract() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("verify.json");
+    let photo = common::data("darknet-images-unannotated/person.jpg");
+    let lib = ort_library();
+    let base = [
+        "verify-backend",
+        photo.to_str().unwrap(),
+        "--backend",
+        "ort-cpu",
+        "--ort-lib",
+        lib.to_str().unwrap(),
+        "--no-text",
+        "--no-discovery",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["-o", report.to_str().unwrap()]);
+    let out = common::pancap(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("equivalent") && stdout.contains("1/1 images with the same entities"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((r["equivalent"].as_bool(), r["reference"].as_str(), r["candidate"].as_str()), (Some(true), Some("tract/fp32"), Some("ort-cpu/fp32")));
+    let outputs = r["outputs"].as_array().unwrap();
+    for model in ["yolox_nano_416.onnx", "picodet_s_416_coco.onnx", "deeplabv3_mnv2_ade20k32_uint8.onnx", "selfie_person_256.onnx"] {
+        let rows: Vec<_> = outputs.iter().filter(|o| o["model"] == model).collect();
+        assert!(!rows.is_empty(), "{model} not compared: {stdout}");
+        for o in rows {
+            assert!(o["runs"].as_u64().unwrap() >= 1 && o["elements"].as_u64().unwrap() > 0, "{o}");
+            assert!(o["passes"].as_bool().unwrap(), "{o}");
+        }
+    }
+    let c = &r["captions"][0];
+    assert!(c["matched"].as_u64().unwrap() >= 3 && c["matched"] == c["reference_entities"], "{c}");
+    assert!(c["min_iou"].as_f64().unwrap() >= 0.95, "{c}");
+    // the same run with no tolerance at all finds differences and says so in its exit status
+    let mut strict = base.to_vec();
+    strict.extend(["--atol", "0", "--rtol", "0", "--min-float-agreement", "1"]);
+    let out = common::pancap(&strict);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("NOT equivalent") && stdout.contains(" NO"), "{stdout}");
+}

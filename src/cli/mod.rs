@@ -10,6 +10,7 @@ pub mod quantize;
 pub mod read;
 pub mod score;
 pub mod stream;
+pub mod verify;
 
 use anyhow::{Context, Result};
 use pancap::engine::{Backend, BackendConfig, Precision};
@@ -20,7 +21,8 @@ use std::path::{Path, PathBuf};
 /// How models run: backend, precision and backend options. Flags win over a `--target` profile.
 #[derive(clap::Args, Clone, Default)]
 pub struct BackendArgs {
-    /// Backend: tract (pure Rust, CPU), ort-cpu, ort-cuda, ort-tensorrt (the ort ones need `--features ort`)
+    /// Backend: tract (pure Rust, CPU), ort-cpu, ort-cuda, ort-tensorrt (the ort ones need `--features ort`),
+    /// tract-cuda (tract's CUDA runtime; `--features cuda`)
     #[arg(long)]
     pub backend: Option<Backend>,
     /// Model precision: fp32, fp16 (TensorRT), int8 (models written by `pancap quantize`)
@@ -32,6 +34,10 @@ pub struct BackendArgs {
     /// CUDA device for ort-cuda / ort-tensorrt
     #[arg(long)]
     pub device_id: Option<u32>,
+    /// tract-cuda: run ops the CUDA runtime cannot take on the CPU between GPU ops (default: such a model is an
+    /// error naming its ops)
+    #[arg(long)]
+    pub allow_host_ops: bool,
     /// The ONNX Runtime library (libonnxruntime.so); default: ORT_DYLIB_PATH
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
@@ -58,6 +64,7 @@ impl BackendArgs {
         }
         c.threads = self.threads.or(c.threads);
         c.device_id = self.device_id.unwrap_or(c.device_id);
+        c.allow_host_ops |= self.allow_host_ops;
         c.ort_library = self.ort_lib.clone().or(c.ort_library);
         c.trt_cache_dir = self.trt_cache.clone().or(c.trt_cache_dir);
         c.trt_workspace_mib = self.trt_workspace_mib.or(c.trt_workspace_mib);
@@ -103,6 +110,14 @@ impl SuiteArgs {
 
     /// The pipeline configuration and the target profile it applied, if any.
     pub fn resolve(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
+        let (config, target) = self.resolve_unchecked(models_dir)?;
+        config.backend.validate()?;
+        Ok((config, target))
+    }
+
+    /// `resolve` without checking the backend settings: for `profile --compare`, which checks each configuration
+    /// it derives (`--allow-host-ops` then reaches tract-cuda alone).
+    pub fn resolve_unchecked(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
         let target = self.target.as_deref().map(TargetProfile::load).transpose().context("--target")?;
         let defaults = PipelineConfig::default();
         let (detectors, stuff, discovery, person_masks, text, backend) = match &target {
@@ -123,7 +138,6 @@ impl SuiteArgs {
             caption_threshold: self.threshold,
             ..defaults
         };
-        config.backend.validate()?;
         Ok((config, target))
     }
 
@@ -136,10 +150,33 @@ impl SuiteArgs {
 /// `pancap backends`: what this build can run here. Exit 1 when an ONNX Runtime library was named but cannot load.
 pub fn backends_cmd(args: &BackendArgs) -> Result<i32> {
     for b in Backend::ALL {
-        let state = if b.compiled_in() { "compiled in" } else { "not compiled in (rebuild with --features ort)" };
+        let state =
+            if b.compiled_in() { "compiled in".to_string() } else { format!("not compiled in (rebuild with --features {})", b.feature()) };
         println!("{:<14} {state}", b.name());
     }
-    ort_report(args)
+    let cuda = cuda_report();
+    let ort = ort_report(args)?;
+    Ok(cuda.max(ort))
+}
+
+/// tract-cuda's device, or why it cannot start (exit status 1 then).
+#[cfg(feature = "tract-cuda-runtime")]
+fn cuda_report() -> i32 {
+    match pancap::engine::cuda_device() {
+        Ok(name) => {
+            println!("tract-cuda: CUDA device 0 = {name}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(not(feature = "tract-cuda-runtime"))]
+fn cuda_report() -> i32 {
+    0
 }
 
 #[cfg(feature = "ort")]
@@ -177,4 +214,13 @@ pub fn targets_cmd(name: Option<&str>) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, renamed into place: a reader never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }

@@ -129,7 +129,8 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
     if inputs.is_empty() {
         bail!("nothing to profile: give image files, a directory, or --replay FILE");
     }
-    let (base, target) = args.suite.resolve(models_dir)?;
+    let (base, target) =
+        if args.compare.is_empty() { args.suite.resolve(models_dir)? } else { args.suite.resolve_unchecked(models_dir)? };
     let configs = if args.compare.is_empty() {
         vec![base.clone()]
     } else {

@@ -1,11 +1,15 @@
 //! The engine seam: our own narrow trait and tensor type. Backend types (tract, ort) never leave this module.
 
 mod fake;
+pub mod mirror;
 #[cfg(feature = "ort")]
 mod ort;
 mod tract;
 
 pub use fake::FakeEngine;
+pub use mirror::{AgreementLog, Mirror, OutputAgreement, Tolerance};
+#[cfg(feature = "tract-cuda-runtime")]
+pub use tract::cuda_device;
 pub use tract::{default_threads, onnx_metadata, TractEngine};
 
 use serde::{Deserialize, Serialize};
@@ -128,6 +132,11 @@ pub enum EngineError {
     DynamicDimension { path: PathBuf, name: String, shape: Vec<i64> },
     #[error("backend {backend} is not compiled into this build: rebuild with `--features {feature}`")]
     NotCompiled { backend: &'static str, feature: &'static str },
+    #[error("backend {backend} is not available on this machine: {reason}")]
+    Unavailable { backend: &'static str, reason: String },
+    #[error("model {path}: the CUDA runtime cannot take {count} op(s): {ops}; they would run on the CPU. \
+             Use --allow-host-ops to run them there between GPU ops, or another backend")]
+    HostOps { path: PathBuf, count: usize, ops: String },
     #[error("backend {backend} does not support {what}")]
     Unsupported { backend: &'static str, what: String },
     #[error("ONNX Runtime: {0}")]
@@ -182,10 +191,14 @@ pub enum Backend {
     /// ONNX Runtime, TensorRT execution provider with CUDA for the nodes TensorRT does not take.
     #[serde(rename = "ort-tensorrt")]
     OrtTensorRt,
+    /// tract's own CUDA runtime: the tract graph on an NVIDIA GPU through cuDNN, cuBLAS and NVRTC kernels
+    /// (`cuda` or `cuda-12` feature; CUDA libraries loaded at run time).
+    TractCuda,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [Backend::Tract, Backend::OrtCpu, Backend::OrtCuda, Backend::OrtTensorRt];
+    pub const ALL: [Backend; 5] =
+        [Backend::Tract, Backend::OrtCpu, Backend::OrtCuda, Backend::OrtTensorRt, Backend::TractCuda];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -193,7 +206,22 @@ impl Backend {
             Backend::OrtCpu => "ort-cpu",
             Backend::OrtCuda => "ort-cuda",
             Backend::OrtTensorRt => "ort-tensorrt",
+            Backend::TractCuda => "tract-cuda",
         }
+    }
+
+    /// The cargo feature that compiles the backend in.
+    pub fn feature(self) -> &'static str {
+        match self {
+            Backend::Tract => "(always built)",
+            Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => "ort",
+            Backend::TractCuda => "cuda (CUDA 13) or cuda-12 (CUDA 12.6, JetPack 6)",
+        }
+    }
+
+    /// Whether the backend runs models on a GPU.
+    pub fn is_gpu(self) -> bool {
+        matches!(self, Backend::OrtCuda | Backend::OrtTensorRt | Backend::TractCuda)
     }
 
     /// Whether this build can run the backend at all (the library and providers are checked at load).
@@ -201,6 +229,7 @@ impl Backend {
         match self {
             Backend::Tract => true,
             Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => cfg!(feature = "ort"),
+            Backend::TractCuda => cfg!(feature = "tract-cuda-runtime"),
         }
     }
 }
@@ -275,9 +304,14 @@ pub struct BackendConfig {
     /// one per core for tract, ONNX Runtime's default for ort).
     #[serde(default)]
     pub threads: Option<usize>,
-    /// CUDA device for ort-cuda and ort-tensorrt.
+    /// CUDA device for ort-cuda and ort-tensorrt (tract-cuda runs on device 0: choose it with
+    /// CUDA_VISIBLE_DEVICES).
     #[serde(default)]
     pub device_id: u32,
+    /// tract-cuda: let ops the CUDA runtime cannot take run on the CPU between GPU ops (each model's provider
+    /// then names them). Off: such a model is an error naming the model and the ops.
+    #[serde(default)]
+    pub allow_host_ops: bool,
     /// The ONNX Runtime shared library (none: `ORT_DYLIB_PATH`).
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
@@ -300,7 +334,7 @@ impl BackendConfig {
     /// Rejects combinations that cannot mean what was asked, before anything loads.
     pub fn validate(&self) -> Result<(), EngineError> {
         if !self.backend.compiled_in() {
-            return Err(EngineError::NotCompiled { backend: self.backend.name(), feature: "ort" });
+            return Err(EngineError::NotCompiled { backend: self.backend.name(), feature: self.backend.feature() });
         }
         self.validate_settings()
     }
@@ -316,6 +350,18 @@ impl BackendConfig {
                 what: "fp16 (it is a TensorRT build option; use --backend ort-tensorrt, or fp32/int8 models)".into(),
             });
         }
+        if self.backend == Backend::TractCuda && self.device_id != 0 {
+            return Err(EngineError::Unsupported {
+                backend: self.backend.name(),
+                what: format!(
+                    "device id {} (tract-cuda runs on CUDA device 0; pick the GPU with CUDA_VISIBLE_DEVICES={})",
+                    self.device_id, self.device_id
+                ),
+            });
+        }
+        if self.allow_host_ops && self.backend != Backend::TractCuda {
+            return Err(EngineError::Unsupported { backend: self.backend.name(), what: "--allow-host-ops (a tract-cuda option)".into() });
+        }
         let trt_only = [
             (self.trt_cache_dir.is_some(), "a TensorRT cache directory"),
             (self.trt_workspace_mib.is_some(), "a TensorRT workspace size"),
@@ -330,14 +376,12 @@ impl BackendConfig {
     }
 
     /// The same settings on another backend: what applies to any backend (precision, threads, device, library)
-    /// carries over, TensorRT's own options only to TensorRT.
+    /// carries over, TensorRT's own options only to TensorRT, tract-cuda's only to tract-cuda.
     pub fn switched_to(&self, backend: Backend) -> BackendConfig {
-        if backend == self.backend {
-            return self.clone();
-        }
         let trt = backend == Backend::OrtTensorRt;
         BackendConfig {
             backend,
+            allow_host_ops: self.allow_host_ops && backend == Backend::TractCuda,
             trt_cache_dir: self.trt_cache_dir.clone().filter(|_| trt),
             trt_workspace_mib: self.trt_workspace_mib.filter(|_| trt),
             trt_dla_core: self.trt_dla_core.filter(|_| trt),
@@ -369,16 +413,25 @@ impl<E: Engine> Engine for Counted<E> {
     }
 }
 
+/// How a pipeline loads its models: `load`, or a wrapper of it (backend equivalence mirrors every model).
+pub type Loader = std::sync::Arc<dyn Fn(&BackendConfig, ModelSpec) -> Result<Box<dyn Engine>, EngineError> + Send + Sync>;
+
 /// Loads a model on the chosen backend. The model file is taken as given: the caller picks the FP32 or INT8 file
 /// for `config.precision`.
 pub fn load(config: &BackendConfig, spec: ModelSpec) -> Result<Box<dyn Engine>, EngineError> {
     config.validate()?;
     let engine: Box<dyn Engine> = match config.backend {
         Backend::Tract => Box::new(Counted(TractEngine::load(spec, config.threads)?)),
+        #[cfg(feature = "tract-cuda-runtime")]
+        Backend::TractCuda => Box::new(Counted(TractEngine::load_cuda(spec, config.threads, config.allow_host_ops)?)),
+        #[cfg(not(feature = "tract-cuda-runtime"))]
+        Backend::TractCuda => return Err(EngineError::NotCompiled { backend: "tract-cuda", feature: Backend::TractCuda.feature() }),
         #[cfg(feature = "ort")]
         Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt => Box::new(Counted(ort::OrtEngine::load(config, spec)?)),
         #[cfg(not(feature = "ort"))]
-        other => return Err(EngineError::NotCompiled { backend: other.name(), feature: "ort" }),
+        other @ (Backend::OrtCpu | Backend::OrtCuda | Backend::OrtTensorRt) => {
+            return Err(EngineError::NotCompiled { backend: other.name(), feature: "ort" })
+        }
     };
     log::info!("model {} runs on {}", engine.spec().path.display(), engine.provider());
     Ok(engine)

@@ -171,7 +171,9 @@ fn providers(config: &BackendConfig, spec: &ModelSpec, rt: &Runtime) -> Result<(
                 label,
             ))
         }
-        Backend::Tract => Err(EngineError::Unsupported { backend: "tract", what: "ONNX Runtime providers".into() }),
+        Backend::Tract | Backend::TractCuda => {
+            Err(EngineError::Unsupported { backend: config.backend.name(), what: "ONNX Runtime providers".into() })
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The default backend: pure-Rust tract on the CPU.
+//! The default backend: pure-Rust tract on the CPU; and tract's CUDA runtime on an NVIDIA GPU (`tract-cuda`).
 
 use super::{check_inputs, DType, Engine, EngineError, ModelSpec, Tensor, TensorData};
 use std::sync::Mutex;
@@ -8,8 +8,9 @@ use tract_onnx::prelude::*;
 /// One execution state per engine, kept across runs (tract's `plan.run` would build a fresh one every call).
 pub struct TractEngine {
     spec: ModelSpec,
-    state: TypedSimpleState,
-    threads: usize,
+    state: Box<dyn State>,
+    backend: &'static str,
+    provider: String,
 }
 
 /// The executor for `threads` threads: tract's single-threaded default for one, else a thread pool shared by
@@ -39,28 +40,62 @@ impl TractEngine {
     pub fn load(spec: ModelSpec, threads: Option<usize>) -> Result<Self, EngineError> {
         let threads = threads.unwrap_or_else(default_threads).max(1);
         let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
-        let mut onnx = tract_onnx::onnx();
-        if spec.ignore_declared_shapes {
-            onnx = onnx.with_ignore_output_shapes(true).with_ignore_value_info(true);
-        }
-        let mut model = onnx.model_for_path(&spec.path).map_err(|e| err(e.into()))?;
-        for (i, input) in spec.inputs.iter().enumerate() {
-            let fact: InferenceFact = match input.dtype {
-                DType::F32 => f32::fact(&input.shape).into(),
-                DType::U8 => u8::fact(&input.shape).into(),
-                DType::I32 => i32::fact(&input.shape).into(),
-                DType::I64 => i64::fact(&input.shape).into(),
-            };
-            model = model.with_input_fact(i, fact).map_err(|e| err(e.into()))?;
-        }
         let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
-        let plan = model
+        let plan = typed_model(&spec)?
             .into_optimized()
             .and_then(|m| m.into_runnable_with_options(&options))
             .map_err(|e| err(e.into()))?;
         let state = plan.spawn().map_err(|e| err(e.into()))?;
-        Ok(TractEngine { spec, state, threads })
+        let provider = match threads {
+            1 => "tract, 1 thread".into(),
+            n => format!("tract, {n} threads"),
+        };
+        Ok(TractEngine { spec, state: Box::new(state), backend: "tract", provider })
     }
+
+    /// Loads the model onto CUDA device 0 through tract's CUDA runtime. Fails, naming what is missing, when the
+    /// driver or a CUDA library cannot be loaded; and, unless `allow_host_ops`, when an op of the model would be
+    /// left on the CPU. `threads` serves those host ops.
+    #[cfg(feature = "tract-cuda-runtime")]
+    pub fn load_cuda(spec: ModelSpec, threads: Option<usize>, allow_host_ops: bool) -> Result<Self, EngineError> {
+        let device = cuda::device()?;
+        let threads = threads.unwrap_or_else(default_threads).max(1);
+        let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
+        let model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
+        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+        let runnable = cuda::prepare(model, &options).map_err(|e| err(e.into()))?;
+        let host = cuda::host_ops(runnable.as_ref());
+        if !host.is_empty() && !allow_host_ops {
+            return Err(EngineError::HostOps { path: spec.path.clone(), count: host.count(), ops: host.to_string() });
+        }
+        let state = runnable.spawn().map_err(|e| err(e.into()))?;
+        let provider = if host.is_empty() {
+            format!("tract-cuda {device}")
+        } else {
+            format!("tract-cuda {device}, {} op(s) on the CPU: {host}", host.count())
+        };
+        Ok(TractEngine { spec, state, backend: "tract-cuda", provider })
+    }
+}
+
+/// The model as a typed tract graph with the spec's input facts.
+fn typed_model(spec: &ModelSpec) -> Result<TypedModel, EngineError> {
+    let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
+    let mut onnx = tract_onnx::onnx();
+    if spec.ignore_declared_shapes {
+        onnx = onnx.with_ignore_output_shapes(true).with_ignore_value_info(true);
+    }
+    let mut model = onnx.model_for_path(&spec.path).map_err(|e| err(e.into()))?;
+    for (i, input) in spec.inputs.iter().enumerate() {
+        let fact: InferenceFact = match input.dtype {
+            DType::F32 => f32::fact(&input.shape).into(),
+            DType::U8 => u8::fact(&input.shape).into(),
+            DType::I32 => i32::fact(&input.shape).into(),
+            DType::I64 => i64::fact(&input.shape).into(),
+        };
+        model = model.with_input_fact(i, fact).map_err(|e| err(e.into()))?;
+    }
+    model.into_typed().map_err(|e| err(e.into()))
 }
 
 /// The value of one metadata entry (`metadata_props`) of an ONNX file, read without building the model (the
@@ -129,13 +164,108 @@ impl Engine for TractEngine {
     }
 
     fn backend(&self) -> &'static str {
-        "tract"
+        self.backend
     }
 
     fn provider(&self) -> String {
-        match self.threads {
-            1 => "tract, 1 thread".into(),
-            n => format!("tract, {n} threads"),
+        self.provider.clone()
+    }
+}
+
+/// tract's CUDA runtime: device discovery with errors instead of the runtime's panics, preparation, and the ops a
+/// prepared graph leaves on the host.
+#[cfg(feature = "tract-cuda-runtime")]
+mod cuda {
+    use super::EngineError;
+    use std::sync::OnceLock;
+    use tract_gpu::fact::DeviceTypedFactExt;
+    use tract_onnx::prelude::*;
+
+    const BACKEND: &str = "tract-cuda";
+
+    /// The name of CUDA device 0, after checking that the driver and every CUDA library tract-cuda needs load
+    /// (once per process; the answer, good or bad, is kept).
+    pub fn device() -> Result<String, EngineError> {
+        static DEVICE: OnceLock<Result<String, String>> = OnceLock::new();
+        DEVICE
+            .get_or_init(|| {
+                tract_cuda::utils::ensure_cuda_runtime_dependencies("tract-cuda cannot start")
+                    .map_err(|e| format!("{e:#} (put the folders holding libcuda, libcudart, libnvrtc, libcublas and libcudnn on LD_LIBRARY_PATH)"))?;
+                let ctx = cudarc::driver::CudaContext::new(0).map_err(|e| format!("CUDA device 0: {e:?}"))?;
+                ctx.name().map_err(|e| format!("CUDA device 0 name: {e:?}"))
+            })
+            .clone()
+            .map_err(|reason| EngineError::Unavailable { backend: BACKEND, reason })
+    }
+
+    /// Translates the decluttered graph to CUDA ops and plans it. tract-cuda panics where it cannot build its
+    /// context or kernels; the panic becomes an error here.
+    pub fn prepare(model: TypedModel, options: &RunOptions) -> TractResult<Box<dyn Runnable>> {
+        let runtime = runtime_for_name("cuda")?.ok_or_else(|| TractError::msg("tract's cuda runtime is not registered"))?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.prepare_with_options(model, options)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(TractError::msg(format!("the CUDA runtime failed while preparing the model: {why}")))
+            })
+    }
+
+    /// The compute ops of a prepared graph that run on the host: not inputs, constants or device syncs, with an
+    /// output that is not a device tensor. Counted by op name, in graph order.
+    pub fn host_ops(runnable: &dyn Runnable) -> HostOps {
+        let mut ops = HostOps::default();
+        let Some(model) = runnable.typed_model() else { return ops };
+        for node in model.nodes() {
+            let name = node.op().name();
+            let structural = node.op_is::<tract_onnx::tract_core::ops::source::TypedSource>()
+                || node.op_is::<tract_onnx::tract_core::ops::konst::Const>()
+                || name.starts_with("DeviceSync");
+            if structural || node.outputs.iter().all(|o| o.fact.as_device_fact().is_some()) {
+                continue;
+            }
+            ops.add(&name);
+        }
+        ops
+    }
+
+    /// Op names and how many nodes of each stay on the host.
+    #[derive(Debug, Default)]
+    pub struct HostOps(Vec<(String, usize)>);
+
+    impl HostOps {
+        fn add(&mut self, name: &str) {
+            match self.0.iter_mut().find(|(n, _)| n == name) {
+                Some((_, c)) => *c += 1,
+                None => self.0.push((name.to_string(), 1)),
+            }
+        }
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+        pub fn count(&self) -> usize {
+            self.0.iter().map(|(_, c)| c).sum()
         }
     }
+
+    impl std::fmt::Display for HostOps {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            for (i, (name, count)) in self.0.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                match count {
+                    1 => write!(f, "{sep}{name}")?,
+                    n => write!(f, "{sep}{name} ×{n}")?,
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The CUDA device tract-cuda would run on, or why it cannot (for `pancap backends`).
+#[cfg(feature = "tract-cuda-runtime")]
+pub fn cuda_device() -> Result<String, EngineError> {
+    cuda::device()
 }
