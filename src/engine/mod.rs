@@ -1,6 +1,7 @@
 //! The engine seam: our own narrow trait and tensor type. Backend types (tract, ort) never leave this module.
 
 mod fake;
+mod gpu_rewrite;
 pub mod mirror;
 #[cfg(feature = "ort")]
 mod ort;

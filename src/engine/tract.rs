@@ -53,6 +53,21 @@ impl TractEngine {
         Ok(TractEngine { spec, state: Box::new(state), backend: "tract", provider })
     }
 
+    /// Loads the model for the CPU with the graph rewrites the CUDA path applies (max pools and downsamples as
+    /// pads, slices, `max` and reshapes), and says how many ops were rewritten: checks those rewrites on any
+    /// machine, since they must not change an output.
+    pub fn load_with_gpu_rewrites(spec: ModelSpec, threads: Option<usize>) -> Result<(Self, usize), EngineError> {
+        let threads = threads.unwrap_or_else(default_threads).max(1);
+        let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
+        let mut model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
+        let rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
+        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+        let plan = model.into_optimized().and_then(|m| m.into_runnable_with_options(&options)).map_err(|e| err(e.into()))?;
+        let state = plan.spawn().map_err(|e| err(e.into()))?;
+        let provider = format!("tract, {threads} thread(s), {rewritten} op(s) rewritten for the GPU");
+        Ok((TractEngine { spec, state: Box::new(state), backend: "tract", provider }, rewritten))
+    }
+
     /// Loads the model onto CUDA device 0 through tract's CUDA runtime. Fails, naming what is missing, when the
     /// driver or a CUDA library cannot be loaded; and, unless `allow_host_ops`, when an op of the model would be
     /// left on the CPU. `threads` serves those host ops.
@@ -61,7 +76,8 @@ impl TractEngine {
         let device = cuda::device()?;
         let threads = threads.unwrap_or_else(default_threads).max(1);
         let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
-        let model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
+        let mut model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
+        super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
         let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
         let runnable = cuda::prepare(model, &options).map_err(|e| err(e.into()))?;
         let host = cuda::host_ops(runnable.as_ref());
