@@ -10,6 +10,7 @@ use std::path::Path;
 const EMBEDDED: &[(&str, &str)] = &[
     ("x86-cpu", include_str!("../targets/x86-cpu.toml")),
     ("x86-cuda", include_str!("../targets/x86-cuda.toml")),
+    ("x86-tract-cuda", include_str!("../targets/x86-tract-cuda.toml")),
     ("jetson-orin-nano", include_str!("../targets/jetson-orin-nano.toml")),
     ("jetson-orin-nx", include_str!("../targets/jetson-orin-nx.toml")),
     ("jetson-agx-orin", include_str!("../targets/jetson-agx-orin.toml")),
@@ -137,6 +138,9 @@ mod tests {
         assert_eq!((nano.backend.backend, nano.backend.precision), (Backend::OrtTensorRt, Precision::Fp16));
         assert!(nano.backend.trt_cache_dir.is_some());
         assert_eq!(TargetProfile::load("x86-cpu").unwrap().backend.backend, Backend::Tract);
+        let cuda = TargetProfile::load("x86-tract-cuda").unwrap();
+        assert_eq!((cuda.backend.backend, cuda.backend.allow_host_ops, cuda.measured), (Backend::TractCuda, true, true));
+        assert!(cuda.backend.validate_settings().is_ok());
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn a_target_profile_sets_the_suite_and_flags_win_over_it() {
 fn targets_lists_and_prints_the_embedded_profiles() {
     let out = common::pancap(&["targets"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "x86-cpu", "x86-cuda"] {
+    for name in ["jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin", "x86-cpu", "x86-cuda", "x86-tract-cuda"] {
         assert!(text.contains(name), "{name} missing from {text}");
     }
     let out = common::pancap(&["targets", "jetson-agx-orin"]);

@@ -312,3 +312,22 @@ fn verify_backend_compares_every_model_output_and_caption_of_ort_cpu_with_tract(
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("NOT equivalent") && stdout.contains(" NO"), "{stdout}");
 }
+
+/// The build's oldest accepted ONNX Runtime is 1.17 (ort's `api-17`: JetPack 6's onnxruntime-gpu builds start
+/// there); an older library is refused by name and version. `.ci/run` fetches ONNX Runtime 1.16.3's library from
+/// the npm package onnxruntime-node into PANCAP_ORT_OLD_LIB; fails, never skips, without it.
+#[test]
+fn an_onnx_runtime_older_than_1_17_is_refused_with_its_version() {
+    let old = std::env::var_os("PANCAP_ORT_OLD_LIB")
+        .map(PathBuf::from)
+        .expect("set PANCAP_ORT_OLD_LIB to libonnxruntime.so.1.16.3 (.ci/run fetches it from the npm onnxruntime-node 1.16.3)");
+    let dog = common::data("darknet-images-unannotated/dog.jpg");
+    let out = common::pancap(&["caption", dog.to_str().unwrap(), "--backend", "ort-cpu", "--ort-lib", old.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("expected version >= '1.17.x'") && err.contains("got '1.16.3'"), "{err}");
+    assert!(out.stdout.is_empty());
+    // the library this build is tested with is accepted
+    let out = common::pancap(&["backends", "--ort-lib", ort_library().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ONNX Runtime 1.31.1"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -76,8 +76,8 @@ impl BackendArgs {
 /// Which models run and how: shared by `caption`, `eval`, `stream` and `profile`.
 #[derive(clap::Args, Clone)]
 pub struct SuiteArgs {
-    /// Apply a target profile: jetson-orin-nano, jetson-orin-nx, jetson-agx-orin, x86-cpu, x86-cuda, or a .toml
-    /// file (flags given here win over it)
+    /// Apply a target profile: jetson-orin-nano, jetson-orin-nx, jetson-agx-orin, x86-cpu, x86-cuda, x86-tract-cuda,
+    /// or a .toml file (flags given here win over it)
     #[arg(long)]
     pub target: Option<String>,
     /// Detectors of the suite, primary first [default: yolox_nano_416,picodet_s_416_coco]
