@@ -8,7 +8,7 @@ use pancap::geometry::{BoxF, Letterbox, ResizeMode};
 use pancap::models::Manifest;
 use pancap::perceive::decode::{decode_gfl, decode_yolox, nms, DecodeParams, Detection};
 use pancap::perceive::merge::{merge, MergeParams};
-use pancap::perceive::preprocess::preprocess;
+use pancap::perceive::preprocess::{preprocess, resize_rgb};
 use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
 use std::hint::black_box;
 
@@ -40,6 +40,20 @@ fn bench_preprocess(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("segmenter_u8_nhwc", format!("{w}x{h}")), &img, |b, img| {
             b.iter(|| preprocess(black_box(img), &seg.input).unwrap())
+        });
+    }
+    g.finish();
+    // the letterbox's resize alone, side by side: the image crate's Triangle (what pancap used) against
+    // fast_image_resize's SIMD bilinear convolution (what it uses)
+    let mut g = c.benchmark_group("resize_to_416");
+    for (w, h) in [(640, 480), (1280, 720), (1920, 1080)] {
+        let img = image(w, h);
+        let (tw, th) = (416, (416 * h / w).max(1));
+        g.bench_with_input(BenchmarkId::new("image_triangle", format!("{w}x{h}")), &img, |b, img| {
+            b.iter(|| image::imageops::resize(black_box(img), tw, th, image::imageops::FilterType::Triangle))
+        });
+        g.bench_with_input(BenchmarkId::new("fast_image_resize_bilinear", format!("{w}x{h}")), &img, |b, img| {
+            b.iter(|| resize_rgb(black_box(img), tw, th).unwrap())
         });
     }
     g.finish();

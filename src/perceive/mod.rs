@@ -27,6 +27,8 @@ pub enum PerceiveError {
     BadOutput(String),
     #[error("unsupported model input: {0}")]
     UnsupportedInput(String),
+    #[error("resizing {0}")]
+    Resize(String),
     #[error("model {name} cannot serve as a {want}: {reason}")]
     WrongModel { name: String, want: &'static str, reason: String },
 }

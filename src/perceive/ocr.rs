@@ -8,7 +8,7 @@ use crate::engine::{self, Engine, EngineError, ModelSpec, Tensor, TensorData};
 use crate::geometry::{BoxF, Letterbox, ResizeMode};
 use crate::models::OcrManifest;
 use crate::timing::{Stage, Timings};
-use image::{imageops::FilterType, RgbImage};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -270,9 +270,9 @@ fn bgr_planes(img: &RgbImage, out_w: usize, out_h: usize) -> Vec<f32> {
 }
 
 /// The detector input at `bucket` (`[w, h]`): the frame scaled to fit, aspect kept, at the top-left.
-pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbox), EngineError> {
+pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbox), PerceiveError> {
     let lb = Letterbox::new(rgb.width(), rgb.height(), bw, bh, ResizeMode::LetterboxTopLeft);
-    let resized = image::imageops::resize(rgb, lb.content_w, lb.content_h, FilterType::Triangle);
+    let resized = super::preprocess::resize_rgb(rgb, lb.content_w, lb.content_h)?;
     let data = bgr_planes(&resized, bw as usize, bh as usize);
     Ok((Tensor::new(vec![1, 3, bh as usize, bw as usize], TensorData::F32(data))?, lb))
 }
@@ -289,7 +289,7 @@ pub fn line_input(crop: &RgbImage, min_width: u32, height: u32, widths: &[u32]) 
         .find(|w| *w >= natural.max(min_width))
         .or_else(|| widths.last().copied())
         .ok_or_else(|| PerceiveError::UnsupportedInput("text line input: no widths".into()))?;
-    let resized = image::imageops::resize(crop, natural.min(width), height, FilterType::Triangle);
+    let resized = super::preprocess::resize_rgb(crop, natural.min(width), height)?;
     let data = bgr_planes(&resized, width as usize, height as usize);
     Ok((Tensor::new(vec![1, 3, height as usize, width as usize], TensorData::F32(data))?, width))
 }

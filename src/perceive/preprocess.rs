@@ -4,26 +4,38 @@
 use crate::engine::{DType, Tensor, TensorData};
 use crate::geometry::Letterbox;
 use crate::models::{ColourOrder, InputManifest, Layout};
-use image::{imageops::FilterType, RgbImage};
+use fast_image_resize::{images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
 
 use super::PerceiveError;
 
+/// Resizes an RGB image with a bilinear (triangle) convolution, SIMD where the CPU has it (fast_image_resize:
+/// AVX2/SSE4.1 on x86-64, NEON on aarch64). Downscaling widens the kernel with the scale, like the image crate's
+/// `Triangle`, so the result matches it to a level or two per channel, in a fraction of the time.
+pub fn resize_rgb(rgb: &RgbImage, width: u32, height: u32) -> Result<RgbImage, PerceiveError> {
+    if (width, height) == (rgb.width(), rgb.height()) {
+        return Ok(rgb.clone());
+    }
+    let err = |e: &dyn std::fmt::Display| PerceiveError::Resize(format!("{}x{} to {width}x{height}: {e}", rgb.width(), rgb.height()));
+    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| err(&e))?;
+    let mut dst = Image::new(width.max(1), height.max(1), PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| err(&e))?;
+    RgbImage::from_raw(width.max(1), height.max(1), dst.into_vec()).ok_or_else(|| err(&"buffer size"))
+}
+
 /// Resizes and pads `rgb` into the model's input canvas (still 8-bit RGB), returning the transform used.
-pub fn letterbox_image(rgb: &RgbImage, input: &InputManifest) -> (RgbImage, Letterbox) {
+pub fn letterbox_image(rgb: &RgbImage, input: &InputManifest) -> Result<(RgbImage, Letterbox), PerceiveError> {
     let (mw, mh) = input.size();
     let lb = Letterbox::new(rgb.width(), rgb.height(), mw, mh, input.resize);
-    let resized = if (lb.content_w, lb.content_h) == (rgb.width(), rgb.height()) {
-        rgb.clone()
-    } else {
-        image::imageops::resize(rgb, lb.content_w, lb.content_h, FilterType::Triangle)
-    };
+    let resized = resize_rgb(rgb, lb.content_w, lb.content_h)?;
     if (lb.content_w, lb.content_h) == (mw, mh) {
-        return (resized, lb);
+        return Ok((resized, lb));
     }
     let pad = input.pad_value;
     let mut canvas = RgbImage::from_pixel(mw, mh, image::Rgb([pad, pad, pad]));
     image::imageops::replace(&mut canvas, &resized, lb.pad_x as i64, lb.pad_y as i64);
-    (canvas, lb)
+    Ok((canvas, lb))
 }
 
 /// Converts a model-sized RGB canvas into the input tensor (layout, colour order, dtype, normalisation).
@@ -93,7 +105,7 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
 
 /// `letterbox_image` then `canvas_to_tensor`.
 pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
-    let (canvas, lb) = letterbox_image(rgb, input);
+    let (canvas, lb) = letterbox_image(rgb, input)?;
     Ok((canvas_to_tensor(&canvas, input)?, lb))
 }
 
