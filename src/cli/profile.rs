@@ -228,7 +228,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
         _ => serde_json::to_string_pretty(&ProfileComparison { comparisons: compare(&reports), reports: reports.clone() })?,
     };
     if let Some(p) = &args.output {
-        std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
+        super::write_atomically(p, json.as_bytes())?;
     }
     match args.format {
         ReportFormat::Json => println!("{json}"),
