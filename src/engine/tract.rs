@@ -38,33 +38,35 @@ impl TractEngine {
     /// Loads and optimises the model for its declared input shapes, to run on `threads` threads (None: one per
     /// core).
     pub fn load(spec: ModelSpec, threads: Option<usize>) -> Result<Self, EngineError> {
-        let threads = threads.unwrap_or_else(default_threads).max(1);
-        let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
-        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
-        let plan = typed_model(&spec)?
-            .into_optimized()
-            .and_then(|m| m.into_runnable_with_options(&options))
-            .map_err(|e| err(e.into()))?;
-        let state = plan.spawn().map_err(|e| err(e.into()))?;
-        let provider = match threads {
-            1 => "tract, 1 thread".into(),
-            n => format!("tract, {n} threads"),
-        };
-        Ok(TractEngine { spec, state: Box::new(state), backend: "tract", provider })
+        Ok(Self::load_cpu(spec, threads, false)?.0)
     }
 
     /// Loads the model for the CPU with the graph rewrites the CUDA path applies (max pools and downsamples as
     /// pads, slices, `max` and reshapes), and says how many ops were rewritten: checks those rewrites on any
     /// machine, since they must not change an output.
     pub fn load_with_gpu_rewrites(spec: ModelSpec, threads: Option<usize>) -> Result<(Self, usize), EngineError> {
+        Self::load_cpu(spec, threads, true)
+    }
+
+    fn load_cpu(spec: ModelSpec, threads: Option<usize>, gpu_rewrites: bool) -> Result<(Self, usize), EngineError> {
         let threads = threads.unwrap_or_else(default_threads).max(1);
         let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
-        let mut model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
-        let rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
+        let mut model = typed_model(&spec)?;
+        let mut rewritten = 0;
+        if gpu_rewrites {
+            model = model.into_decluttered().map_err(|e| err(e.into()))?;
+            rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
+        }
         let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
         let plan = model.into_optimized().and_then(|m| m.into_runnable_with_options(&options)).map_err(|e| err(e.into()))?;
         let state = plan.spawn().map_err(|e| err(e.into()))?;
-        let provider = format!("tract, {threads} thread(s), {rewritten} op(s) rewritten for the GPU");
+        let mut provider = match threads {
+            1 => "tract, 1 thread".to_string(),
+            n => format!("tract, {n} threads"),
+        };
+        if gpu_rewrites {
+            provider.push_str(&format!(", {rewritten} op(s) rewritten for the GPU"));
+        }
         Ok((TractEngine { spec, state: Box::new(state), backend: "tract", provider }, rewritten))
     }
 
