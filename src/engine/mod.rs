@@ -220,11 +220,6 @@ impl Backend {
         }
     }
 
-    /// Whether the backend runs models on a GPU.
-    pub fn is_gpu(self) -> bool {
-        matches!(self, Backend::OrtCuda | Backend::OrtTensorRt | Backend::TractCuda)
-    }
-
     /// Whether this build can run the backend at all (the library and providers are checked at load).
     pub fn compiled_in(self) -> bool {
         match self {
