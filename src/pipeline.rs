@@ -25,7 +25,9 @@ use std::time::Instant;
 
 /// The default suite: two different real detectors and the ADE20K-32 stuff segmenter.
 pub const DEFAULT_DETECTORS: &[&str] = &["yolox_nano_416", "picodet_s_416_coco"];
-pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_uint8";
+/// The float graph pancap derives from the mirror's uint8 segmenter (see models/deeplabv3_mnv2_ade20k32_f32.toml):
+/// faster on tract, which runs the uint8 graph's quantize/dequantize nodes as separate passes.
+pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_f32";
 pub const DEFAULT_PERSON_SEGMENTER: &str = "selfie_person_256";
 pub const DEFAULT_TEXT_READER: &str = "ppocr_v4";
 
@@ -149,10 +151,11 @@ impl From<engine::EngineError> for PipelineError {
 
 /// The model file for the configured precision: the provisioned file, or for INT8 the verified file
 /// `pancap quantize` wrote for a detector (models the mirror ships quantized run as shipped; the 0.45 MB person
-/// segmenter, which `pancap quantize` does not take, runs in FP32 at every precision).
+/// segmenter, which `pancap quantize` does not take, and models pancap derives, run as provisioned at every
+/// precision).
 fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineError> {
     let mut spec = m.model_spec(&cfg.models_dir);
-    if cfg.backend.precision == Precision::Int8 && !m.quantized && m.role != Role::PersonSegmenter {
+    if cfg.backend.precision == Precision::Int8 && !m.quantized && m.derived.is_none() && m.role != Role::PersonSegmenter {
         spec.path = models::quantized::resolve(&cfg.models_dir, &m.name, &m.file, &m.sha256)?;
     }
     Ok(spec)

@@ -24,6 +24,10 @@ pub struct SuiteProfile {
     pub detectors: Vec<String>,
     /// Stuff segmentation on or off.
     pub stuff: bool,
+    /// The stuff segmenter (none: the default, the float graph derived from the uint8 one; ONNX Runtime targets
+    /// name the uint8 graph, which its integer kernels run faster).
+    #[serde(default)]
+    pub segmenter: Option<String>,
     /// Extra-instance discovery on tiles (four more primary-detector runs per frame).
     pub discovery: bool,
     /// In `pancap stream`: discovery every Nth frame.

@@ -222,7 +222,7 @@ fn models_verify_names_a_tampered_file_and_both_hashes() {
 fn models_list_names_every_manifest() {
     let out = pancap(&["models", "list"]);
     let s = text(&out.stdout);
-    for m in ["yolox_nano_416", "picodet_s_416_coco", "nanodet_m_416", "deimv2_hgnetv2_femto_coco", "deeplabv3_mnv2_ade20k32_uint8"] {
+    for m in ["yolox_nano_416", "picodet_s_416_coco", "nanodet_m_416", "deimv2_hgnetv2_femto_coco", "deeplabv3_mnv2_ade20k32_uint8", "deeplabv3_mnv2_ade20k32_f32"] {
         assert!(s.contains(m), "{s}");
     }
 }

@@ -40,7 +40,7 @@ fn the_default_suite_on_tract_cuda_matches_tract_on_the_cpu() {
     assert_eq!(r["images"], 16);
     // every model of the default suite was compared, and ran on the device
     let outputs = r["outputs"].as_array().unwrap();
-    for model in ["yolox_nano_416", "picodet_s_416_coco", "deeplabv3_mnv2_ade20k32_uint8", "selfie_person_256", "PP-OCRv4_det"] {
+    for model in ["yolox_nano_416", "picodet_s_416_coco", "deeplabv3_mnv2_ade20k32_f32", "selfie_person_256", "PP-OCRv4_det"] {
         assert!(outputs.iter().any(|o| o["model"].as_str().unwrap().contains(model)), "{model} not compared: {stdout}");
     }
     for p in r["providers"].as_array().unwrap() {

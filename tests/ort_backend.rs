@@ -293,7 +293,7 @@ fn verify_backend_compares_every_model_output_and_caption_of_ort_cpu_with_tract(
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!((r["equivalent"].as_bool(), r["reference"].as_str(), r["candidate"].as_str()), (Some(true), Some("tract/fp32"), Some("ort-cpu/fp32")));
     let outputs = r["outputs"].as_array().unwrap();
-    for model in ["yolox_nano_416.onnx", "picodet_s_416_coco.onnx", "deeplabv3_mnv2_ade20k32_uint8.onnx", "selfie_person_256.onnx"] {
+    for model in ["yolox_nano_416.onnx", "picodet_s_416_coco.onnx", "deeplabv3_mnv2_ade20k32_f32.onnx", "selfie_person_256.onnx"] {
         let rows: Vec<_> = outputs.iter().filter(|o| o["model"] == model).collect();
         assert!(!rows.is_empty(), "{model} not compared: {stdout}");
         for o in rows {
@@ -330,4 +330,15 @@ fn an_onnx_runtime_older_than_1_17_is_refused_with_its_version() {
     // the library this build is tested with is accepted
     let out = common::pancap(&["backends", "--ort-lib", ort_library().to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ONNX Runtime 1.31.1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The float segmenter pancap derives from the uint8 one (the default on tract) against the uint8 model as ONNX
+/// Runtime runs it, on every dev photo's pixels.
+#[test]
+fn the_derived_float_segmenter_on_tract_labels_as_the_uint8_one_on_ort_cpu() {
+    let tract = BackendConfig::default();
+    let (share, least) =
+        common::segmenter_agreement("deeplabv3_mnv2_ade20k32_uint8", &ort_cpu(), "deeplabv3_mnv2_ade20k32_f32", &tract);
+    eprintln!("derived float on tract vs uint8 on ort-cpu: {:.2} % of pixels alike (least {:.2} %)", share * 100.0, least * 100.0);
+    assert!(share >= 0.97, "only {:.2} % of pixels labelled alike", share * 100.0);
 }

@@ -226,3 +226,17 @@ fn every_entity_carries_a_mask_and_people_get_the_person_segmenters() {
         assert_eq!(e.mask_source, Some(MaskSource::Region));
     }
 }
+
+#[test]
+fn the_derived_float_segmenter_labels_the_dev_photos_as_the_uint8_one() {
+    // pulled like every model: the float graph derived from the mirror's uint8 file, sha256 as recorded
+    let m = pancap::models::Manifest::by_name(pancap::pipeline::DEFAULT_SEGMENTER).unwrap();
+    let d = m.derived.as_ref().expect("the default segmenter is derived");
+    let source = pancap::models::Manifest::by_name("deeplabv3_mnv2_ade20k32_uint8").unwrap();
+    assert_eq!((d.source_file.as_str(), d.source_sha256.as_str()), (source.file.as_str(), source.sha256.as_str()));
+    assert_eq!(pancap::models::sha256_of(&m.path_in(&common::models_dir())).unwrap(), m.sha256);
+    let tract = pancap::engine::BackendConfig::default();
+    let (share, least) = common::segmenter_agreement("deeplabv3_mnv2_ade20k32_uint8", &tract, &m.name, &tract);
+    eprintln!("derived float vs uint8 segmenter on tract: {:.2} % of pixels alike (least {:.2} %)", share * 100.0, least * 100.0);
+    assert!(share >= 0.97, "only {:.2} % of pixels labelled alike", share * 100.0);
+}

@@ -86,6 +86,10 @@ pub struct SuiteArgs {
     /// Skip stuff segmentation (things only)
     #[arg(long)]
     pub no_stuff: bool,
+    /// The stuff segmenter [default: deeplabv3_mnv2_ade20k32_f32, the float graph pancap derives from the
+    /// uint8 deeplabv3_mnv2_ade20k32_uint8, which ONNX Runtime runs faster]
+    #[arg(long)]
+    pub segmenter: Option<String>,
     /// Skip the extra-instance discovery pass
     #[arg(long)]
     pub no_discovery: bool,
@@ -127,11 +131,16 @@ impl SuiteArgs {
             }
             None => (defaults.detectors.clone(), true, true, true, true, BackendConfig::default()),
         };
+        let segmenter = self
+            .segmenter
+            .clone()
+            .or_else(|| target.as_ref().and_then(|t| t.suite.segmenter.clone()))
+            .or(defaults.segmenter.clone());
         let config = PipelineConfig {
             models_dir: models_dir.to_path_buf(),
             backend: self.backend.apply(backend),
             detectors: self.detectors.clone().unwrap_or(detectors),
-            segmenter: if stuff && !self.no_stuff { defaults.segmenter.clone() } else { None },
+            segmenter: if stuff && !self.no_stuff { segmenter } else { None },
             discovery: if discovery && !self.no_discovery { defaults.discovery } else { None },
             person_segmenter: if person_masks && !self.no_person_masks { defaults.person_segmenter.clone() } else { None },
             text_reader: if text && !self.no_text { defaults.text_reader.clone() } else { None },

@@ -1,5 +1,6 @@
 //! The engine seam: our own narrow trait and tensor type. Backend types (tract, ort) never leave this module.
 
+pub mod dequantize;
 mod fake;
 mod gpu_rewrite;
 pub mod mirror;

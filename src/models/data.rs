@@ -77,7 +77,7 @@ impl DataManifest {
     pub fn files(&self) -> Vec<ModelFile> {
         self.files
             .iter()
-            .map(|f| ModelFile { model: self.name.clone(), file: f.file.clone(), sha256: f.sha256.clone() })
+            .map(|f| ModelFile { model: self.name.clone(), file: f.file.clone(), sha256: f.sha256.clone(), derived: None })
             .collect()
     }
 

@@ -26,6 +26,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("nanodet_m_416", include_str!("../../models/nanodet_m_416.toml")),
     ("deimv2_hgnetv2_femto_coco", include_str!("../../models/deimv2_hgnetv2_femto_coco.toml")),
     ("deeplabv3_mnv2_ade20k32_uint8", include_str!("../../models/deeplabv3_mnv2_ade20k32_uint8.toml")),
+    ("deeplabv3_mnv2_ade20k32_f32", include_str!("../../models/deeplabv3_mnv2_ade20k32_f32.toml")),
     ("selfie_person_256", include_str!("../../models/selfie_person_256.toml")),
 ];
 
@@ -98,6 +99,25 @@ pub struct OutputManifest {
     pub shape: Vec<usize>,
 }
 
+/// How a derived model file is made from its source file: `pancap models pull` provisions the source from the
+/// mirror (by its sha256), applies the transform and installs the result only if its sha256 is the one recorded
+/// here (the transforms are deterministic), so loading checks it like any other model file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Derivation {
+    /// The source file, relative to the models directory and the mirror, and its sha256.
+    pub source_file: String,
+    pub source_sha256: String,
+    pub transform: Transform,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transform {
+    /// A QDQ-quantized graph rewritten to float (`engine::dequantize`).
+    Dequantize,
+}
+
 /// How raw outputs become detections or a label map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
@@ -131,6 +151,9 @@ pub struct Manifest {
     /// `pancap quantize` leaves it alone.
     #[serde(default)]
     pub quantized: bool,
+    /// Made by pancap from another provisioned file rather than copied from the mirror.
+    #[serde(default)]
+    pub derived: Option<Derivation>,
     pub source: Source,
     pub input: InputManifest,
     pub outputs: Vec<OutputManifest>,
@@ -181,6 +204,10 @@ impl Manifest {
         if self.outputs.len() != expected_outputs {
             return bad(format!("decoder needs {expected_outputs} outputs, manifest lists {}", self.outputs.len()));
         }
+        if let Some(d) = &self.derived {
+            check_hash(&self.name, &d.source_sha256)?;
+            check_relative(&self.name, &d.source_file)?;
+        }
         check_relative(&self.name, &self.file)
     }
 
@@ -205,7 +232,12 @@ impl Manifest {
 
     /// The files provisioning installs for this model.
     pub fn files(&self) -> Vec<ModelFile> {
-        vec![ModelFile { model: self.name.clone(), file: self.file.clone(), sha256: self.sha256.clone() }]
+        vec![ModelFile {
+            model: self.name.clone(),
+            file: self.file.clone(),
+            sha256: self.sha256.clone(),
+            derived: self.derived.clone(),
+        }]
     }
 
     /// What an engine needs to load this model from `models_dir`.
@@ -235,6 +267,8 @@ pub struct ModelFile {
     /// Path relative to the models directory (and to the mirror).
     pub file: String,
     pub sha256: String,
+    /// Made from another file instead of copied from the mirror.
+    pub derived: Option<Derivation>,
 }
 
 impl ModelFile {

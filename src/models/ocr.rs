@@ -135,7 +135,7 @@ impl OcrManifest {
             (&self.recogniser.file, &self.recogniser.sha256),
         ]
         .into_iter()
-        .map(|(file, sha256)| ModelFile { model: self.name.clone(), file: file.clone(), sha256: sha256.clone() })
+        .map(|(file, sha256)| ModelFile { model: self.name.clone(), file: file.clone(), sha256: sha256.clone(), derived: None })
         .collect()
     }
 

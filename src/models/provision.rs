@@ -2,7 +2,7 @@
 //! A copy is written to a temporary file and renamed into place only after its hash matched, so a failed or
 //! interrupted pull never leaves a half-written model behind.
 
-use super::ModelFile;
+use super::{Derivation, ModelFile, Transform};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -28,6 +28,13 @@ pub enum ProvisionError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("mirror directory {0} does not exist")]
     NoMirror(PathBuf),
+    #[error("{model}: cannot derive {path} from {source_path}: {reason}")]
+    Derive { model: String, path: PathBuf, source_path: PathBuf, reason: String },
+    #[error(
+        "{model}: deriving {path} from its source gave sha256 {actual}, the manifest expects {expected}; this \
+         build's transform does not make the file the manifest describes; nothing was installed"
+    )]
+    DerivedMismatch { model: String, path: PathBuf, expected: String, actual: String },
 }
 
 /// State of one model file after `verify` or `pull`.
@@ -38,6 +45,8 @@ pub enum FileStatus {
     Verified,
     /// Copied from the mirror and verified.
     Installed,
+    /// Made from its (verified) source file and verified.
+    Derived,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -109,6 +118,9 @@ fn pull_one(m: &ModelFile, mirror: &Path, models_dir: &Path) -> Result<PullRepor
     if let Ok(report) = verify_one(m, models_dir) {
         return Ok(report);
     }
+    if let Some(d) = &m.derived {
+        return derive_one(m, d, mirror, models_dir);
+    }
     let src = mirror.join(&m.file);
     if !src.is_file() {
         return Err(ProvisionError::MirrorMissing { model: m.model.clone(), path: src, file: m.file.clone() });
@@ -139,12 +151,49 @@ fn pull_one(m: &ModelFile, mirror: &Path, models_dir: &Path) -> Result<PullRepor
     result
 }
 
+/// Provisions the source of a derived file, applies the transform and installs the result if its sha256 is the
+/// manifest's (written to a temporary file, synced, renamed).
+fn derive_one(m: &ModelFile, d: &Derivation, mirror: &Path, models_dir: &Path) -> Result<PullReport, ProvisionError> {
+    let source = ModelFile { model: m.model.clone(), file: d.source_file.clone(), sha256: d.source_sha256.clone(), derived: None };
+    let source_path = pull_one(&source, mirror, models_dir)?.path;
+    let dest = m.path_in(models_dir);
+    let fail = |reason: String| ProvisionError::Derive {
+        model: m.model.clone(),
+        path: dest.clone(),
+        source_path: source_path.clone(),
+        reason,
+    };
+    let bytes = std::fs::read(&source_path).map_err(io(&source_path))?;
+    let derived = match d.transform {
+        Transform::Dequantize => crate::engine::dequantize::dequantize_onnx(&bytes).map_err(|e| fail(e.to_string()))?.0,
+    };
+    let actual: String = Sha256::digest(&derived).iter().map(|b| format!("{b:02x}")).collect();
+    if actual != m.sha256 {
+        return Err(ProvisionError::DerivedMismatch { model: m.model.clone(), path: dest, expected: m.sha256.clone(), actual });
+    }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| {
+        let mut out = File::create(&tmp).map_err(io(&tmp))?;
+        out.write_all(&derived).map_err(io(&tmp))?;
+        out.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        Ok(PullReport { model: m.model.clone(), path: dest.clone(), status: FileStatus::Derived, sha256: actual })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn fake_manifest(dir: &Path, bytes: &[u8]) -> ModelFile {
-        let mut m = ModelFile { model: "fake".into(), file: "detection/fake.onnx".into(), sha256: String::new() };
+        let mut m = ModelFile { model: "fake".into(), file: "detection/fake.onnx".into(), sha256: String::new(), derived: None };
         let mirror_file = dir.join("mirror").join(&m.file);
         std::fs::create_dir_all(mirror_file.parent().unwrap_or(dir)).ok();
         std::fs::write(&mirror_file, bytes).ok();
@@ -191,5 +240,46 @@ mod tests {
         let v = verify(std::slice::from_ref(&m), tmp.path());
         let msg = v.first().and_then(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("missing") && msg.contains("models pull"), "{msg}");
+    }
+
+    fn derived_from(dir: &Path, source: &[u8]) -> ModelFile {
+        let src = fake_manifest(dir, source);
+        let derived = crate::engine::dequantize::dequantize_onnx(source).map(|(b, _)| b).unwrap_or_default();
+        ModelFile {
+            model: "fake".into(),
+            file: "derived/fake.onnx".into(),
+            sha256: Sha256::digest(&derived).iter().map(|b| format!("{b:02x}")).collect(),
+            derived: Some(Derivation { source_file: src.file, source_sha256: src.sha256, transform: Transform::Dequantize }),
+        }
+    }
+
+    #[test]
+    fn a_derived_file_is_made_from_its_pulled_source_and_checked_by_sha256() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let source = crate::engine::dequantize::tests::tiny_qdq_model();
+        let m = derived_from(tmp.path(), &source);
+        let models = tmp.path().join("models");
+        let r = pull(std::slice::from_ref(&m), &tmp.path().join("mirror"), &models).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(r.first(), Some(Ok(PullReport { status: FileStatus::Derived, .. }))), "{r:?}");
+        assert!(models.join("detection/fake.onnx").is_file(), "the source is provisioned too");
+        let v = verify(std::slice::from_ref(&m), &models);
+        assert!(matches!(v.first(), Some(Ok(PullReport { status: FileStatus::Verified, .. }))));
+
+        // a transform that does not give the recorded bytes installs nothing
+        let mut wrong = derived_from(tmp.path(), &source);
+        wrong.sha256 = "0".repeat(64);
+        wrong.file = "derived/other.onnx".into();
+        let r = pull(std::slice::from_ref(&wrong), &tmp.path().join("mirror"), &models).unwrap_or_else(|e| panic!("{e}"));
+        let msg = r.first().and_then(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("gave sha256") && msg.contains("nothing was installed"), "{msg}");
+        assert!(!wrong.path_in(&models).exists());
+        assert_eq!(std::fs::read_dir(models.join("derived")).map(|d| d.count()).unwrap_or(0), 1, "no partial file");
+
+        // a source the transform cannot read is an error naming it
+        let bad = derived_from(&tmp.path().join("bad"), b"weights");
+        let r = pull(std::slice::from_ref(&bad), &tmp.path().join("bad/mirror"), &tmp.path().join("bad/models"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let msg = r.first().and_then(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("cannot derive") && msg.contains("fake.onnx") && msg.contains("not a readable ONNX model"), "{msg}");
     }
 }

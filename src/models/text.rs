@@ -79,11 +79,12 @@ impl TextManifest {
 
     pub fn files(&self) -> Vec<ModelFile> {
         vec![
-            ModelFile { model: self.name.clone(), file: self.file.clone(), sha256: self.sha256.clone() },
+            ModelFile { model: self.name.clone(), file: self.file.clone(), sha256: self.sha256.clone(), derived: None },
             ModelFile {
                 model: self.name.clone(),
                 file: self.tokenizer.file.clone(),
                 sha256: self.tokenizer.sha256.clone(),
+                derived: None,
             },
         ]
     }

@@ -116,3 +116,40 @@ pub fn check_golden(path: &std::path::Path, actual: &serde_json::Value, tol: f64
     }
     assert!(diff.is_empty(), "output differs from {} (regenerate on purpose with UPDATE_GOLDEN=1):\n{}", path.display(), diff.join("\n"));
 }
+
+/// The share of image pixels (letterbox padding cropped) that stuff segmenter `b` on `b_backend` labels as
+/// segmenter `a` on `a_backend` does, over the coco-val2017-dev photos; and the lowest share of one photo.
+pub fn segmenter_agreement(
+    a: &str,
+    a_backend: &pancap::engine::BackendConfig,
+    b: &str,
+    b_backend: &pancap::engine::BackendConfig,
+) -> (f64, f64) {
+    use pancap::models::Manifest;
+    let dir = models_dir();
+    let (ma, mb) = (Manifest::by_name(a).unwrap(), Manifest::by_name(b).unwrap());
+    let mut ea = pancap::engine::load(a_backend, ma.model_spec(&dir)).unwrap();
+    let mut eb = pancap::engine::load(b_backend, mb.model_spec(&dir)).unwrap();
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(data("coco-val2017-dev/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    assert_eq!(photos.len(), 16, "the 16 coco-val2017-dev photos");
+    let (mut same, mut total, mut least) = (0usize, 0usize, 1.0f64);
+    for p in &photos {
+        let rgb = image::open(p).unwrap().to_rgb8();
+        let label = |m: &Manifest, e: &mut Box<dyn pancap::engine::Engine>| {
+            let (inputs, lb) = pancap::perceive::model_inputs(&rgb, m).unwrap();
+            let out = e.run(&inputs).unwrap();
+            pancap::perceive::stuff::decode_argmax(&out[0], &lb, rgb.width(), rgb.height()).unwrap().classes
+        };
+        let (la, lb) = (label(&ma, &mut ea), label(&mb, &mut eb));
+        let s = la.iter().zip(&lb).filter(|(x, y)| x == y).count();
+        least = least.min(s as f64 / la.len() as f64);
+        same += s;
+        total += la.len();
+    }
+    (same as f64 / total as f64, least)
+}
