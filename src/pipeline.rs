@@ -98,6 +98,10 @@ pub struct PipelineConfig {
     /// Most thing entities in one caption (the rest are counted as truncated).
     pub max_things: usize,
     pub decode_limits: DecodeLimits,
+    /// Threads for the stuff segmenter and the text reader (none: the backend's `threads`): in a stream they run
+    /// on threads of their own beside the detectors, which keep the rest of the cores.
+    #[serde(default)]
+    pub slow_stage_threads: Option<usize>,
 }
 
 impl Default for PipelineConfig {
@@ -118,6 +122,7 @@ impl Default for PipelineConfig {
             stuff_min_area: 0.01,
             relations: RelationParams::default(),
             max_things: 40,
+            slow_stage_threads: None,
             decode_limits: DecodeLimits::default(),
         }
     }
@@ -147,6 +152,23 @@ impl From<engine::EngineError> for PipelineError {
     fn from(e: engine::EngineError) -> Self {
         PipelineError::Engine(Box::new(e))
     }
+}
+
+/// The mask the person segmenter gave the box that best overlaps `b` (IoU ≥ 0.5) on the last frame it ran,
+/// moved and scaled into `b` (nearest neighbour), or None.
+fn carried_mask(carried: &[(BoxF, BoxMask)], b: &BoxF, width: u32, height: u32) -> Option<BoxMask> {
+    let (old, mask) = carried
+        .iter()
+        .map(|(ob, m)| (ob.iou(b), ob, m))
+        .filter(|(iou, _, _)| *iou >= 0.5)
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, ob, m)| (ob, m))?;
+    let (sx, sy) = (old.width() / b.width().max(1e-3), old.height() / b.height().max(1e-3));
+    Some(BoxMask::from_fn(b, width, height, |x, y| {
+        let ox = old.x1 + (x as f32 + 0.5 - b.x1) * sx;
+        let oy = old.y1 + (y as f32 + 0.5 - b.y1) * sy;
+        ox >= 0.0 && oy >= 0.0 && mask.get(ox as u32, oy as u32)
+    }))
 }
 
 /// The model file for the configured precision: the provisioned file, or for INT8 the verified file
@@ -224,11 +246,15 @@ pub struct FrameOptions<'a> {
     pub stuff: StuffInput<'a>,
     pub discovery: bool,
     pub text: TextInput<'a>,
+    /// Run the person segmenter on this frame's people; when false, each person takes the mask the segmenter
+    /// gave the same person (the best-overlapping box, IoU ≥ 0.5) on the last frame it ran, moved and scaled to
+    /// the new box.
+    pub person_masks: bool,
 }
 
 impl Default for FrameOptions<'_> {
     fn default() -> Self {
-        FrameOptions { stuff: StuffInput::Run, discovery: true, text: TextInput::Run }
+        FrameOptions { stuff: StuffInput::Run, discovery: true, text: TextInput::Run, person_masks: true }
     }
 }
 
@@ -248,6 +274,10 @@ pub struct Pipeline {
     text_reader: Option<TextReader>,
     cfg: PipelineConfig,
     providers: Vec<ModelProvider>,
+    /// The person segmenter's masks from the last frame it ran on, with the boxes they were made for.
+    people_masks: Vec<(BoxF, BoxMask)>,
+    /// The text reader's name once it was moved to a thread of its own (lines it read are still placed here).
+    text_reader_name: Option<String>,
 }
 
 impl Pipeline {
@@ -279,9 +309,10 @@ impl Pipeline {
             let e = loader(&cfg.backend, spec_for(m, &cfg)?)?;
             detectors.push(Detector::new(m.clone(), e, cfg.detect)?);
         }
+        let slow_backend = BackendConfig { threads: cfg.slow_stage_threads.or(cfg.backend.threads), ..cfg.backend.clone() };
         let segmenter = match seg {
             Some(m) if m.role == Role::Segmenter => {
-                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
+                let e = loader(&slow_backend, spec_for(&m, &cfg)?)?;
                 Some(Segmenter::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
@@ -296,7 +327,7 @@ impl Pipeline {
             None => None,
         };
         let text_reader =
-            cfg.text_reader.as_deref().map(|name| load_text_reader_with(name, &cfg.models_dir, &cfg.backend, cfg.ocr, loader.clone())).transpose()?;
+            cfg.text_reader.as_deref().map(|name| load_text_reader_with(name, &cfg.models_dir, &slow_backend, cfg.ocr, loader.clone())).transpose()?;
         Ok(Self::from_parts(detectors, segmenter, cfg)?.with_person_segmenter(person_segmenter).with_text_reader(text_reader))
     }
 
@@ -312,7 +343,16 @@ impl Pipeline {
         let dets = detectors.iter().map(|d| ModelProvider { model: d.name().to_string(), provider: d.provider() });
         let seg = segmenter.iter().map(|s| ModelProvider { model: s.name().to_string(), provider: s.provider() });
         let providers = dets.chain(seg).collect();
-        Ok(Pipeline { detectors, segmenter, person_segmenter: None, text_reader: None, cfg, providers })
+        Ok(Pipeline {
+            detectors,
+            segmenter,
+            person_segmenter: None,
+            text_reader: None,
+            cfg,
+            providers,
+            people_masks: Vec::new(),
+            text_reader_name: None,
+        })
     }
 
     /// Adds (or removes) the text reader.
@@ -357,6 +397,16 @@ impl Pipeline {
         self.segmenter.take()
     }
 
+    /// Moves the text reader out (to run it on its own thread); the pipeline then takes text as
+    /// `TextInput::Given`.
+    pub fn take_text_reader(&mut self) -> Option<TextReader> {
+        let reader = self.text_reader.take();
+        if let Some(r) = &reader {
+            self.text_reader_name = Some(r.name().to_string());
+        }
+        reader
+    }
+
     /// Captions one frame with every stage. `timings` may already hold the decode time of the frame.
     pub fn process(&mut self, frame: &Frame, timings: Timings) -> Result<FrameResult, PipelineError> {
         self.process_with(frame, timings, FrameOptions::default())
@@ -382,7 +432,7 @@ impl Pipeline {
         // colours are named with the frame's light undone
         let light = Illuminant::estimate(rgb);
         let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
-        let claimed = self.mask_things(rgb, &mut entities, stuff_view, &light, &mut timings).map_err(frame_err)?;
+        let claimed = self.mask_things(rgb, &mut entities, stuff_view, &light, opts.person_masks, &mut timings).map_err(frame_err)?;
         if let Some(s) = &stuff {
             self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings);
         }
@@ -513,12 +563,13 @@ impl Pipeline {
         entities: &mut [Entity],
         stuff: Option<(&crate::models::Labels, &crate::perceive::stuff::LabelMap)>,
         light: &Illuminant,
+        run_people: bool,
         timings: &mut Timings,
     ) -> Result<Vec<bool>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
         let t = Instant::now();
         let mark = timings.mark();
-        let thing_masks = self.thing_masks(rgb, entities, stuff, timings)?;
+        let thing_masks = self.thing_masks(rgb, entities, stuff, run_people, timings)?;
         let mut claimed = vec![false; w as usize * h as usize];
         for (e, (m, source)) in entities.iter_mut().zip(&thing_masks) {
             m.paint_into(&mut claimed, w);
@@ -578,15 +629,19 @@ impl Pipeline {
         truncation: &mut Truncation,
         timings: &mut Timings,
     ) -> Result<Option<Vec<TextLine>>, PerceiveError> {
-        let Some(reader) = self.text_reader.as_mut() else { return Ok(None) };
         let ran = matches!(input, TextInput::Run);
-        let lines: std::borrow::Cow<'_, [TextLine]> = match input {
-            TextInput::Run => std::borrow::Cow::Owned(reader.read(rgb, timings)?),
-            TextInput::Given(lines) => std::borrow::Cow::Borrowed(lines),
-            TextInput::Skip => return Ok(None),
+        let lines: std::borrow::Cow<'_, [TextLine]> = match (input, self.text_reader.as_mut()) {
+            (TextInput::Run, Some(reader)) => std::borrow::Cow::Owned(reader.read(rgb, timings)?),
+            (TextInput::Given(lines), _) => std::borrow::Cow::Borrowed(lines),
+            (TextInput::Run, None) | (TextInput::Skip, _) => return Ok(None),
+        };
+        let reader_name: &str = match (&self.text_reader, &self.text_reader_name) {
+            (Some(r), _) => r.name(),
+            (None, Some(name)) => name,
+            (None, None) => return Ok(None),
         };
         let t = Instant::now();
-        crate::scene::text::place_text(entities, &lines, rgb.width(), rgb.height(), reader.name(), truncation);
+        crate::scene::text::place_text(entities, &lines, rgb.width(), rgb.height(), reader_name, truncation);
         timings.record(Stage::Describe, None, t);
         Ok(ran.then(|| lines.into_owned()))
     }
@@ -597,9 +652,13 @@ impl Pipeline {
         rgb: &image::RgbImage,
         entities: &[Entity],
         stuff: Option<(&crate::models::Labels, &crate::perceive::stuff::LabelMap)>,
+        run_people: bool,
         timings: &mut Timings,
     ) -> Result<Vec<(BoxMask, MaskSource)>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
+        if run_people && self.person_segmenter.is_some() {
+            self.people_masks.clear();
+        }
         // the largest people get the person segmenter, up to the configured number
         let mut people: Vec<(usize, f32)> =
             entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, e)| (i, e.bbox().area())).collect();
@@ -609,9 +668,15 @@ impl Pipeline {
         for (i, e) in entities.iter().enumerate() {
             let b = e.bbox();
             if let Some(ps) = self.person_segmenter.as_mut().filter(|_| people.iter().any(|(p, _)| *p == i)) {
-                let m = ps.segment(rgb, &b, timings)?;
-                if masks::agrees(&m) {
-                    out.push((m, MaskSource::PersonSegmenter));
+                if run_people {
+                    let m = ps.segment(rgb, &b, timings)?;
+                    if masks::agrees(&m) {
+                        self.people_masks.push((b, m.clone()));
+                        out.push((m, MaskSource::PersonSegmenter));
+                        continue;
+                    }
+                } else if let Some(m) = carried_mask(&self.people_masks, &b, w, h) {
+                    out.push((m, MaskSource::PersonCarried));
                     continue;
                 }
             }
@@ -694,4 +759,29 @@ fn ranking(instances: &[Instance]) -> Vec<ScoredBox> {
     }
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_carried_person_mask_follows_its_box_and_needs_an_overlap() {
+        // the left half of a 10x20 box at (10, 10)
+        let old = BoxF::new(10.0, 10.0, 20.0, 30.0);
+        let mask = BoxMask::from_fn(&old, 100, 100, |x, _| x < 15);
+        let carried = [(old, mask)];
+        // moved 2 px right and down, the same size: the same pixels, moved
+        let moved = BoxF::new(12.0, 12.0, 22.0, 32.0);
+        let m = carried_mask(&carried, &moved, 100, 100).unwrap_or_else(|| panic!("IoU is over 0.5"));
+        assert_eq!((m.x0, m.y0, m.w, m.h), (12, 12, 10, 20));
+        assert!(m.get(16, 20) && !m.get(17, 20), "columns 12..17 set");
+        assert_eq!(m.area(), 5 * 20);
+        // twice as wide (IoU 0.5): the set part scales with it
+        let wide = BoxF::new(10.0, 10.0, 30.0, 30.0);
+        let m = carried_mask(&carried, &wide, 100, 100).unwrap_or_else(|| panic!("IoU is 0.5"));
+        assert_eq!(m.area(), 10 * 20);
+        // somewhere else: nothing to carry
+        assert!(carried_mask(&carried, &BoxF::new(50.0, 50.0, 60.0, 70.0), 100, 100).is_none());
+    }
 }

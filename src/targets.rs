@@ -43,6 +43,13 @@ pub struct SuiteProfile {
     /// In `pancap stream`: text reading every Nth frame.
     #[serde(default = "ten")]
     pub text_every: u32,
+    /// In `pancap stream`: the person segmenter every Nth frame (masks follow their boxes in between).
+    #[serde(default = "five")]
+    pub person_masks_every: u32,
+}
+
+fn five() -> u32 {
+    5
 }
 
 fn on() -> bool {

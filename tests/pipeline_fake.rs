@@ -153,3 +153,39 @@ fn a_failing_engine_names_the_frame() {
     let e = p.process(&frame(), Timings::default()).unwrap_err().to_string();
     assert!(e.contains("synthetic.png") && e.contains("boom"), "{e}");
 }
+
+#[test]
+fn between_person_segmenter_runs_people_keep_their_last_mask() {
+    use pancap::perceive::masks::{MaskSource, PersonSegmenter};
+    use pancap::pipeline::{FrameOptions, StuffInput, TextInput};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let primary = fake_yolox(yolox_output(&[(1, 18, 10, 40.0, 100.0, 0, 0.8), (1, 22, 10, 40.0, 100.0, 0, 0.7)]));
+    // the fake person segmenter sees a person in the left 60 % of whatever it is shown, and counts its runs
+    let runs = Arc::new(AtomicUsize::new(0));
+    let m = Manifest::by_name("selfie_person_256").unwrap();
+    let counted = Arc::clone(&runs);
+    let engine = FakeEngine::new(m.model_spec(Path::new("unused")), move |_: &[Tensor]| -> Result<Vec<Tensor>, EngineError> {
+        counted.fetch_add(1, Ordering::SeqCst);
+        let probs: Vec<f32> = (0..256 * 256).map(|i| if i % 256 < 154 { 1.0 } else { 0.0 }).collect();
+        Ok(vec![Tensor::new(vec![1, 256, 256, 1], TensorData::F32(probs)).unwrap()])
+    });
+    let person = PersonSegmenter::new(m, Box::new(engine)).unwrap();
+    let cfg = PipelineConfig { segmenter: None, discovery: None, text_reader: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary], None, cfg).unwrap().with_person_segmenter(Some(person));
+    let opts = |person_masks| FrameOptions { stuff: StuffInput::Skip, discovery: false, text: TextInput::Skip, person_masks };
+    let people = |r: &pancap::FrameResult| -> Vec<(Option<MaskSource>, Option<pancap::perceive::masks::Rle>)> {
+        r.caption.entities.iter().filter(|e| e.tag == "person").map(|e| (e.mask_source, e.mask.clone())).collect()
+    };
+    let ran = p.process_with(&frame(), Timings::default(), opts(true)).unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one run per person");
+    let carried = p.process_with(&frame(), Timings::default(), opts(false)).unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "no run on a frame without person masks");
+    let (ran, carried) = (people(&ran), people(&carried));
+    assert_eq!(ran.len(), 2);
+    assert!(ran.iter().all(|(s, _)| *s == Some(MaskSource::PersonSegmenter)), "{ran:?}");
+    assert!(carried.iter().all(|(s, _)| *s == Some(MaskSource::PersonCarried)), "{carried:?}");
+    // the same boxes: the carried masks are the segmenter's masks, pixel for pixel
+    let masks = |v: &[(Option<MaskSource>, Option<pancap::perceive::masks::Rle>)]| v.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>();
+    assert_eq!(masks(&ran), masks(&carried));
+}

@@ -23,6 +23,9 @@ use std::time::Instant;
 pub enum MaskSource {
     /// The person segmenter on the person's box.
     PersonSegmenter,
+    /// The person segmenter's mask of the same person on an earlier frame (in a stream, between its runs),
+    /// moved and scaled to the person's box.
+    PersonCarried,
     /// The semantic segmenter's pixels of the thing's class inside its box.
     Segmenter,
     /// No model agreed with the box: the ellipse inscribed in it.

@@ -11,6 +11,7 @@ pub mod track;
 #[cfg(feature = "camera")]
 pub mod camera;
 
+use crate::perceive::ocr::{TextLine, TextReader};
 use crate::perceive::Segmenter;
 use crate::pipeline::{FrameOptions, StuffInput, StuffMap, TextInput};
 use crate::scene::{Kind, PanopticCaption};
@@ -73,8 +74,15 @@ pub struct StreamOptions {
     pub queue: usize,
     /// Run extra-instance discovery on every Nth frame (0: never).
     pub discovery_every: u32,
-    /// Read text on every Nth frame (0: never).
+    /// Read text on every Nth frame (0: never), on its own thread: a frame is handed over when N frames passed
+    /// since the last hand-over and the reader is idle.
     pub text_every: u32,
+    /// Hand a frame to the stuff segmenter when N frames passed since the last hand-over and it is idle (1: whenever
+    /// it is idle).
+    pub stuff_every: u32,
+    /// Run the person segmenter on every Nth frame (0: never); in between, each person's last mask is moved and
+    /// scaled to the person's new box.
+    pub person_masks_every: u32,
     pub track: TrackParams,
     /// Stop after this many frames from the source.
     pub max_frames: Option<u64>,
@@ -96,6 +104,8 @@ impl Default for StreamOptions {
             queue: 2,
             discovery_every: 10,
             text_every: 10,
+            person_masks_every: 5,
+            stuff_every: 10,
             track: TrackParams::default(),
             max_frames: None,
             slow_down: Duration::ZERO,
@@ -165,6 +175,9 @@ pub struct StreamSummary {
     pub corrupt: u64,
     /// Frames the stuff segmenter failed on (logged; the previous map stays in use).
     pub stuff_failed: u64,
+    /// Frames the text reader failed on (logged; the previous lines stay in use).
+    #[serde(default)]
+    pub text_failed: u64,
     pub records: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -255,41 +268,39 @@ fn capture(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue<Captured>>, o
     queue.close();
 }
 
-/// One finished segmentation: the frame's sequence number and its map, or why it failed.
-type StuffResult = (u64, Result<StuffMap, String>);
+/// One finished slow-stage run: the frame's sequence number and its result, or why it failed.
+type WorkerResult<T> = (u64, Result<T, String>);
 
-/// Stuff segmentation on its own thread: it takes a frame only when idle, and its latest map is carried.
-struct StuffWorker {
+/// A slow stage (stuff segmentation, text reading) on its own thread: it takes a frame only when idle, so the
+/// detector loop never waits for it, and the stream carries its latest result to the frames in between.
+struct Worker<T> {
+    stage: &'static str,
     idle: Arc<AtomicBool>,
     tx: mpsc::SyncSender<Frame>,
-    rx: mpsc::Receiver<StuffResult>,
+    rx: mpsc::Receiver<WorkerResult<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl StuffWorker {
-    fn spawn(mut seg: Segmenter) -> StuffWorker {
+impl<T: Send + 'static> Worker<T> {
+    fn spawn(stage: &'static str, mut work: impl FnMut(&Frame) -> Result<T, String> + Send + 'static) -> Worker<T> {
         let idle = Arc::new(AtomicBool::new(true));
         let (tx, frames) = mpsc::sync_channel::<Frame>(1);
         let (results, rx) = mpsc::channel();
         let worker_idle = Arc::clone(&idle);
         let thread = std::thread::spawn(move || {
             for frame in frames {
-                let mut t = Timings::default();
-                let r = seg
-                    .segment(&frame.rgb, &mut t)
-                    .map(|map| StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
-                    .map_err(|e| format!("{}: {e}", frame.origin));
+                let r = work(&frame);
                 worker_idle.store(true, Ordering::SeqCst);
                 if results.send((frame.seq, r)).is_err() {
                     break;
                 }
             }
         });
-        StuffWorker { idle, tx, rx, thread: Some(thread) }
+        Worker { stage, idle, tx, rx, thread: Some(thread) }
     }
 
     /// The results finished since the last call, or an error when the worker thread died.
-    fn finished(&mut self) -> Result<Vec<StuffResult>, StreamError> {
+    fn finished(&mut self) -> Result<Vec<WorkerResult<T>>, StreamError> {
         let mut out = Vec::new();
         loop {
             match self.rx.try_recv() {
@@ -300,7 +311,7 @@ impl StuffWorker {
                         Some(Err(payload)) => panic_message(payload.as_ref()),
                         _ => "it ended without a result".into(),
                     };
-                    return Err(StreamError::WorkerDied { stage: "stuff segmentation", reason });
+                    return Err(StreamError::WorkerDied { stage: self.stage, reason });
                 }
             }
         }
@@ -312,16 +323,38 @@ impl StuffWorker {
         drop(self.tx);
         drop(self.rx);
         match thread.map(std::thread::JoinHandle::join) {
-            Some(Err(payload)) => Err(StreamError::WorkerDied { stage: "stuff segmentation", reason: panic_message(payload.as_ref()) }),
+            Some(Err(payload)) => Err(StreamError::WorkerDied { stage: self.stage, reason: panic_message(payload.as_ref()) }),
             _ => Ok(()),
         }
     }
 
-    fn offer(&self, frame: &Frame) {
-        if self.idle.swap(false, Ordering::SeqCst) && self.tx.try_send(frame.clone()).is_err() {
-            self.idle.store(true, Ordering::SeqCst);
+    /// Hands the frame over if the worker is idle; says whether it took it.
+    fn offer(&self, frame: &Frame) -> bool {
+        if !self.idle.swap(false, Ordering::SeqCst) {
+            return false;
         }
+        if self.tx.try_send(frame.clone()).is_err() {
+            self.idle.store(true, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
+}
+
+fn stuff_worker(mut seg: Segmenter) -> Worker<StuffMap> {
+    Worker::spawn("stuff segmentation", move |frame| {
+        let mut t = Timings::default();
+        seg.segment(&frame.rgb, &mut t)
+            .map(|map| StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
+            .map_err(|e| format!("{}: {e}", frame.origin))
+    })
+}
+
+fn text_worker(mut reader: TextReader) -> Worker<Vec<TextLine>> {
+    Worker::spawn("text reading", move |frame| {
+        let mut t = Timings::default();
+        reader.read(&frame.rgb, &mut t).map_err(|e| format!("{}: {e}", frame.origin))
+    })
 }
 
 type Signature = (BTreeSet<(u32, String)>, BTreeSet<TrackedRelation>);
@@ -343,9 +376,13 @@ pub fn run(
         let (q, o, s, r) = (Arc::clone(&queue), opts.clone(), Arc::clone(&stop), Arc::clone(&reopened));
         std::thread::spawn(move || capture(source, q, o, s, r))
     };
-    let mut stuff = pipeline.take_segmenter().map(StuffWorker::spawn);
+    let mut stuff = pipeline.take_segmenter().map(stuff_worker);
+    let mut text_reader = if opts.text_every > 0 { pipeline.take_text_reader().map(text_worker) } else { None };
     let mut latest_stuff: Option<(u64, StuffMap)> = None;
-    let mut latest_text: Option<Vec<crate::perceive::ocr::TextLine>> = None;
+    let mut latest_text: Option<Vec<TextLine>> = None;
+    // the frame count at the last hand-over to the text reader and to the stuff segmenter
+    let mut text_offered: Option<u64> = None;
+    let mut stuff_offered: Option<u64> = None;
     let mut tracker = Tracker::new(opts.track);
     let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
     let mut latencies = crate::math::LatencyHistogram::default();
@@ -375,27 +412,42 @@ pub fn run(
                     }
                 }
             }
-            w.offer(&frame);
+            let due = stuff_offered.is_none_or(|at| summary.frames >= at + u64::from(opts.stuff_every.max(1)));
+            if due && w.offer(&frame) {
+                stuff_offered = Some(summary.frames);
+            }
         }
+        if let Some(w) = &mut text_reader {
+            for (_, r) in w.finished()? {
+                match r {
+                    Ok(lines) => latest_text = Some(lines),
+                    Err(e) => {
+                        log::warn!("text reading failed: {e}");
+                        summary.text_failed += 1;
+                    }
+                }
+            }
+            let due = text_offered.is_none_or(|at| summary.frames >= at + u64::from(opts.text_every));
+            if due && w.offer(&frame) {
+                text_offered = Some(summary.frames);
+            }
+        }
+        let person_masks = opts.person_masks_every > 0 && summary.frames.is_multiple_of(u64::from(opts.person_masks_every));
         let discovery = opts.discovery_every > 0 && summary.frames.is_multiple_of(u64::from(opts.discovery_every));
         let stuff_input = match &latest_stuff {
             Some((_, m)) => StuffInput::Given(m),
             None => StuffInput::Skip,
         };
-        // text is read on its own cadence; the lines read last are placed on the frames in between (as stuff is)
+        // text is read on its own thread and cadence; the lines read last are placed on the frames in between (as
+        // stuff is)
         let text = match &latest_text {
-            _ if opts.text_every > 0 && summary.frames.is_multiple_of(u64::from(opts.text_every)) => TextInput::Run,
             Some(lines) => TextInput::Given(lines),
             None => TextInput::Skip,
         };
-        let result = pipeline.process_with(&frame, Timings::default(), FrameOptions { stuff: stuff_input, discovery, text });
+        let opts_frame = FrameOptions { stuff: stuff_input, discovery, text, person_masks };
+        let result = pipeline.process_with(&frame, Timings::default(), opts_frame);
         let caption = match result {
-            Ok(r) => {
-                if let Some(lines) = r.text_lines {
-                    latest_text = Some(lines);
-                }
-                r.caption
-            }
+            Ok(r) => r.caption,
             Err(e) => {
                 log::warn!("skipped: {e}");
                 summary.corrupt += 1;
@@ -468,6 +520,9 @@ pub fn run(
     }
     queue.close();
     if let Some(w) = stuff.take() {
+        w.close()?;
+    }
+    if let Some(w) = text_reader.take() {
         w.close()?;
     }
     summary.dropped = queue.dropped();
