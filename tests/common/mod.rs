@@ -3,6 +3,8 @@
 //! development data. Tests that need them fail loudly (never skip) when the mirror is absent.
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 

@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+//! Heap allocations per frame, counted (deterministic, unlike time): the fake-engine pipeline and one real-model
+//! frame in steady state, held under ceilings. One test in its own binary, so no other test's thread allocates
+//! while it counts. The ceilings are today's counts with a little room, to be lowered as host stages stop
+//! allocating (issue 14's goal: ≤ 50 outside the engines).
+
+mod common;
+
+use common::fakes::{fake_picodet, fake_yolox, frame, picodet_outputs, yolox_output};
+use pancap::timing::Timings;
+use pancap::{Pipeline, PipelineConfig};
+
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+fn allocations() -> u64 {
+    GLOBAL.stats().allocations as u64
+}
+
+/// Mean allocations per frame over `frames` frames after `warm` frames, outside and inside the engines.
+fn per_frame(p: &mut Pipeline, f: &pancap::source::Frame, warm: usize, frames: u64) -> (u64, u64) {
+    for _ in 0..warm {
+        p.process(f, Timings::default()).unwrap();
+    }
+    let mut counted = pancap::alloc_count::PerFrame::default();
+    for _ in 0..frames {
+        let mark = pancap::alloc_count::mark();
+        p.process(f, Timings::default()).unwrap();
+        counted.add_since(mark);
+    }
+    (counted.outside_mean().unwrap() as u64, counted.inside_mean().unwrap() as u64)
+}
+
+#[test]
+fn allocations_per_frame_stay_under_their_ceilings() {
+    pancap::alloc_count::install(allocations);
+    // the fake-engine pipeline (two detectors, no stuff, discovery, person masks or text)
+    let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9), (1, 18, 10, 40.0, 100.0, 0, 0.8)]));
+    let secondary = fake_picodet(picodet_outputs(&[(1, 6, 13, [42.0, 39.0, 42.0, 39.0], 16, 0.6)]));
+    let cfg = PipelineConfig { segmenter: None, discovery: None, person_segmenter: None, text_reader: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary, secondary], None, cfg).unwrap();
+    let (fake_outside, _) = per_frame(&mut p, &frame(), 2, 5);
+
+    // one real-model frame: the two default detectors on tract with one thread (so no pool thread allocates)
+    let cfg = PipelineConfig {
+        backend: pancap::engine::BackendConfig { threads: Some(1), ..Default::default() },
+        segmenter: None,
+        discovery: None,
+        person_segmenter: None,
+        text_reader: None,
+        ..common::config()
+    };
+    let mut p = Pipeline::load(cfg).unwrap();
+    let rgb = image::open(common::data("darknet-images-unannotated/dog.jpg")).unwrap().to_rgb8();
+    let dog = pancap::source::Frame { rgb, origin: "dog.jpg".into(), seq: 0 };
+    let (real_outside, real_inside) = per_frame(&mut p, &dog, 2, 3);
+    eprintln!("allocations per frame: fake pipeline {fake_outside}; real detectors {real_outside} outside, {real_inside} inside the engines");
+    assert!(fake_outside <= FAKE_CEILING, "fake pipeline: {fake_outside} allocations per frame (ceiling {FAKE_CEILING})");
+    assert!(real_outside <= REAL_OUTSIDE_CEILING, "real frame: {real_outside} outside the engines (ceiling {REAL_OUTSIDE_CEILING})");
+    assert!(real_inside <= REAL_INSIDE_CEILING, "real frame: {real_inside} inside the engines (ceiling {REAL_INSIDE_CEILING})");
+}
+
+// measured at 7bee0c9 (2026-11-30): 164; 2,196 outside (mostly fast_image_resize's per-resize coefficient
+// tables: 808 with the image crate's resize) and 3,925 inside tract for two detectors
+const FAKE_CEILING: u64 = 175;
+const REAL_OUTSIDE_CEILING: u64 = 2_300;
+const REAL_INSIDE_CEILING: u64 = 4_100;
