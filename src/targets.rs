@@ -46,6 +46,13 @@ pub struct SuiteProfile {
     /// In `pancap stream`: the person segmenter every Nth frame (masks follow their boxes in between).
     #[serde(default = "five")]
     pub person_masks_every: u32,
+    /// In `pancap stream`: a frame for the stuff segmenter every Nth frame (when it is idle).
+    #[serde(default = "ten")]
+    pub stuff_every: u32,
+    /// In `pancap stream`: threads of the stuff segmenter and the text reader, which run beside the detectors
+    /// (none: half the backend's threads).
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
 }
 
 fn five() -> u32 {
@@ -148,7 +155,13 @@ mod tests {
         let nano = TargetProfile::load("jetson-orin-nano").unwrap();
         assert_eq!((nano.backend.backend, nano.backend.precision), (Backend::OrtTensorRt, Precision::Fp16));
         assert!(nano.backend.trt_cache_dir.is_some());
-        assert_eq!(TargetProfile::load("x86-cpu").unwrap().backend.backend, Backend::Tract);
+        let cpu = TargetProfile::load("x86-cpu").unwrap();
+        assert_eq!(cpu.backend.backend, Backend::Tract);
+        // the measured stream layout of the 2-core box; the default segmenter (the derived float graph) on tract
+        assert_eq!((cpu.suite.stuff_every, cpu.suite.worker_threads, cpu.suite.segmenter.as_deref()), (10, Some(1), None));
+        // ONNX Runtime targets run the uint8 segmenter with its integer kernels; unset stream knobs take defaults
+        assert_eq!(nano.suite.segmenter.as_deref(), Some("deeplabv3_mnv2_ade20k32_uint8"));
+        assert_eq!((nano.suite.stuff_every, nano.suite.worker_threads, nano.suite.person_masks_every), (10, None, 5));
         let cuda = TargetProfile::load("x86-tract-cuda").unwrap();
         assert_eq!((cuda.backend.backend, cuda.backend.allow_host_ops, cuda.measured), (Backend::TractCuda, true, true));
         assert!(cuda.backend.validate_settings().is_ok());

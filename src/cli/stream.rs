@@ -68,11 +68,12 @@ pub struct StreamArgs {
     #[arg(long)]
     person_masks_every: Option<u32>,
     /// Hand a frame to the stuff segmenter (on its own thread) when N frames passed since the last and it is idle
-    /// (1: whenever it is idle)
-    #[arg(long, default_value_t = 10)]
-    stuff_every: u32,
+    /// (1: whenever it is idle) [default: 10, or the target's]
+    #[arg(long)]
+    stuff_every: Option<u32>,
     /// Threads for the stuff segmenter and the text reader, which run on threads of their own beside the
-    /// detectors [default: half the backend's threads, at least 1, so the detectors keep the other half]
+    /// detectors [default: the target's, else half the backend's threads, at least 1, so the detectors keep the
+    /// other half]
     #[arg(long)]
     worker_threads: Option<usize>,
     /// Stop after this many frames
@@ -160,7 +161,9 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     // measured on a 2-core box (issue 14): the segmenter and text reader on their own threads with all the cores
     // took them from the detectors (6.8 fps); with one thread and stuff every 10th frame, 10.1 fps
     let half = (cfg.backend.threads.unwrap_or_else(pancap::engine::default_threads) / 2).max(1);
-    let cfg = PipelineConfig { slow_stage_threads: args.worker_threads.or(cfg.slow_stage_threads).or(Some(half)), ..cfg };
+    let worker_threads = args.worker_threads.or(target.as_ref().and_then(|t| t.suite.worker_threads));
+    let cfg = PipelineConfig { slow_stage_threads: worker_threads.or(cfg.slow_stage_threads).or(Some(half)), ..cfg };
+    let stuff_every = args.stuff_every.or(target.as_ref().map(|t| t.suite.stuff_every)).unwrap_or(StreamOptions::default().stuff_every);
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
         every_frame: args.every_frame,
@@ -170,7 +173,7 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         discovery_every,
         text_every,
         person_masks_every,
-        stuff_every: args.stuff_every,
+        stuff_every,
         max_frames: args.max_frames,
         slow_down: Duration::from_millis(args.slow_ms),
         live: args.live,
