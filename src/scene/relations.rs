@@ -314,9 +314,12 @@ fn strength(p: Predicate) -> u8 {
 /// Relations among `entities`, bounded per entity and in total. Returns the relations and how many were dropped.
 pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationParams) -> (Vec<Relation>, u32) {
     let mut out: Vec<Relation> = Vec::new();
-    // each stuff mask is decoded once, not once per pair
-    let masks: BTreeMap<u32, Mask> =
-        entities.iter().filter_map(|e| Some((e.id, e.mask.as_ref()?.to_mask()?))).collect();
+    // each stuff mask is decoded once, not once per pair; things' masks are never read here, so not decoded
+    let masks: BTreeMap<u32, Mask> = entities
+        .iter()
+        .filter(|e| e.kind == Kind::Stuff)
+        .filter_map(|e| Some((e.id, e.mask.as_ref()?.to_mask()?)))
+        .collect();
     let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
     let mut dropped = 0u32;
     let acts = actions(entities);
