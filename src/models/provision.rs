@@ -126,14 +126,8 @@ fn pull_one(m: &ModelFile, mirror: &Path, models_dir: &Path) -> Result<PullRepor
         return Err(ProvisionError::MirrorMissing { model: m.model.clone(), path: src, file: m.file.clone() });
     }
     let dest = m.path_in(models_dir);
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
-    let result = (|| {
-        let mut out = File::create(&tmp).map_err(io(&tmp))?;
-        let actual = hash_file(&src, Some(&mut out))?;
-        out.sync_all().map_err(io(&tmp))?;
+    let actual = install(&dest, |out| {
+        let actual = hash_file(&src, Some(out))?;
         if actual != m.sha256 {
             return Err(ProvisionError::MirrorMismatch {
                 model: m.model.clone(),
@@ -142,8 +136,24 @@ fn pull_one(m: &ModelFile, mirror: &Path, models_dir: &Path) -> Result<PullRepor
                 actual,
             });
         }
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        Ok(PullReport { model: m.model.clone(), path: dest.clone(), status: FileStatus::Installed, sha256: actual })
+        Ok(actual)
+    })?;
+    Ok(PullReport { model: m.model.clone(), path: dest, status: FileStatus::Installed, sha256: actual })
+}
+
+/// Writes `dest` through a temporary file beside it: `write` fills it (and may refuse it), then it is synced and
+/// renamed into place, so a failed or interrupted install never leaves a half-written file under the real name.
+fn install<T>(dest: &Path, write: impl FnOnce(&mut File) -> Result<T, ProvisionError>) -> Result<T, ProvisionError> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
+    let result = (|| {
+        let mut out = File::create(&tmp).map_err(io(&tmp))?;
+        let value = write(&mut out)?;
+        out.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, dest).map_err(io(dest))?;
+        Ok(value)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -171,21 +181,8 @@ fn derive_one(m: &ModelFile, d: &Derivation, mirror: &Path, models_dir: &Path) -
     if actual != m.sha256 {
         return Err(ProvisionError::DerivedMismatch { model: m.model.clone(), path: dest, expected: m.sha256.clone(), actual });
     }
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let tmp = dest.with_extension(format!("partial-{}", std::process::id()));
-    let result = (|| {
-        let mut out = File::create(&tmp).map_err(io(&tmp))?;
-        out.write_all(&derived).map_err(io(&tmp))?;
-        out.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        Ok(PullReport { model: m.model.clone(), path: dest.clone(), status: FileStatus::Derived, sha256: actual })
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    install(&dest, |out| out.write_all(&derived).map_err(io(&dest)))?;
+    Ok(PullReport { model: m.model.clone(), path: dest, status: FileStatus::Derived, sha256: actual })
 }
 
 #[cfg(test)]
