@@ -136,34 +136,36 @@ fn open_camera(dev: &Path, _: Option<(u32, u32)>, _: CameraFormat, _: DecodeLimi
     bail!("{}: this pancap was built without camera support; rebuild with `--features camera` (needs clang and libclang-dev)", dev.display())
 }
 
+/// A stream stage's cadence (every Nth frame): 0 when the stage is off, else the flag, the target's, the default.
+fn cadence(on: bool, flag: Option<u32>, target: Option<u32>, default: u32) -> u32 {
+    if on {
+        flag.or(target).unwrap_or(default)
+    } else {
+        0
+    }
+}
+
 pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     let limits = DecodeLimits::default();
     let (cfg, target) = args.suite.resolve(&models_dir)?;
     let source = open_source(&args, target.as_ref(), limits)?;
-    let discovery_every = match (args.discovery_every, &target) {
-        _ if cfg.discovery.is_none() => 0,
-        (Some(n), _) => n,
-        (None, Some(t)) => t.suite.discovery_every,
-        (None, None) => 10,
-    };
-    let text_every = match (args.text_every, &target) {
-        _ if cfg.text_reader.is_none() => 0,
-        (Some(n), _) => n,
-        (None, Some(t)) => t.suite.text_every,
-        (None, None) => 10,
-    };
-    let person_masks_every = match (args.person_masks_every, &target) {
-        _ if cfg.person_segmenter.is_none() => 0,
-        (Some(n), _) => n,
-        (None, Some(t)) => t.suite.person_masks_every,
-        (None, None) => StreamOptions::default().person_masks_every,
-    };
+    let suite = target.as_ref().map(|t| &t.suite);
+    let defaults = StreamOptions::default();
+    let discovery_every =
+        cadence(cfg.discovery.is_some(), args.discovery_every, suite.map(|s| s.discovery_every), defaults.discovery_every);
+    let text_every = cadence(cfg.text_reader.is_some(), args.text_every, suite.map(|s| s.text_every), defaults.text_every);
+    let person_masks_every = cadence(
+        cfg.person_segmenter.is_some(),
+        args.person_masks_every,
+        suite.map(|s| s.person_masks_every),
+        defaults.person_masks_every,
+    );
+    let stuff_every = cadence(true, args.stuff_every, suite.map(|s| s.stuff_every), defaults.stuff_every);
     // measured on a 2-core box (issue 14): the segmenter and text reader on their own threads with all the cores
     // took them from the detectors (6.8 fps); with one thread and stuff every 10th frame, 10.1 fps
     let half = (cfg.backend.threads.unwrap_or_else(pancap::engine::default_threads) / 2).max(1);
-    let worker_threads = args.worker_threads.or(target.as_ref().and_then(|t| t.suite.worker_threads));
-    let cfg = PipelineConfig { slow_stage_threads: worker_threads.or(cfg.slow_stage_threads).or(Some(half)), ..cfg };
-    let stuff_every = args.stuff_every.or(target.as_ref().map(|t| t.suite.stuff_every)).unwrap_or(StreamOptions::default().stuff_every);
+    let worker_threads = args.worker_threads.or(suite.and_then(|s| s.worker_threads)).unwrap_or(half);
+    let cfg = PipelineConfig { slow_stage_threads: Some(worker_threads), ..cfg };
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
         every_frame: args.every_frame,

@@ -279,6 +279,8 @@ struct Worker<T> {
     tx: mpsc::SyncSender<Frame>,
     rx: mpsc::Receiver<WorkerResult<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The stream's frame count at the last hand-over.
+    offered: Option<u64>,
 }
 
 impl<T: Send + 'static> Worker<T> {
@@ -296,7 +298,7 @@ impl<T: Send + 'static> Worker<T> {
                 }
             }
         });
-        Worker { stage, idle, tx, rx, thread: Some(thread) }
+        Worker { stage, idle, tx, rx, thread: Some(thread), offered: None }
     }
 
     /// The results finished since the last call, or an error when the worker thread died.
@@ -325,6 +327,30 @@ impl<T: Send + 'static> Worker<T> {
         match thread.map(std::thread::JoinHandle::join) {
             Some(Err(payload)) => Err(StreamError::WorkerDied { stage: self.stage, reason: panic_message(payload.as_ref()) }),
             _ => Ok(()),
+        }
+    }
+
+    /// Takes the results finished since the last call: the newest success into `latest` (with its frame's
+    /// sequence number), each failure logged and counted in `failed`.
+    fn collect(&mut self, latest: &mut Option<(u64, T)>, failed: &mut u64) -> Result<(), StreamError> {
+        for (seq, r) in self.finished()? {
+            match r {
+                Ok(v) => *latest = Some((seq, v)),
+                Err(e) => {
+                    log::warn!("{} failed: {e}", self.stage);
+                    *failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the frame over when `every` frames passed since the last hand-over (`frames` is the stream's
+    /// count) and the worker is idle.
+    fn offer_every(&mut self, frame: &Frame, frames: u64, every: u32) {
+        let due = self.offered.is_none_or(|at| frames >= at + u64::from(every.max(1)));
+        if due && self.offer(frame) {
+            self.offered = Some(frames);
         }
     }
 
@@ -379,10 +405,7 @@ pub fn run(
     let mut stuff = pipeline.take_segmenter().map(stuff_worker);
     let mut text_reader = if opts.text_every > 0 { pipeline.take_text_reader().map(text_worker) } else { None };
     let mut latest_stuff: Option<(u64, StuffMap)> = None;
-    let mut latest_text: Option<Vec<TextLine>> = None;
-    // the frame count at the last hand-over to the text reader and to the stuff segmenter
-    let mut text_offered: Option<u64> = None;
-    let mut stuff_offered: Option<u64> = None;
+    let mut latest_text: Option<(u64, Vec<TextLine>)> = None;
     let mut tracker = Tracker::new(opts.track);
     let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
     let mut latencies = crate::math::LatencyHistogram::default();
@@ -403,34 +426,12 @@ pub fn run(
             }
         };
         if let Some(w) = &mut stuff {
-            for (seq, r) in w.finished()? {
-                match r {
-                    Ok(m) => latest_stuff = Some((seq, m)),
-                    Err(e) => {
-                        log::warn!("stuff segmentation failed: {e}");
-                        summary.stuff_failed += 1;
-                    }
-                }
-            }
-            let due = stuff_offered.is_none_or(|at| summary.frames >= at + u64::from(opts.stuff_every.max(1)));
-            if due && w.offer(&frame) {
-                stuff_offered = Some(summary.frames);
-            }
+            w.collect(&mut latest_stuff, &mut summary.stuff_failed)?;
+            w.offer_every(&frame, summary.frames, opts.stuff_every);
         }
         if let Some(w) = &mut text_reader {
-            for (_, r) in w.finished()? {
-                match r {
-                    Ok(lines) => latest_text = Some(lines),
-                    Err(e) => {
-                        log::warn!("text reading failed: {e}");
-                        summary.text_failed += 1;
-                    }
-                }
-            }
-            let due = text_offered.is_none_or(|at| summary.frames >= at + u64::from(opts.text_every));
-            if due && w.offer(&frame) {
-                text_offered = Some(summary.frames);
-            }
+            w.collect(&mut latest_text, &mut summary.text_failed)?;
+            w.offer_every(&frame, summary.frames, opts.text_every);
         }
         let person_masks = opts.person_masks_every > 0 && summary.frames.is_multiple_of(u64::from(opts.person_masks_every));
         let discovery = opts.discovery_every > 0 && summary.frames.is_multiple_of(u64::from(opts.discovery_every));
@@ -441,7 +442,7 @@ pub fn run(
         // text is read on its own thread and cadence; the lines read last are placed on the frames in between (as
         // stuff is)
         let text = match &latest_text {
-            Some(lines) => TextInput::Given(lines),
+            Some((_, lines)) => TextInput::Given(lines),
             None => TextInput::Skip,
         };
         let opts_frame = FrameOptions { stuff: stuff_input, discovery, text, person_masks };
