@@ -74,8 +74,7 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
     }
     let graph = model.graph.as_mut().ok_or(DequantizeError::NoGraph)?;
     let mut report = DequantizeReport::default();
-    let constants: HashMap<String, TensorProto> =
-        graph.initializer.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let constants: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     // values that now flow in float but stand for quantized codes: name -> (scale, zero point)
     let mut floated: HashMap<String, (f32, i32)> = HashMap::new();
     // values that are still real quantized codes: the graph inputs and the head's
@@ -89,7 +88,7 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
         match node.op_type.as_str() {
             "DequantizeLinear" => {
                 let x = input(0).ok_or_else(|| fail("no input".into()))?;
-                if let Some(c) = constants.get(x) {
+                if let Some(c) = constants.get(x.as_str()) {
                     let out = node.output.first().ok_or_else(|| fail("no output".into()))?;
                     new_constants.push(fold(&node, c, &constants, out).map_err(fail)?);
                     report.constants_folded += 1;
@@ -120,7 +119,7 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
                 let x = input(0).ok_or_else(|| fail("no input".into()))?.clone();
                 let out = node.output.first().ok_or_else(|| fail("no output".into()))?.clone();
                 let (scale, zp) = scalar_params(&node, &constants).map_err(fail)?;
-                let (qmin, qmax) = match input(2).and_then(|z| constants.get(z)).map(|t| t.data_type) {
+                let (qmin, qmax) = match input(2).and_then(|z| constants.get(z.as_str())).map(|t| t.data_type) {
                     Some(INT8) => (-128.0f32, 127.0f32),
                     Some(UINT8) | None => (0.0, 255.0),
                     Some(t) => return Err(fail(format!("zero point of element type {t}"))),
@@ -161,31 +160,31 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
     Ok((model.encode_to_vec(), report))
 }
 
-/// The per-tensor scale and zero point of a (De)QuantizeLinear node.
-fn scalar_params(node: &NodeProto, constants: &HashMap<String, TensorProto>) -> Result<(f32, i32), String> {
-    let scale = node.input.get(1).and_then(|s| constants.get(s)).ok_or("scale is not a constant")?;
-    let scale = floats(scale)?;
+/// The scales and zero points of a (De)QuantizeLinear node (zero points 0 when it names none).
+fn params(node: &NodeProto, constants: &HashMap<&str, &TensorProto>) -> Result<(Vec<f32>, Vec<i32>), String> {
+    let scale = floats(node.input.get(1).and_then(|s| constants.get(s.as_str())).ok_or("scale is not a constant")?)?;
     let zp = match node.input.get(2).filter(|s| !s.is_empty()) {
-        Some(z) => ints(constants.get(z).ok_or("zero point is not a constant")?)?,
-        None => vec![0],
-    };
-    match (scale.as_slice(), zp.as_slice()) {
-        ([s], [z]) => Ok((*s, *z)),
-        _ => Err(format!("per-channel quantization of an activation ({} scales)", scale.len())),
-    }
-}
-
-/// `(q − zp) · scale` of a constant, per tensor or along the node's `axis`.
-fn fold(node: &NodeProto, q: &TensorProto, constants: &HashMap<String, TensorProto>, out: &str) -> Result<TensorProto, String> {
-    let values = ints(q)?;
-    let scale = floats(node.input.get(1).and_then(|s| constants.get(s)).ok_or("scale is not a constant")?)?;
-    let zp = match node.input.get(2).filter(|s| !s.is_empty()) {
-        Some(z) => ints(constants.get(z).ok_or("zero point is not a constant")?)?,
+        Some(z) => ints(constants.get(z.as_str()).ok_or("zero point is not a constant")?)?,
         None => vec![0; scale.len()],
     };
     if zp.len() != scale.len() {
         return Err(format!("{} scales but {} zero points", scale.len(), zp.len()));
     }
+    Ok((scale, zp))
+}
+
+/// The per-tensor scale and zero point of a (De)QuantizeLinear node.
+fn scalar_params(node: &NodeProto, constants: &HashMap<&str, &TensorProto>) -> Result<(f32, i32), String> {
+    match params(node, constants)? {
+        (scale, zp) if scale.len() == 1 => Ok((scale.first().copied().unwrap_or(1.0), zp.first().copied().unwrap_or(0))),
+        (scale, _) => Err(format!("per-channel quantization of an activation ({} scales)", scale.len())),
+    }
+}
+
+/// `(q − zp) · scale` of a constant, per tensor or along the node's `axis`.
+fn fold(node: &NodeProto, q: &TensorProto, constants: &HashMap<&str, &TensorProto>, out: &str) -> Result<TensorProto, String> {
+    let values = ints(q)?;
+    let (scale, zp) = params(node, constants)?;
     let dims: Vec<usize> = q.dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d}"))).collect::<Result<_, _>>()?;
     let data: Vec<f32> = if scale.len() == 1 {
         let (s, z) = (scale.first().copied().unwrap_or(1.0), zp.first().copied().unwrap_or(0));
