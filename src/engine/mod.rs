@@ -3,6 +3,7 @@
 pub mod dequantize;
 mod fake;
 mod gpu_rewrite;
+mod grid_sample;
 pub mod mirror;
 #[cfg(feature = "ort")]
 mod ort;

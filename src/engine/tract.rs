@@ -113,7 +113,11 @@ fn typed_model(spec: &ModelSpec) -> Result<TypedModel, EngineError> {
         };
         model = model.with_input_fact(i, fact).map_err(|e| err(e.into()))?;
     }
-    model.into_typed().map_err(|e| err(e.into()))
+    let mut model = model.into_typed().map_err(|e| err(e.into()))?;
+    // tract's own GridSample allocates per output element: the deformable-attention decoders (DEIMv2) spend most
+    // of their time there
+    super::grid_sample::replace_grid_samples(&mut model).map_err(|e| err(e.into()))?;
+    Ok(model)
 }
 
 /// The value of one metadata entry (`metadata_props`) of an ONNX file, read without building the model (the
