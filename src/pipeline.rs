@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The default suite: two different real detectors and the ADE20K-32 stuff segmenter.
+/// The default suite: two different real detectors (chosen by quality per millisecond: README, "Choosing the
+/// suite") and the ADE20K-32 stuff segmenter.
 pub const DEFAULT_DETECTORS: &[&str] = &["yolox_nano_416", "picodet_s_416_coco"];
 /// The float graph pancap derives from the mirror's uint8 segmenter (see models/deeplabv3_mnv2_ade20k32_f32.toml):
 /// faster on tract, which runs the uint8 graph's quantize/dequantize nodes as separate passes.
@@ -287,7 +288,8 @@ impl Pipeline {
     }
 
     /// `load` with every model loaded by `loader` (backend equivalence wraps each engine in a mirror).
-    pub fn load_with(cfg: PipelineConfig, loader: engine::Loader) -> Result<Self, PipelineError> {
+    pub fn load_with(mut cfg: PipelineConfig, loader: engine::Loader) -> Result<Self, PipelineError> {
+        cfg.merge.detectors = cfg.detectors.len().max(1);
         let mut manifests = Vec::new();
         for name in &cfg.detectors {
             let m = Manifest::by_name(name)?;

@@ -43,8 +43,9 @@ fn eval_on_coco_panoptic_reports_pq_for_things_and_stuff() {
     let all = pq["all"]["pq"].as_f64().unwrap();
     assert!(all > 40.0 && all <= 100.0, "PQ {all}");
     // real thing masks (person segmenter on the riders) beat the boxes' ellipses: 27.30 things PQ with ellipses
+    // (28.33 with raw scores, 27.86 with calibrated ones: the detections that pass the threshold differ)
     let things = pq["things"]["pq"].as_f64().unwrap();
-    assert!(things > 28.0, "things PQ {things}");
+    assert!(things > 27.5, "things PQ {things}");
     // the references hold stuff: horses and riders in a field under the sky
     let tag = v["pancap"]["aggregate"]["tag"]["f1"].as_f64().unwrap();
     assert!(tag > 60.0, "tag F1 {tag}");

@@ -37,7 +37,10 @@ fn fake_engines_drive_the_whole_pipeline() {
     assert_eq!(tags, vec!["dog", "person", "person"]);
     let dog = &c.entities[0];
     assert_eq!(dog.sources.len(), 2, "both fake detectors voted for the dog");
-    assert!((dog.score - (1.0 - 0.1 * 0.4)).abs() < 1e-4);
+    // each detector's score through its manifest's calibration, then noisy-or (the default fusion)
+    let cal = |name: &str, s: f32| Manifest::by_name(name).unwrap().calibration.unwrap().apply(s);
+    let want = 1.0 - (1.0 - cal("yolox_nano_416", 0.9)) * (1.0 - cal("picodet_s_416_coco", 0.6));
+    assert!((dog.score - want).abs() < 1e-4, "{} vs {want}", dog.score);
     assert_eq!(dog.attributes.colour.map(|c| c.name), Some(pancap::scene::ColourName::Red));
     assert!(c.caption.contains("two people [["), "{}", c.caption);
     assert!(c.relations.iter().any(|r| r.subject == 2 && r.object == 3 && r.predicate == pancap::scene::Predicate::LeftOf));

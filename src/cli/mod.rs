@@ -12,6 +12,8 @@ pub mod score;
 pub mod stream;
 pub mod verify;
 
+use pancap::perceive::merge::MergeParams;
+use pancap::perceive::DetectParams;
 use anyhow::{Context, Result};
 use pancap::engine::{Backend, BackendConfig, Precision};
 use pancap::targets::TargetProfile;
@@ -102,6 +104,13 @@ pub struct SuiteArgs {
     /// Minimum merged score for an entity to be captioned
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
+    /// How the detectors' (calibrated) scores for one object combine [default: noisy-or]
+    #[arg(long, value_enum)]
+    pub fusion: Option<pancap::perceive::merge::Fusion>,
+    /// Use the detectors' own scores, not their calibrated probabilities (what `scripts/fit-score-calibration.py`
+    /// fits on)
+    #[arg(long)]
+    pub raw_scores: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -145,6 +154,8 @@ impl SuiteArgs {
             person_segmenter: if person_masks && !self.no_person_masks { defaults.person_segmenter.clone() } else { None },
             text_reader: if text && !self.no_text { defaults.text_reader.clone() } else { None },
             caption_threshold: self.threshold,
+            merge: MergeParams { fusion: self.fusion.unwrap_or(defaults.merge.fusion), ..defaults.merge },
+            detect: DetectParams { calibrated: !self.raw_scores, ..defaults.detect },
             ..defaults
         };
         Ok((config, target))

@@ -111,6 +111,34 @@ pub struct Derivation {
     pub transform: Transform,
 }
 
+/// Platt scaling of a detector's scores: `p = σ(a·logit(s) + b)`, fitted by `scripts/fit-score-calibration.py`
+/// on annotated images that are not the evaluation images. A detection is "right" when it overlaps an unclaimed
+/// reference box of its class at IoU ≥ 0.5 (greedy by score, as COCO matches), so `p` is the chance of that.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreCalibration {
+    /// Slope on the score's log-odds (> 0: the mapping keeps the detector's ranking).
+    pub a: f32,
+    /// Offset on the log-odds.
+    pub b: f32,
+    /// What it was fitted on, and how many detections (of which right) the fit saw.
+    pub fitted_on: String,
+    pub detections: u32,
+    pub true_positives: u32,
+}
+
+impl ScoreCalibration {
+    /// Scores are clamped to [1e-4, 1 − 1e-4] before taking log-odds, as in the fit.
+    const EPS: f32 = 1e-4;
+
+    /// The calibrated probability of a raw score (NaN stays NaN, so a broken output is not hidden).
+    pub fn apply(&self, score: f32) -> f32 {
+        let s = score.clamp(Self::EPS, 1.0 - Self::EPS);
+        let z = self.a * (s / (1.0 - s)).ln() + self.b;
+        1.0 / (1.0 + (-z).exp())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transform {
@@ -154,6 +182,10 @@ pub struct Manifest {
     /// Made by pancap from another provisioned file rather than copied from the mirror.
     #[serde(default)]
     pub derived: Option<Derivation>,
+    /// Detectors: the mapping from the model's scores to the probability that a detection is right, so that
+    /// detectors' scores compare and combine (absent: scores are used as they come).
+    #[serde(default)]
+    pub calibration: Option<ScoreCalibration>,
     pub source: Source,
     pub input: InputManifest,
     pub outputs: Vec<OutputManifest>,
@@ -203,6 +235,17 @@ impl Manifest {
         };
         if self.outputs.len() != expected_outputs {
             return bad(format!("decoder needs {expected_outputs} outputs, manifest lists {}", self.outputs.len()));
+        }
+        if let Some(c) = &self.calibration {
+            if self.role != Role::Detector {
+                return bad("only detectors carry a score calibration".into());
+            }
+            if !(c.a.is_finite() && c.a > 0.0 && c.b.is_finite()) {
+                return bad(format!("calibration a = {}, b = {}: a must be finite and positive, b finite", c.a, c.b));
+            }
+            if c.true_positives > c.detections || c.detections == 0 {
+                return bad(format!("calibration counts {} right of {} detections", c.true_positives, c.detections));
+            }
         }
         if let Some(d) = &self.derived {
             check_hash(&self.name, &d.source_sha256)?;
@@ -347,6 +390,29 @@ mod tests {
         assert_eq!(y.map(|m| m.input.size()), Some((416, 416)));
         let s = all.iter().find(|m| m.role == Role::Segmenter);
         assert_eq!(s.map(|m| m.input.size()), Some((512, 512)));
+    }
+
+    #[test]
+    fn every_detector_carries_a_calibration_that_keeps_its_ranking() {
+        for m in Manifest::all().unwrap().into_iter().filter(|m| m.role == Role::Detector) {
+            let c = m.calibration.as_ref().unwrap_or_else(|| panic!("{} has no [calibration]", m.name));
+            let probs: Vec<f32> = [0.0, 0.01, 0.2, 0.45, 0.5, 0.8, 0.99, 1.0].iter().map(|s| c.apply(*s)).collect();
+            assert!(probs.windows(2).all(|w| w[0] <= w[1]), "{}: {probs:?}", m.name);
+            assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{}: {probs:?}", m.name);
+            // p = 0.5 where a·logit(s) + b = 0
+            let s_half = 1.0 / (1.0 + (c.b / c.a).exp());
+            assert!((c.apply(s_half) - 0.5).abs() < 1e-4, "{}", m.name);
+            assert!(c.apply(f32::NAN).is_nan(), "{}: a NaN score is not hidden", m.name);
+        }
+    }
+
+    #[test]
+    fn a_calibration_that_would_reverse_the_ranking_is_rejected() {
+        let text = include_str!("../../models/yolox_nano_416.toml").replace("a = 1.2090", "a = -1.0");
+        let e = Manifest::parse("yolox_nano_416", &text).unwrap_err().to_string();
+        assert!(e.contains("a must be finite and positive"), "{e}");
+        let text = include_str!("../../models/yolox_nano_416.toml").replace("true_positives = 102", "true_positives = 9999");
+        assert!(Manifest::parse("yolox_nano_416", &text).is_err());
     }
 
     #[test]

@@ -47,11 +47,18 @@ pub struct DetectParams {
     pub max_candidates: usize,
     /// Detections kept after NMS.
     pub max_detections: usize,
+    /// Map scores through the manifest's calibration (off: the model's own scores, as the calibration fit needs).
+    #[serde(default = "yes")]
+    pub calibrated: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for DetectParams {
     fn default() -> Self {
-        DetectParams { score_threshold: 0.01, max_candidates: 2000, max_detections: 100 }
+        DetectParams { score_threshold: 0.01, max_candidates: 2000, max_detections: 100, calibrated: true }
     }
 }
 
@@ -107,7 +114,8 @@ impl Detector {
         self.engine.provider()
     }
 
-    /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS.
+    /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS → the manifest's score
+    /// calibration, if any (so every detector's score is the chance that the detection is right).
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = self.manifest.name.clone();
         let t = Instant::now();
@@ -138,9 +146,14 @@ impl Detector {
             }
         };
         let (w, h) = (rgb.width() as f32, rgb.height() as f32);
+        let calibration = self.manifest.calibration.as_ref().filter(|_| self.params.calibrated);
         let dets = decode::nms(dets, iou, self.params.max_detections)
             .into_iter()
-            .map(|d| Detection { bbox: d.bbox.clamp(w, h), ..d })
+            .map(|d| Detection {
+                bbox: d.bbox.clamp(w, h),
+                score: calibration.map_or(d.score, |c| c.apply(d.score)),
+                ..d
+            })
             .filter(|d| d.bbox.area() > 0.0)
             .collect();
         timings.record(Stage::Postprocess, Some(&name), t);
