@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// The default suite: two different real detectors (chosen by quality per millisecond: README, "Choosing the
-/// suite") and the ADE20K-32 stuff segmenter.
+/// The default suite: two different real detectors and the ADE20K-32 stuff segmenter (README, "Choosing the
+/// suite", measures the alternatives: DEIMv2-femto + PicoDet-S leads, the switch waits on three regressions).
 pub const DEFAULT_DETECTORS: &[&str] = &["yolox_nano_416", "picodet_s_416_coco"];
 /// The float graph pancap derives from the mirror's uint8 segmenter (see models/deeplabv3_mnv2_ade20k32_f32.toml):
 /// faster on tract, which runs the uint8 graph's quantize/dequantize nodes as separate passes.
@@ -288,8 +288,7 @@ impl Pipeline {
     }
 
     /// `load` with every model loaded by `loader` (backend equivalence wraps each engine in a mirror).
-    pub fn load_with(mut cfg: PipelineConfig, loader: engine::Loader) -> Result<Self, PipelineError> {
-        cfg.merge.detectors = cfg.detectors.len().max(1);
+    pub fn load_with(cfg: PipelineConfig, loader: engine::Loader) -> Result<Self, PipelineError> {
         let mut manifests = Vec::new();
         for name in &cfg.detectors {
             let m = Manifest::by_name(name)?;
@@ -337,11 +336,13 @@ impl Pipeline {
     pub fn from_parts(
         detectors: Vec<Detector>,
         segmenter: Option<Segmenter>,
-        cfg: PipelineConfig,
+        mut cfg: PipelineConfig,
     ) -> Result<Self, PipelineError> {
         if detectors.is_empty() {
             return Err(PipelineError::NoDetector);
         }
+        // the fusion divides by the detectors actually in the suite
+        cfg.merge.detectors = detectors.len();
         let dets = detectors.iter().map(|d| ModelProvider { model: d.name().to_string(), provider: d.provider() });
         let seg = segmenter.iter().map(|s| ModelProvider { model: s.name().to_string(), provider: s.provider() });
         let providers = dets.chain(seg).collect();
