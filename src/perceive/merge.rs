@@ -58,6 +58,14 @@ pub struct MergeParams {
     pub detectors: usize,
 }
 
+impl MergeParams {
+    /// How many detectors looked at a region that `voters` detectors found: the whole suite when one of them found
+    /// it on the full frame, else (discovery's tiles) just the voters. At least 1.
+    fn looked(&self, voters: usize, full_frame: bool) -> usize {
+        if full_frame { self.detectors.max(voters) } else { voters }.max(1)
+    }
+}
+
 impl Default for MergeParams {
     fn default() -> Self {
         MergeParams { same_class_iou: 0.55, cross_class_iou: 0.65, fusion: Fusion::default(), detectors: 1 }
@@ -97,8 +105,8 @@ fn evidence(hits: &[Hit], class: usize, params: &MergeParams) -> (f32, BoxF) {
         Fusion::NoisyOr => 1.0 - best.iter().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
         Fusion::Max => best.iter().map(|h| h.score).fold(0.0, f32::max),
         Fusion::Mean => {
-            let looked = if hits.iter().any(|h| h.pass == Pass::Full) { params.detectors.max(best.len()) } else { best.len() };
-            best.iter().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked.max(1) as f32
+            let looked = params.looked(best.len(), hits.iter().any(|h| h.pass == Pass::Full));
+            best.iter().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
         }
     };
     let wsum: f32 = best.iter().map(|h| h.score.max(1e-6)).sum();
@@ -165,8 +173,7 @@ pub fn absorb(instances: &mut Vec<Instance>, hit: Hit, params: &MergeParams, may
             // one hit: its own score (divided among the detectors that looked, for Mean) and box
             let score = match params.fusion {
                 Fusion::NoisyOr | Fusion::Max => hit.score,
-                Fusion::Mean if hit.pass == Pass::Full => hit.score.clamp(0.0, 1.0) / params.detectors.max(1) as f32,
-                Fusion::Mean => hit.score.clamp(0.0, 1.0),
+                Fusion::Mean => hit.score.clamp(0.0, 1.0) / params.looked(1, hit.pass == Pass::Full) as f32,
             };
             instances.push(Instance { hits: vec![hit], class: hit.class, score, bbox: hit.bbox, alternatives: Vec::new() });
             true
