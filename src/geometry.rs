@@ -58,6 +58,11 @@ impl BoxF {
     }
 
     /// Fraction of `self` covered by `o` (intersection over self's area).
+    /// The smallest box holding both.
+    pub fn hull(&self, o: &BoxF) -> BoxF {
+        BoxF { x1: self.x1.min(o.x1), y1: self.y1.min(o.y1), x2: self.x2.max(o.x2), y2: self.y2.max(o.y2) }
+    }
+
     pub fn covered_by(&self, o: &BoxF) -> f32 {
         let a = self.area();
         if a > 0.0 {

@@ -9,9 +9,10 @@ use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, Provis
 use crate::perceive::merge::{Instance, MergeParams, Pass};
 use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
 use crate::perceive::ocr::{OcrParams, TextLine, TextReader};
-use crate::perceive::stuff::stuff_regions;
+use crate::perceive::stuff::{stuff_regions, StuffParams};
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
+use crate::scene::plausible::{plausible_stuff, SuppressedStuff, ThingView};
 use crate::scene::relations::{relate, RelationParams};
 use crate::scene::{
     global::global_state, Alternative, DiscoveryReport, Entity, ModelProvider, PanopticCaption, Placement, SourceVote,
@@ -62,8 +63,6 @@ fn default_max_person_masks() -> usize {
 /// ADE20K-32 classes that are COCO things (left to the detectors, never stuff).
 const ADE_THINGS: &[&str] = &["other", "person", "car", "chair", "bed", "sofa", "armchair"];
 
-/// ADE20K stuff classes naming the same objects as a COCO thing class.
-const STUFF_AS_THING: &[(&str, &str)] = &[("table", "dining table"), ("plant", "potted plant")];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineConfig {
@@ -93,8 +92,9 @@ pub struct PipelineConfig {
     pub merge: MergeParams,
     /// Entities below this merged score are kept for COCO evaluation but not captioned.
     pub caption_threshold: f32,
-    /// Stuff regions smaller than this fraction of the image are dropped.
-    pub stuff_min_area: f32,
+    /// How segmenter pixels become stuff regions (least area, specks, scattered pieces).
+    #[serde(default)]
+    pub stuff: StuffParams,
     pub relations: RelationParams,
     /// Most thing entities in one caption (the rest are counted as truncated).
     pub max_things: usize,
@@ -120,7 +120,7 @@ impl Default for PipelineConfig {
             detect: DetectParams::default(),
             merge: MergeParams::default(),
             caption_threshold: 0.5,
-            stuff_min_area: 0.01,
+            stuff: StuffParams::default(),
             relations: RelationParams::default(),
             max_things: 40,
             slow_stage_threads: None,
@@ -436,9 +436,10 @@ impl Pipeline {
         let light = Illuminant::estimate(rgb);
         let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
         let claimed = self.mask_things(rgb, &mut entities, stuff_view, &light, opts.person_masks, &mut timings).map_err(frame_err)?;
-        if let Some(s) = &stuff {
-            self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings);
-        }
+        let stuff_suppressed = match &stuff {
+            Some(s) => self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings),
+            None => Vec::new(),
+        };
         let text_lines = self.add_text(rgb, &mut entities, opts.text, &mut truncation, &mut timings).map_err(frame_err)?;
 
         // relations, global state and region captions, then the paragraph
@@ -467,6 +468,7 @@ impl Pipeline {
                 global,
                 caption,
                 discovery: DiscoveryReport { ran: discovery_ran, added },
+                stuff_suppressed,
                 truncated: truncation,
                 backend: self.backend().to_string(),
                 providers: self.providers.clone(),
@@ -597,19 +599,22 @@ impl Pipeline {
         light: &Illuminant,
         truncation: &mut Truncation,
         timings: &mut Timings,
-    ) {
+    ) -> Vec<SuppressedStuff> {
         let (w, h) = (rgb.width(), rgb.height());
         let labels = stuff.labels.labels();
         let t = Instant::now();
+        let mut suppressed = Vec::new();
         let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
-        let mut regions = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, self.cfg.stuff_min_area);
-        // a stuff class that is the same kind of object as a detected thing it overlaps is that thing
-        regions.retain(|r| {
-            let Some((_, thing)) = STUFF_AS_THING.iter().find(|(s, _)| *s == labels.name(r.class)) else {
-                return true;
-            };
-            !entities.iter().any(|e| e.tag == *thing && r.bbox.covered_by(&e.bbox()).max(e.bbox().covered_by(&r.bbox)) >= 0.5)
-        });
+        let found = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, &self.cfg.stuff);
+        let things: Vec<ThingView<'_>> = entities.iter().map(|e| ThingView { tag: e.tag.as_str(), bbox: e.bbox() }).collect();
+        let (regions, mut dropped) = plausible_stuff(found.regions, |c| labels.name(c), &things);
+        suppressed.extend(found.dropped.iter().map(|d| SuppressedStuff {
+            tag: labels.name(d.class).to_string(),
+            area_fraction: d.area_fraction,
+            reason: d.reason.into(),
+            into: None,
+        }));
+        suppressed.append(&mut dropped);
         timings.record(Stage::Stuff, None, t);
         let t = Instant::now();
         for r in regions {
@@ -620,6 +625,7 @@ impl Pipeline {
             entities.push(e);
         }
         timings.record(Stage::Describe, None, t);
+        suppressed
     }
 
     /// Text in the scene, read now or carried: on the thing it lies on, or a text entity of its own. Returns the

@@ -87,6 +87,37 @@ fn discovery_finds_small_kites_and_people() {
     assert!(c.entities.iter().filter(|e| e.tag == "kite").count() >= 2);
 }
 
+/// Stuff the evidence supports: one region per water body (water and sea merged), no water under the dog photo's
+/// truck, and every stuff box is the box of the region's own pixels, never of scattered specks across the frame.
+#[test]
+fn stuff_is_merged_honest_and_consistent_with_the_scene() {
+    use pancap::scene::plausible::StuffDrop;
+    let kite = caption("darknet-images-unannotated/kite.jpg").caption;
+    let water: Vec<_> = kite.entities.iter().filter(|e| e.kind == Kind::Stuff && ["water", "sea"].contains(&e.tag.as_str())).collect();
+    assert_eq!(water.len(), 1, "one water region: {:?}", kite.entities.iter().map(|e| &e.tag).collect::<Vec<_>>());
+    let dog = caption("darknet-images-unannotated/dog.jpg").caption;
+    assert!(!dog.entities.iter().any(|e| e.tag == "water" || e.tag == "sea"), "{}", dog.caption);
+    let why: Vec<_> = dog.stuff_suppressed.iter().map(|s| (s.tag.as_str(), s.reason)).collect();
+    assert!(why.contains(&("water", StuffDrop::UnderVehicle)), "{why:?}");
+    for c in [&kite, &dog] {
+        for e in c.entities.iter().filter(|e| e.kind == Kind::Stuff) {
+            let mask = e.mask.as_ref().and_then(|m| m.to_mask()).unwrap();
+            let b = mask.bbox().unwrap();
+            let px = e.box_px;
+            assert!(
+                (b.x1 - px[0]).abs() <= 1.0 && (b.y1 - px[1]).abs() <= 1.0 && (b.x2 - px[2]).abs() <= 1.0 && (b.y2 - px[3]).abs() <= 1.0,
+                "{}: box {px:?} is not its mask's {b:?}",
+                e.tag
+            );
+            let share = mask.area() as f32 / (c.width * c.height) as f32;
+            assert!((share - e.attributes.area_fraction).abs() < 1e-3, "{}: area {} vs mask {share}", e.tag, e.attributes.area_fraction);
+        }
+    }
+    // the kite beach's sky is the upper half, not a box reaching down to a speck near the bottom
+    let sky = kite.entities.iter().find(|e| e.tag == "sky").unwrap();
+    assert!(sky.bbox().y2 < 0.6 * kite.height as f32, "sky box {:?}", sky.box_px);
+}
+
 /// COCO bbox mAP of the merged suite on the 16 val2017 dev images stays above a measured floor.
 #[test]
 fn coco_val_dev_map_floor() {

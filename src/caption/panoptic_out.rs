@@ -204,6 +204,7 @@ mod tests {
             global: crate::scene::global::global_state(&image::RgbImage::new(20, 10), &[]),
             caption: String::new(),
             discovery: Default::default(),
+            stuff_suppressed: Vec::new(),
             truncated: Default::default(),
             backend: "fake".into(),
             providers: vec![],

@@ -1,10 +1,12 @@
 //! Semantic label map → stuff regions (sky, road, grass, wall…): the pixels of each stuff class that no thing
-//! instance claims, with a mask and a box.
+//! instance claims and that hold together — connected pieces labelled in one pass, specks and scattered pieces
+//! dropped — with a mask and the box of what is kept.
 
 use super::PerceiveError;
 use crate::engine::Tensor;
 use super::masks::Mask;
 use crate::geometry::{BoxF, Letterbox};
+use serde::{Deserialize, Serialize};
 
 /// One class id per image pixel, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,49 +41,243 @@ pub fn decode_argmax(out: &Tensor, lb: &Letterbox, width: u32, height: u32) -> R
     Ok(LabelMap { width, height, classes })
 }
 
-/// A stuff region: one per stuff class present, minus claimed pixels.
+/// How raw segmenter pixels become stuff regions: what is a speck, a part of a region, and a region at all.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StuffParams {
+    /// Least share of the image a region's kept pixels cover; below it the class is dropped as tiny.
+    pub min_area: f32,
+    /// Connected pieces (4-neighbour) below this share of the image are specks: not part of any region.
+    pub speck: f32,
+    /// A piece belongs to its class's region when it is at least this share of the class's largest piece;
+    /// smaller pieces are scattered pixels, dropped from the mask and the box.
+    pub min_part: f32,
+    /// A class whose kept pieces hold less than this share of its pixels is fragmented noise, dropped.
+    pub min_coherence: f32,
+}
+
+impl Default for StuffParams {
+    fn default() -> Self {
+        StuffParams { min_area: 0.01, speck: 0.001, min_part: 0.25, min_coherence: 0.5 }
+    }
+}
+
+/// A stuff region: the pieces of one stuff class that hold together, minus pixels things claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StuffRegion {
     pub class: usize,
     pub mask: Mask,
+    /// The box of the kept pieces (the main piece and those at least `min_part` of it).
     pub bbox: BoxF,
     pub area_fraction: f32,
 }
 
-/// Builds one region per stuff class whose unclaimed pixels cover at least `min_area_fraction` of the image.
-pub fn stuff_regions(
-    map: &LabelMap,
-    claimed: &[bool],
-    is_stuff: impl Fn(usize) -> bool,
-    min_area_fraction: f32,
-) -> Vec<StuffRegion> {
-    let mut counts = [0u64; 256];
-    for (&c, &taken) in map.classes.iter().zip(claimed.iter().chain(std::iter::repeat(&false))) {
-        if !taken {
-            if let Some(n) = counts.get_mut(c as usize) {
-                *n += 1;
+/// Why a class the segmenter found over `min_area` of the image is not a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeometryDrop {
+    /// Its pieces that hold together cover less than `min_area`.
+    Tiny,
+    /// Most of its pixels are scattered pieces.
+    Fragmented,
+}
+
+/// A class left out by [`stuff_regions`], with the share of the image its unclaimed pixels covered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DroppedClass {
+    pub class: usize,
+    pub area_fraction: f32,
+    pub reason: GeometryDrop,
+}
+
+/// The regions, largest first, and the classes dropped for their geometry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StuffRegions {
+    pub regions: Vec<StuffRegion>,
+    pub dropped: Vec<DroppedClass>,
+}
+
+/// Union-find over component labels; label 0 is "no component".
+struct Labels {
+    parent: Vec<u32>,
+}
+
+impl Labels {
+    fn new() -> Self {
+        Labels { parent: vec![0] }
+    }
+
+    fn make(&mut self) -> u32 {
+        let id = self.parent.len() as u32;
+        self.parent.push(id);
+        id
+    }
+
+    fn find(&mut self, mut a: u32) -> u32 {
+        loop {
+            let p = self.parent.get(a as usize).copied().unwrap_or(a);
+            if p == a {
+                return a;
             }
+            let gp = self.parent.get(p as usize).copied().unwrap_or(p);
+            if let Some(slot) = self.parent.get_mut(a as usize) {
+                *slot = gp;
+            }
+            a = gp;
         }
     }
-    let total = (map.width as u64 * map.height as u64).max(1);
-    let mut regions = Vec::new();
-    for (class, &n) in counts.iter().enumerate() {
-        if n == 0 || !is_stuff(class) || (n as f32 / total as f32) < min_area_fraction {
+
+    fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (ra, rb) = (self.find(a), self.find(b));
+        let (lo, hi) = (ra.min(rb), ra.max(rb));
+        if let Some(slot) = self.parent.get_mut(hi as usize) {
+            *slot = lo;
+        }
+        lo
+    }
+}
+
+/// One connected piece of one class.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    class: u8,
+    pixels: u64,
+    x1: u32,
+    y1: u32,
+    x2: u32,
+    y2: u32,
+}
+
+/// Labels the 4-connected pieces of every stuff class's unclaimed pixels in one pass over the map; returns each
+/// pixel's piece (`u32::MAX`: none) and the pieces.
+fn pieces(map: &LabelMap, claimed: &[bool], stuff: &[bool; 256]) -> (Vec<u32>, Vec<Piece>) {
+    let w = map.width as usize;
+    let eligible = |i: usize, c: u8| stuff.get(c as usize).copied().unwrap_or(false) && !claimed.get(i).copied().unwrap_or(false);
+    let mut uf = Labels::new();
+    let mut label = vec![0u32; map.classes.len()];
+    for (i, &c) in map.classes.iter().enumerate() {
+        if !eligible(i, c) {
             continue;
         }
-        let bits: Vec<bool> = map
-            .classes
-            .iter()
-            .zip(claimed.iter().chain(std::iter::repeat(&false)))
-            .map(|(&c, &taken)| c as usize == class && !taken)
-            .collect();
-        let mask = Mask { width: map.width, height: map.height, bits };
-        if let Some(bbox) = mask.bbox() {
-            regions.push(StuffRegion { class, mask, bbox, area_fraction: n as f32 / total as f32 });
+        let same = |j: usize| if map.classes.get(j) == Some(&c) { label.get(j).copied().unwrap_or(0) } else { 0 };
+        let left = if w > 0 && i % w > 0 { same(i - 1) } else { 0 };
+        let up = if i >= w { same(i - w) } else { 0 };
+        let l = match (left, up) {
+            (0, 0) => uf.make(),
+            (l, 0) | (0, l) => l,
+            (l, u) if l == u => l,
+            (l, u) => uf.union(l, u),
+        };
+        if let Some(slot) = label.get_mut(i) {
+            *slot = l;
         }
     }
-    regions.sort_by(|a, b| b.area_fraction.total_cmp(&a.area_fraction));
-    regions
+    // roots to dense piece indices
+    let mut index = vec![u32::MAX; uf.parent.len()];
+    let mut out: Vec<Piece> = Vec::new();
+    for l in 1..uf.parent.len() as u32 {
+        let root = uf.find(l);
+        let dense = match index.get(root as usize).copied() {
+            Some(d) if d != u32::MAX => d,
+            _ => {
+                let d = out.len() as u32;
+                out.push(Piece { class: 0, pixels: 0, x1: u32::MAX, y1: u32::MAX, x2: 0, y2: 0 });
+                if let Some(slot) = index.get_mut(root as usize) {
+                    *slot = d;
+                }
+                d
+            }
+        };
+        if let Some(slot) = index.get_mut(l as usize) {
+            *slot = dense;
+        }
+    }
+    for (i, (l, &c)) in label.iter_mut().zip(&map.classes).enumerate() {
+        if *l == 0 {
+            *l = u32::MAX;
+            continue;
+        }
+        *l = index.get(*l as usize).copied().unwrap_or(u32::MAX);
+        if let Some(p) = out.get_mut(*l as usize) {
+            let (x, y) = ((i % w.max(1)) as u32, (i / w.max(1)) as u32);
+            p.class = c;
+            p.pixels += 1;
+            p.x1 = p.x1.min(x);
+            p.y1 = p.y1.min(y);
+            p.x2 = p.x2.max(x + 1);
+            p.y2 = p.y2.max(y + 1);
+        }
+    }
+    (label, out)
+}
+
+/// Builds one region per stuff class from its unclaimed pixels: specks and scattered pieces dropped, the box of
+/// the pieces that hold together; classes whose kept pieces are tiny or hold too little of their pixels are
+/// reported as dropped (those under `min_area` before any of this are not reported).
+pub fn stuff_regions(map: &LabelMap, claimed: &[bool], is_stuff: impl Fn(usize) -> bool, p: &StuffParams) -> StuffRegions {
+    let mut stuff = [false; 256];
+    for (c, s) in stuff.iter_mut().enumerate() {
+        *s = is_stuff(c);
+    }
+    let (label, pieces) = pieces(map, claimed, &stuff);
+    let total = (map.width as u64 * map.height as u64).max(1) as f32;
+    let share = |px: u64| px as f32 / total;
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Some(v) = by_class.get_mut(piece.class as usize) {
+            v.push(i);
+        }
+    }
+    // which region each piece belongs to, if any
+    let mut region_of = vec![u32::MAX; pieces.len()];
+    let mut out = StuffRegions::default();
+    let mut kept_boxes: Vec<(usize, BoxF, u64)> = Vec::new();
+    for (class, members) in by_class.iter().enumerate() {
+        let all: u64 = members.iter().filter_map(|&i| pieces.get(i)).map(|p| p.pixels).sum();
+        if all == 0 || share(all) < p.min_area {
+            continue;
+        }
+        let main = members.iter().filter_map(|&i| pieces.get(i)).map(|p| p.pixels).max().unwrap_or(0);
+        let keep = |q: &Piece| share(q.pixels) >= p.speck && q.pixels as f32 >= p.min_part * main as f32;
+        let kept: u64 = members.iter().filter_map(|&i| pieces.get(i)).filter(|q| keep(q)).map(|q| q.pixels).sum();
+        let reason = if share(kept) < p.min_area {
+            Some(GeometryDrop::Tiny)
+        } else if (kept as f32) < p.min_coherence * all as f32 {
+            Some(GeometryDrop::Fragmented)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            out.dropped.push(DroppedClass { class, area_fraction: share(all), reason });
+            continue;
+        }
+        let r = kept_boxes.len() as u32;
+        let mut bbox: Option<BoxF> = None;
+        for &i in members {
+            let Some(q) = pieces.get(i).filter(|q| keep(q)) else { continue };
+            if let Some(slot) = region_of.get_mut(i) {
+                *slot = r;
+            }
+            let b = BoxF::new(q.x1 as f32, q.y1 as f32, q.x2 as f32, q.y2 as f32);
+            bbox = Some(bbox.map_or(b, |a| a.hull(&b)));
+        }
+        if let Some(b) = bbox {
+            kept_boxes.push((class, b, kept));
+        }
+    }
+    let mut bits: Vec<Vec<bool>> = kept_boxes.iter().map(|_| vec![false; map.classes.len()]).collect();
+    for (i, &l) in label.iter().enumerate() {
+        let Some(&r) = region_of.get(l as usize) else { continue };
+        if let Some(b) = bits.get_mut(r as usize).and_then(|v| v.get_mut(i)) {
+            *b = true;
+        }
+    }
+    for ((class, bbox, kept), bits) in kept_boxes.into_iter().zip(bits) {
+        let mask = Mask { width: map.width, height: map.height, bits };
+        out.regions.push(StuffRegion { class, mask, bbox, area_fraction: share(kept) });
+    }
+    out.regions.sort_by(|a, b| b.area_fraction.total_cmp(&a.area_fraction));
+    out
 }
 
 #[cfg(test)]
@@ -120,11 +316,86 @@ mod tests {
         crate::perceive::masks::BoxMask::ellipse(&BoxF::new(5.0, 5.0, 15.0, 15.0), 20, 20).paint_into(&mut claimed, 20);
         assert!(claimed[10 * 20 + 10], "centre is claimed");
         assert!(!claimed[5 * 20 + 5], "box corner stays stuff");
-        let r = stuff_regions(&map, &claimed, |c| c == 3, 0.01);
+        let p = StuffParams::default();
+        let r = stuff_regions(&map, &claimed, |c| c == 3, &p).regions;
         assert_eq!(r.len(), 1);
         assert!(r[0].area_fraction < 1.0 && r[0].area_fraction > 0.7);
         assert!(!r[0].mask.get(10, 10));
-        let none = stuff_regions(&map, &claimed, |c| c != 3, 0.01);
-        assert!(none.is_empty());
+        assert_eq!(r[0].mask.area() as f32 / 400.0, r[0].area_fraction);
+        let none = stuff_regions(&map, &claimed, |c| c != 3, &p);
+        assert!(none.regions.is_empty() && none.dropped.is_empty());
+    }
+
+    /// A 100x100 map from rectangles of classes painted in order.
+    fn painted(rects: &[(u8, u32, u32, u32, u32)]) -> LabelMap {
+        let mut classes = vec![0u8; 100 * 100];
+        for &(c, x1, y1, x2, y2) in rects {
+            for y in y1..y2 {
+                for x in x1..x2 {
+                    classes[(y * 100 + x) as usize] = c;
+                }
+            }
+        }
+        LabelMap { width: 100, height: 100, classes }
+    }
+
+    #[test]
+    fn scattered_pieces_leave_the_mask_and_the_box() {
+        // class 1: a 40x40 block top-left, a 30x30 block bottom-right (a part: over a quarter of the main piece),
+        // and a 5x5 piece far right (above the speck size, under a quarter of the main piece)
+        let map = painted(&[(1, 0, 0, 40, 40), (1, 60, 60, 90, 90), (1, 94, 0, 99, 5)]);
+        let r = stuff_regions(&map, &[], |c| c == 1, &StuffParams::default());
+        assert_eq!(r.regions.len(), 1);
+        let region = &r.regions[0];
+        assert_eq!(region.bbox, BoxF::new(0.0, 0.0, 90.0, 90.0));
+        assert_eq!(region.mask.area(), 1600 + 900);
+        assert!(!region.mask.get(95, 2), "the scattered piece is not part of the region");
+        assert!((region.area_fraction - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn diagonal_neighbours_are_separate_pieces_and_u_shapes_are_one() {
+        // a U: two columns joined at the bottom, labelled before their join is seen
+        let map = painted(&[(2, 0, 0, 10, 60), (2, 50, 0, 60, 60), (2, 0, 60, 60, 70)]);
+        let r = stuff_regions(&map, &[], |c| c == 2, &StuffParams { min_part: 0.99, ..StuffParams::default() });
+        assert_eq!(r.regions.len(), 1, "one piece, so nothing is below 99 % of the main piece");
+        assert_eq!(r.regions[0].mask.area(), 600 + 600 + 600);
+        // a checkerboard of single pixels: all specks
+        let mut classes = vec![0u8; 100 * 100];
+        for (i, c) in classes.iter_mut().enumerate() {
+            if (i % 100 + i / 100) % 2 == 0 {
+                *c = 3;
+            }
+        }
+        let board = LabelMap { width: 100, height: 100, classes };
+        let r = stuff_regions(&board, &[], |c| c == 3, &StuffParams::default());
+        assert!(r.regions.is_empty());
+        assert_eq!(r.dropped, vec![DroppedClass { class: 3, area_fraction: 0.5, reason: GeometryDrop::Tiny }]);
+    }
+
+    #[test]
+    fn a_class_mostly_in_scattered_pieces_is_fragmented() {
+        // a 20x20 main piece (4 %) and twenty 6x6 pieces (36 px each, 0.36 %, under a quarter of the main piece)
+        let mut rects = vec![(4u8, 0u32, 0u32, 20u32, 20u32)];
+        for k in 0..20u32 {
+            let (x, y) = (30 + (k % 5) * 14, 30 + (k / 5) * 14);
+            rects.push((4, x, y, x + 6, y + 6));
+        }
+        let map = painted(&rects);
+        let r = stuff_regions(&map, &[], |c| c == 4, &StuffParams::default());
+        assert!(r.regions.is_empty());
+        assert_eq!(r.dropped.len(), 1);
+        assert_eq!(r.dropped[0].reason, GeometryDrop::Fragmented);
+        assert!((r.dropped[0].area_fraction - (400.0 + 720.0) / 10_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn classes_are_separate_even_when_touching() {
+        let map = painted(&[(5, 0, 0, 100, 50), (6, 0, 50, 100, 100)]);
+        let r = stuff_regions(&map, &[], |c| c == 5 || c == 6, &StuffParams::default());
+        assert_eq!(r.regions.len(), 2);
+        let boxes: Vec<(usize, BoxF)> = r.regions.iter().map(|g| (g.class, g.bbox)).collect();
+        assert!(boxes.contains(&(5, BoxF::new(0.0, 0.0, 100.0, 50.0))));
+        assert!(boxes.contains(&(6, BoxF::new(0.0, 50.0, 100.0, 100.0))));
     }
 }

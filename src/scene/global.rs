@@ -105,6 +105,41 @@ fn mean_luma(img: &RgbImage) -> f32 {
     }
 }
 
+/// The evidence for outdoor and for indoor in what is in view: stuff votes with its share of the image (a wall
+/// half: walls stand outdoors too), each telling thing with 0.05.
+pub fn setting_votes<'a>(stuff: impl IntoIterator<Item = (&'a str, f32)>, things: impl IntoIterator<Item = &'a str>) -> (f32, f32) {
+    let (mut outdoor, mut indoor) = (0f32, 0f32);
+    for (tag, area) in stuff {
+        if OUTDOOR_STUFF.contains(&tag) {
+            outdoor += area;
+        } else if INDOOR_STUFF.contains(&tag) {
+            indoor += area;
+        } else if tag == "wall" {
+            indoor += 0.5 * area;
+        }
+    }
+    for tag in things {
+        if OUTDOOR_THINGS.contains(&tag) {
+            outdoor += 0.05;
+        } else if INDOOR_THINGS.contains(&tag) {
+            indoor += 0.05;
+        }
+    }
+    (outdoor, indoor)
+}
+
+/// Indoor or outdoor from [`setting_votes`]; too little evidence or too close a call is unknown.
+pub fn setting_of<'a>(stuff: impl IntoIterator<Item = (&'a str, f32)>, things: impl IntoIterator<Item = &'a str>) -> Setting {
+    let (outdoor, indoor) = setting_votes(stuff, things);
+    if outdoor.max(indoor) < 0.05 || (outdoor - indoor).abs() < 0.02 {
+        Setting::Unknown
+    } else if outdoor > indoor {
+        Setting::Outdoor
+    } else {
+        Setting::Indoor
+    }
+}
+
 /// Derives the global state from the image and its entities.
 pub fn global_state(img: &RgbImage, entities: &[Entity]) -> GlobalState {
     let brightness = mean_luma(img);
@@ -114,25 +149,9 @@ pub fn global_state(img: &RgbImage, entities: &[Entity]) -> GlobalState {
         b if b < 0.62 => Lighting::WellLit,
         _ => Lighting::Bright,
     };
-    let stuff_area = |names: &[&str]| -> f32 {
-        entities
-            .iter()
-            .filter(|e| e.kind == Kind::Stuff && names.contains(&e.tag.as_str()))
-            .map(|e| e.attributes.area_fraction)
-            .sum()
-    };
-    let thing_votes = |names: &[&str]| -> f32 {
-        entities.iter().filter(|e| e.kind == Kind::Thing && names.contains(&e.tag.as_str())).count() as f32 * 0.05
-    };
-    let outdoor = stuff_area(OUTDOOR_STUFF) + thing_votes(OUTDOOR_THINGS);
-    let indoor = stuff_area(INDOOR_STUFF) + thing_votes(INDOOR_THINGS) + 0.5 * stuff_area(&["wall"]);
-    let setting = if outdoor.max(indoor) < 0.05 || (outdoor - indoor).abs() < 0.02 {
-        Setting::Unknown
-    } else if outdoor > indoor {
-        Setting::Outdoor
-    } else {
-        Setting::Indoor
-    };
+    let stuff = entities.iter().filter(|e| e.kind == Kind::Stuff).map(|e| (e.tag.as_str(), e.attributes.area_fraction));
+    let things = entities.iter().filter(|e| e.kind == Kind::Thing).map(|e| e.tag.as_str());
+    let setting = setting_of(stuff, things);
     let thing_count = entities.iter().filter(|e| e.kind == Kind::Thing).count() as u32;
     let crowdedness = match thing_count {
         0 => Crowdedness::Empty,

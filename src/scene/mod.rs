@@ -3,6 +3,7 @@
 
 pub mod attributes;
 pub mod global;
+pub mod plausible;
 pub mod relations;
 pub mod text;
 
@@ -252,6 +253,10 @@ pub struct PanopticCaption {
     pub global: GlobalState,
     pub caption: String,
     pub discovery: DiscoveryReport,
+    /// Stuff classes the segmenter found over the least area but the caption leaves out, and why (at most one
+    /// per segmenter class).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stuff_suppressed: Vec<plausible::SuppressedStuff>,
     pub truncated: Truncation,
     pub backend: String,
     /// What ran each model: backend and execution provider (ONNX Runtime's provider, precision, threads).
