@@ -55,7 +55,7 @@ fn a_target_profile_sets_the_suite_and_flags_win_over_it() {
     let profile = dir.path().join("small.toml");
     let text = include_str!("../targets/x86-cpu.toml")
         .replace("name = \"x86-cpu\"", "name = \"small\"")
-        .replace("detectors = [\"yolox_nano_416\", \"picodet_s_416_coco\"]", "detectors = [\"yolox_nano_416\"]")
+        .replace("detectors = [\"deimv2_hgnetv2_femto_coco\", \"picodet_s_416_coco\"]", "detectors = [\"yolox_nano_416\"]")
         .replace("stuff = true", "stuff = false")
         .replace("person_masks = true", "person_masks = false")
         .replace("text = true", "text = false");

@@ -130,7 +130,7 @@ fn profile_reports_stages_percentiles_and_allocations() {
     ]));
     assert_eq!(v["frames"], 7);
     let stages = v["stages"].as_array().unwrap();
-    let infer = stages.iter().find(|s| s["stage"] == "inference" && s["model"] == "yolox_nano_416").unwrap();
+    let infer = stages.iter().find(|s| s["stage"] == "inference" && s["model"] == pancap::pipeline::DEFAULT_DETECTORS[0]).unwrap();
     let (p50, p95, p99) = (infer["p50_ms"].as_f64().unwrap(), infer["p95_ms"].as_f64().unwrap(), infer["p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99, "{infer}");
     assert!(stages.iter().any(|s| s["stage"] == "decode"));

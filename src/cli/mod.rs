@@ -82,7 +82,7 @@ pub struct SuiteArgs {
     /// or a .toml file (flags given here win over it)
     #[arg(long)]
     pub target: Option<String>,
-    /// Detectors of the suite, primary first [default: yolox_nano_416,picodet_s_416_coco]
+    /// Detectors of the suite, primary first [default: deimv2_hgnetv2_femto_coco,picodet_s_416_coco]
     #[arg(long, value_delimiter = ',')]
     pub detectors: Option<Vec<String>>,
     /// Skip stuff segmentation (things only)
