@@ -334,6 +334,7 @@ pub(crate) mod tests {
             inputs: vec![InputSpec { name: "x".into(), shape: vec![1, 1, 2, 2], dtype: DType::F32 }],
             outputs: vec!["y".into()],
             ignore_declared_shapes: false,
+            unordered_rows: false,
         };
         let mut engine = TractEngine::load(spec, Some(1)).unwrap();
         let out = engine.run(&[Tensor::new(vec![1, 1, 2, 2], TensorData::F32(x)).unwrap()]).unwrap();

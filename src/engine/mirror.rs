@@ -131,6 +131,84 @@ impl AgreementLog {
     }
 }
 
+/// One output's rows: (row width, values row-major).
+type Rows = (usize, Vec<f64>);
+
+/// Every output as rows along axis 1 (`[1, N, …]`, the same N for all): N and each output's rows. None when the
+/// outputs are not one set of rows.
+fn rows_of(outputs: &[Tensor]) -> Option<(usize, Vec<Rows>)> {
+    let mut n = None;
+    let mut out = Vec::with_capacity(outputs.len());
+    for t in outputs {
+        let (&[1, rows], rest) = (t.shape.get(..2)?, t.shape.get(2..)?) else { return None };
+        if *n.get_or_insert(rows) != rows {
+            return None;
+        }
+        let values: Vec<f64> = match &t.data {
+            TensorData::F32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::U8(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::I32(v) => v.iter().map(|x| f64::from(*x)).collect(),
+            TensorData::I64(v) => v.iter().map(|x| *x as f64).collect(),
+        };
+        out.push((rest.iter().product::<usize>(), values));
+    }
+    Some((n?, out))
+}
+
+/// Row `i` of output `o` of a set of rows.
+fn row(set: &[Rows], o: usize, i: usize) -> Option<&[f64]> {
+    let (w, v) = set.get(o)?;
+    v.get(i * w..(i + 1) * w)
+}
+
+/// The candidate's outputs with their rows reordered to pair each reference row (in order) with the unused
+/// candidate row nearest to it (least summed |difference| over every output's row); None when the outputs are
+/// not one set of rows of the same shape on both sides.
+fn align_rows(candidate: &[Tensor], reference: &[Tensor]) -> Option<Vec<Tensor>> {
+    let (n, cand) = rows_of(candidate)?;
+    let (m, refr) = rows_of(reference)?;
+    if n != m || cand.len() != refr.len() || cand.iter().zip(&refr).any(|(c, r)| c.0 != r.0) {
+        return None;
+    }
+    let mut used = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut best: Option<(f64, usize)> = None;
+        for (j, taken) in used.iter().enumerate() {
+            if *taken {
+                continue;
+            }
+            let mut d = 0.0;
+            for o in 0..cand.len() {
+                let (c, r) = (row(&cand, o, j)?, row(&refr, o, i)?);
+                d += c.iter().zip(r).map(|(a, b)| (a - b).abs()).sum::<f64>();
+            }
+            let d = if d.is_nan() { f64::INFINITY } else { d };
+            if best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, j));
+            }
+        }
+        let (_, j) = best?;
+        *used.get_mut(j)? = true;
+        order.push(j);
+    }
+    candidate
+        .iter()
+        .enumerate()
+        .map(|(o, t)| {
+            let w = cand.get(o)?.0;
+            let pick = |len: usize| order.iter().flat_map(move |&j| j * w..(j + 1) * w).filter(move |&k| k < len);
+            let data = match &t.data {
+                TensorData::F32(v) => TensorData::F32(pick(v.len()).filter_map(|k| v.get(k).copied()).collect()),
+                TensorData::U8(v) => TensorData::U8(pick(v.len()).filter_map(|k| v.get(k).copied()).collect()),
+                TensorData::I32(v) => TensorData::I32(pick(v.len()).filter_map(|k| v.get(k).copied()).collect()),
+                TensorData::I64(v) => TensorData::I64(pick(v.len()).filter_map(|k| v.get(k).copied()).collect()),
+            };
+            Tensor::new(t.shape.clone(), data).ok()
+        })
+        .collect()
+}
+
 /// Runs the candidate engine and the reference engine on the same inputs; returns the candidate's outputs.
 pub struct Mirror {
     candidate: Box<dyn Engine>,
@@ -163,7 +241,10 @@ impl Engine for Mirror {
         if candidate.len() != reference.len() {
             return Err(EngineError::OutputCount { path, want: reference.len(), have: candidate.len() });
         }
-        for (i, (c, r)) in candidate.iter().zip(&reference).enumerate() {
+        // a set of rows is compared row to row after pairing each reference row with its nearest candidate row
+        let aligned = if self.candidate.spec().unordered_rows { align_rows(&candidate, &reference) } else { None };
+        let booked = aligned.as_deref().unwrap_or(&candidate);
+        for (i, (c, r)) in booked.iter().zip(&reference).enumerate() {
             let name = self.candidate.spec().outputs.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
             self.log.book(&self.model, &name, c, r).map_err(|reason| EngineError::Run { path: path.clone(), reason })?;
         }
@@ -186,7 +267,7 @@ mod tests {
     use crate::engine::FakeEngine;
 
     fn spec() -> ModelSpec {
-        ModelSpec { path: "m/det.onnx".into(), inputs: vec![], outputs: vec!["scores".into(), "labels".into()], ignore_declared_shapes: false }
+        ModelSpec { path: "m/det.onnx".into(), inputs: vec![], outputs: vec!["scores".into(), "labels".into()], ignore_declared_shapes: false, unordered_rows: false }
     }
 
     fn outputs(scores: Vec<f32>, labels: Vec<i64>) -> Vec<Tensor> {
@@ -194,6 +275,39 @@ mod tests {
             Tensor::new(vec![scores.len()], TensorData::F32(scores)).unwrap(),
             Tensor::new(vec![labels.len()], TensorData::I64(labels)).unwrap(),
         ]
+    }
+
+    /// A DETR-like set: labels [1, 3], boxes [1, 3, 2].
+    fn detr(labels: Vec<i64>, boxes: Vec<f32>) -> Vec<Tensor> {
+        vec![Tensor::new(vec![1, 3], TensorData::I64(labels)).unwrap(), Tensor::new(vec![1, 3, 2], TensorData::F32(boxes)).unwrap()]
+    }
+
+    #[test]
+    fn a_set_of_rows_is_compared_after_pairing_rows_not_by_position() {
+        let set_spec = || ModelSpec { unordered_rows: true, outputs: vec!["labels".into(), "boxes".into()], ..spec() };
+        // the candidate lists the last two (tied) queries the other way round; the first is slightly off
+        let (c, r) = (detr(vec![1, 7, 2], vec![10.001, 20.0, 50.0, 60.0, 30.0, 40.0]), detr(vec![1, 2, 7], vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0]));
+        for (unordered, agreeing) in [(true, [3u64, 6]), (false, [1, 2])] {
+            let log = AgreementLog::new(Tolerance::default());
+            let (cc, rr) = (c.clone(), r.clone());
+            let spec = if unordered { set_spec() } else { ModelSpec { outputs: vec!["labels".into(), "boxes".into()], ..spec() } };
+            let cand = FakeEngine::new(spec.clone(), move |_: &[Tensor]| Ok(cc.clone()));
+            let refe = FakeEngine::new(spec, move |_: &[Tensor]| Ok(rr.clone()));
+            let mut m = Mirror::new(Box::new(cand), Box::new(refe), log.clone());
+            let out = m.run(&[]).unwrap();
+            assert_eq!(out, c, "the pipeline gets the candidate's outputs as they were");
+            let booked = log.outputs();
+            assert_eq!([booked[0].agreeing, booked[1].agreeing], agreeing, "unordered {unordered}");
+        }
+        // a real difference still shows after pairing
+        let log = AgreementLog::new(Tolerance::default());
+        let wrong = detr(vec![1, 7, 2], vec![10.0, 20.0, 50.0, 60.0, 35.0, 40.0]);
+        let cand = FakeEngine::new(set_spec(), move |_: &[Tensor]| Ok(wrong.clone()));
+        let rr = r.clone();
+        let refe = FakeEngine::new(set_spec(), move |_: &[Tensor]| Ok(rr.clone()));
+        Mirror::new(Box::new(cand), Box::new(refe), log.clone()).run(&[]).unwrap();
+        assert_eq!(log.outputs()[1].agreeing, 5);
+        assert!((log.outputs()[1].max_abs_diff - 5.0).abs() < 1e-6);
     }
 
     #[test]

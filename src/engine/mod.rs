@@ -109,6 +109,9 @@ pub struct ModelSpec {
     /// The graph declares symbolic shapes that conflict with concrete input facts (DEIMv2): tell the backend
     /// to trust the input facts instead.
     pub ignore_declared_shapes: bool,
+    /// The outputs are one set of rows along axis 1 (`[1, N, …]`: a DETR's queries) whose order carries no
+    /// meaning where scores tie; backends may order tied rows differently, so comparisons align rows first.
+    pub unordered_rows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -298,6 +298,7 @@ impl Manifest {
             inputs,
             outputs: self.outputs.iter().map(|o| o.name.clone()).collect(),
             ignore_declared_shapes: self.ignore_declared_shapes,
+            unordered_rows: matches!(self.decoder, DecoderManifest::Detr { .. }),
         }
     }
 }

@@ -146,6 +146,7 @@ impl OcrManifest {
             inputs: vec![nchw(&self.detector.input, 1, w, h)],
             outputs: vec![self.detector.output.clone()],
             ignore_declared_shapes: false,
+            unordered_rows: false,
         }
     }
 
@@ -156,6 +157,7 @@ impl OcrManifest {
             inputs: vec![nchw(&c.input, 1, c.width, c.height)],
             outputs: vec![c.output.clone()],
             ignore_declared_shapes: false,
+            unordered_rows: false,
         }
     }
 
@@ -167,6 +169,7 @@ impl OcrManifest {
             inputs: vec![nchw(&r.input, 1, width, r.height)],
             outputs: vec![r.output.clone()],
             ignore_declared_shapes: false,
+            unordered_rows: false,
         }
     }
 }

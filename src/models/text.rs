@@ -109,6 +109,7 @@ impl TextManifest {
             ],
             outputs: self.outputs.clone(),
             ignore_declared_shapes: false,
+            unordered_rows: false,
         }
     }
 }
