@@ -90,28 +90,36 @@ pub enum Fusion {
     Mean,
 }
 
+/// Whether `hits[i]` is its detector's best hit for its class: no other hit of the same detector and class scores
+/// higher, nor as high earlier in the list. Lets evidence walk each detector's best vote without collecting them.
+fn is_detectors_best(hits: &[Hit], i: usize, h: &Hit) -> bool {
+    !hits.iter().enumerate().any(|(j, o)| {
+        j != i
+            && o.detector == h.detector
+            && o.class == h.class
+            && match o.score.total_cmp(&h.score) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => j < i,
+                std::cmp::Ordering::Less => false,
+            }
+    })
+}
+
 /// Evidence that several detectors saw `class`: each detector's best score fused by `params.fusion`; the box is
-/// the score-weighted mean of those best boxes.
+/// the score-weighted mean of those best boxes. Allocates nothing.
 fn evidence(hits: &[Hit], class: usize, params: &MergeParams) -> (f32, BoxF) {
-    let mut best: Vec<&Hit> = Vec::new();
-    for h in hits.iter().filter(|h| h.class == class) {
-        match best.iter_mut().find(|b| b.detector == h.detector) {
-            Some(b) if b.score < h.score => *b = h,
-            Some(_) => {}
-            None => best.push(h),
-        }
-    }
+    let best = || hits.iter().enumerate().filter(move |(i, h)| h.class == class && is_detectors_best(hits, *i, h)).map(|(_, h)| h);
     let score = match params.fusion {
-        Fusion::NoisyOr => 1.0 - best.iter().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
-        Fusion::Max => best.iter().map(|h| h.score).fold(0.0, f32::max),
+        Fusion::NoisyOr => 1.0 - best().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
+        Fusion::Max => best().map(|h| h.score).fold(0.0, f32::max),
         Fusion::Mean => {
-            let looked = params.looked(best.len(), hits.iter().any(|h| h.pass == Pass::Full));
-            best.iter().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
+            let looked = params.looked(best().count(), hits.iter().any(|h| h.pass == Pass::Full));
+            best().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
         }
     };
-    let wsum: f32 = best.iter().map(|h| h.score.max(1e-6)).sum();
+    let wsum: f32 = best().map(|h| h.score.max(1e-6)).sum();
     let mut b = [0f32; 4];
-    for h in &best {
+    for h in best() {
         let w = h.score.max(1e-6) / wsum.max(1e-6);
         b[0] += w * h.bbox.x1;
         b[1] += w * h.bbox.y1;
@@ -121,24 +129,33 @@ fn evidence(hits: &[Hit], class: usize, params: &MergeParams) -> (f32, BoxF) {
     (score, BoxF::new(b[0], b[1], b[2], b[3]))
 }
 
+/// The instance's class, score and box from the class with the most evidence (ties: the lower class id); the
+/// other classes become its alternatives, best first. Reuses the alternatives' buffer, so an instance with one
+/// class allocates nothing.
 fn resolve(inst: &mut Instance, params: &MergeParams) {
-    let mut classes: Vec<usize> = inst.hits.iter().map(|h| h.class).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let mut scored: Vec<(usize, f32, BoxF)> = classes
-        .into_iter()
-        .map(|c| {
-            let (e, b) = evidence(&inst.hits, c, params);
-            (c, e, b)
-        })
-        .collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if let Some(&(c, e, b)) = scored.first() {
+    let better = |a: (usize, f32), b: (usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)) == std::cmp::Ordering::Less;
+    inst.alternatives.clear();
+    let mut top: Option<(usize, f32, BoxF)> = None;
+    for (i, h) in inst.hits.iter().enumerate() {
+        if inst.hits.get(..i).unwrap_or_default().iter().any(|o| o.class == h.class) {
+            continue;
+        }
+        let (e, b) = evidence(&inst.hits, h.class, params);
+        match top {
+            Some((tc, te, _)) if !better((h.class, e), (tc, te)) => inst.alternatives.push((h.class, e)),
+            Some((tc, te, _)) => {
+                inst.alternatives.push((tc, te));
+                top = Some((h.class, e, b));
+            }
+            None => top = Some((h.class, e, b)),
+        }
+    }
+    inst.alternatives.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some((c, e, b)) = top {
         inst.class = c;
         inst.score = e;
         inst.bbox = b;
     }
-    inst.alternatives = scored.iter().skip(1).map(|&(c, e, _)| (c, e)).collect();
 }
 
 /// The instance a box is redundant with: the best same-class overlap at `same_class_iou`, else the best
@@ -320,7 +337,80 @@ mod tests {
         assert_eq!(v[0].hits.len(), 2);
     }
 
+    /// The collecting implementation evidence and resolve replaced (one `Vec` of best hits per class, one of
+    /// classes and one of scored classes per resolve): the oracle the allocation-free ones must equal.
+    fn resolve_by_collecting(hits: &[Hit], params: &MergeParams) -> (usize, f32, BoxF, Vec<(usize, f32)>) {
+        let evidence = |class: usize| {
+            let mut best: Vec<&Hit> = Vec::new();
+            for h in hits.iter().filter(|h| h.class == class) {
+                match best.iter_mut().find(|b| b.detector == h.detector) {
+                    Some(b) if b.score < h.score => *b = h,
+                    Some(_) => {}
+                    None => best.push(h),
+                }
+            }
+            let score = match params.fusion {
+                Fusion::NoisyOr => 1.0 - best.iter().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
+                Fusion::Max => best.iter().map(|h| h.score).fold(0.0, f32::max),
+                Fusion::Mean => {
+                    let looked = params.looked(best.len(), hits.iter().any(|h| h.pass == Pass::Full));
+                    best.iter().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
+                }
+            };
+            let wsum: f32 = best.iter().map(|h| h.score.max(1e-6)).sum();
+            let mut b = [0f32; 4];
+            for h in &best {
+                let w = h.score.max(1e-6) / wsum.max(1e-6);
+                b[0] += w * h.bbox.x1;
+                b[1] += w * h.bbox.y1;
+                b[2] += w * h.bbox.x2;
+                b[3] += w * h.bbox.y2;
+            }
+            (score, BoxF::new(b[0], b[1], b[2], b[3]))
+        };
+        let mut classes: Vec<usize> = hits.iter().map(|h| h.class).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut scored: Vec<(usize, f32, BoxF)> = classes.into_iter().map(|c| (c, evidence(c).0, evidence(c).1)).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (c, e, b) = scored[0];
+        (c, e, b, scored.iter().skip(1).map(|&(c, e, _)| (c, e)).collect())
+    }
+
     proptest::proptest! {
+        #[test]
+        fn resolve_equals_the_collecting_oracle(
+            raw in proptest::collection::vec((0usize..3, 0.0f32..100.0, 0.01f32..1.0, 0usize..4, proptest::bool::ANY), 1..24),
+            fusion in 0usize..3,
+        ) {
+            let fusion = [Fusion::NoisyOr, Fusion::Max, Fusion::Mean][fusion];
+            let params = MergeParams { fusion, detectors: 3, ..MergeParams::default() };
+            let hits: Vec<Hit> = raw
+                .iter()
+                .map(|&(detector, x, score, class, tiles)| Hit {
+                    detector,
+                    pass: if tiles { Pass::Tiles } else { Pass::Full },
+                    class,
+                    // coarse scores, so that one detector's hits often tie
+                    score: (score * 4.0).round() / 4.0 + 0.01,
+                    bbox: BoxF::new(x, x, x + 10.0 + score * 5.0, x + 20.0),
+                })
+                .collect();
+            let mut inst = Instance { hits: hits.clone(), class: 0, score: 0.0, bbox: BoxF::new(0.0, 0.0, 0.0, 0.0), alternatives: vec![(9, 0.9)] };
+            resolve(&mut inst, &params);
+            let (c, e, b, alts) = resolve_by_collecting(&hits, &params);
+            proptest::prop_assert_eq!(inst.class, c);
+            proptest::prop_assert!((inst.score - e).abs() < 1e-5, "{} vs {}", inst.score, e);
+            for (p, q) in [(inst.bbox.x1, b.x1), (inst.bbox.y1, b.y1), (inst.bbox.x2, b.x2), (inst.bbox.y2, b.y2)] {
+                proptest::prop_assert!((p - q).abs() < 1e-3, "box {:?} vs {:?}", inst.bbox, b);
+            }
+            proptest::prop_assert_eq!(inst.alternatives.len(), alts.len());
+            for ((c1, e1), (c2, e2)) in inst.alternatives.iter().zip(&alts) {
+                proptest::prop_assert_eq!(c1, c2);
+                proptest::prop_assert!((e1 - e2).abs() < 1e-5);
+            }
+        }
+
         #[test]
         fn merge_invariants(a in proptest::collection::vec((0.0f32..200.0, 0.01f32..1.0, 0usize..3), 0..30),
                             b in proptest::collection::vec((0.0f32..200.0, 0.01f32..1.0, 0usize..3), 0..30)) {
