@@ -121,6 +121,41 @@ impl Rle {
     }
 }
 
+/// Point queries on an RLE without decoding it to a full frame: where each run ends, column-major; a query is a
+/// binary search. None when the counts do not cover the declared size exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RleLookup {
+    width: u32,
+    height: u32,
+    ends: Vec<u64>,
+}
+
+impl RleLookup {
+    pub fn new(rle: &Rle) -> Option<RleLookup> {
+        let [height, width] = rle.size;
+        let mut end = 0u64;
+        let ends: Vec<u64> = rle
+            .counts
+            .iter()
+            .map(|&c| {
+                end += u64::from(c);
+                end
+            })
+            .collect();
+        (end == u64::from(width) * u64::from(height)).then_some(RleLookup { width, height, ends })
+    }
+
+    /// Whether pixel (x, y) is set; pixels outside the frame are not.
+    pub fn get(&self, x: u32, y: u32) -> bool {
+        if x >= self.width || y >= self.height {
+            return false;
+        }
+        let p = u64::from(x) * u64::from(self.height) + u64::from(y);
+        // runs alternate, starting with a run of zeros: the run holding p is the number of runs ending at or before it
+        self.ends.partition_point(|&e| e <= p) % 2 == 1
+    }
+}
+
 /// Whether a pixel's centre lies in the ellipse inscribed in `b`: the one ellipse every mask, region and colour
 /// sample uses (a thing no model gives a mask, the panoptic painter's fallback, the core of a box for colour).
 pub fn in_inscribed_ellipse(b: &BoxF) -> impl Fn(u32, u32) -> bool {
@@ -340,6 +375,26 @@ pub fn agrees(mask: &BoxMask) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn rle_point_queries_equal_the_decoded_mask(w in 1u32..12, h in 1u32..12, seed in proptest::collection::vec(proptest::bool::ANY, 144)) {
+            let bits: Vec<bool> = seed.iter().take((w * h) as usize).copied().collect();
+            let mask = Mask { width: w, height: h, bits };
+            let lookup = RleLookup::new(&mask.to_rle()).unwrap();
+            for y in 0..h + 1 {
+                for x in 0..w + 1 {
+                    proptest::prop_assert_eq!(lookup.get(x, y), x < w && y < h && mask.get(x, y), "({}, {})", x, y);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_rle_that_does_not_cover_its_size_has_no_lookup() {
+        assert!(RleLookup::new(&Rle { size: [2, 2], counts: vec![1, 2] }).is_none());
+        assert!(RleLookup::new(&Rle { size: [2, 2], counts: vec![0, 4] }).unwrap().get(1, 1));
+    }
 
     #[test]
     fn box_mask_rle_equals_the_full_mask_rle() {

@@ -6,7 +6,7 @@
 
 use super::{Entity, Kind};
 use crate::geometry::BoxF;
-use crate::perceive::masks::Mask;
+use crate::perceive::masks::RleLookup;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -253,8 +253,8 @@ fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
     }
 }
 
-/// How `a` (a thing) relates to stuff region `s`, whose decoded mask is `mask`.
-fn thing_stuff(a: &Entity, s: &Entity, mask: &Mask, width: u32, height: u32) -> Option<Predicate> {
+/// How `a` (a thing) relates to stuff region `s`, whose mask `mask` answers point queries.
+fn thing_stuff(a: &Entity, s: &Entity, mask: &RleLookup, width: u32, height: u32) -> Option<Predicate> {
     let b = a.bbox().clamp(width as f32, height as f32);
     // the support under the thing: the row just below its bottom edge, middle half of its width
     if SUPPORT_STUFF.contains(&s.tag.as_str()) {
@@ -314,11 +314,12 @@ fn strength(p: Predicate) -> u8 {
 /// Relations among `entities`, bounded per entity and in total. Returns the relations and how many were dropped.
 pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationParams) -> (Vec<Relation>, u32) {
     let mut out: Vec<Relation> = Vec::new();
-    // each stuff mask is decoded once, not once per pair; things' masks are never read here, so not decoded
-    let masks: BTreeMap<u32, Mask> = entities
+    // each stuff mask is indexed once (its run ends, not a full frame) and queried by point; things' masks are
+    // never read here
+    let masks: BTreeMap<u32, RleLookup> = entities
         .iter()
         .filter(|e| e.kind == Kind::Stuff)
-        .filter_map(|e| Some((e.id, e.mask.as_ref()?.to_mask()?)))
+        .filter_map(|e| Some((e.id, RleLookup::new(e.mask.as_ref()?)?)))
         .collect();
     let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
     let mut dropped = 0u32;
@@ -399,7 +400,7 @@ mod tests {
     fn cup_on_table_and_dog_on_grass() {
         let mut grass = ent(9, "grass", Kind::Stuff, [0.0, 60.0, 100.0, 100.0]);
         let bits = (0..100 * 100).map(|i| i / 100 >= 60).collect();
-        grass.mask = Some(Mask { width: 100, height: 100, bits }.to_rle());
+        grass.mask = Some(crate::perceive::masks::Mask { width: 100, height: 100, bits }.to_rle());
         let es = vec![
             ent(1, "cup", Kind::Thing, [40.0, 20.0, 50.0, 32.0]),
             ent(2, "dining table", Kind::Thing, [20.0, 30.0, 80.0, 55.0]),
