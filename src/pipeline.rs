@@ -9,7 +9,7 @@ use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, Provis
 use crate::perceive::merge::{Instance, MergeParams, Pass};
 use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
 use crate::perceive::ocr::{OcrParams, TextLine, TextReader};
-use crate::perceive::stuff::{stuff_regions, StuffParams};
+use crate::perceive::stuff::{stuff_regions, StuffParams, StuffPixels};
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
 use crate::scene::plausible::{plausible_stuff, SuppressedStuff, ThingView};
@@ -606,9 +606,12 @@ impl Pipeline {
         let t = Instant::now();
         let mut suppressed = Vec::new();
         let is_stuff = |c: usize| !ADE_THINGS.contains(&labels.name(c));
-        let found = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, &self.cfg.stuff);
+        let mut found = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, &self.cfg.stuff);
+        let regions = std::mem::take(&mut found.regions);
+        let pixels = StuffPixels::new(stuff.map.as_ref(), &found);
         let things: Vec<ThingView<'_>> = entities.iter().map(|e| ThingView { tag: e.tag.as_str(), bbox: e.bbox() }).collect();
-        let (regions, mut dropped) = plausible_stuff(found.regions, |c| labels.name(c), &things);
+        let (regions, mut dropped) = plausible_stuff(regions, pixels, |c| labels.name(c), &things);
+        let rles = pixels.rles(&regions);
         suppressed.extend(found.dropped.iter().map(|d| SuppressedStuff {
             tag: labels.name(d.class).to_string(),
             area_fraction: d.area_fraction,
@@ -618,11 +621,11 @@ impl Pipeline {
         suppressed.append(&mut dropped);
         timings.record(Stage::Stuff, None, t);
         let t = Instant::now();
-        for r in regions {
+        for (r, rle) in regions.iter().zip(rles) {
             let id = entities.len() as u32 + 1;
             let at = Placement { area_fraction: r.area_fraction, ..Placement::of_box(r.bbox, w, h) };
-            let mut e = Entity::stuff(id, labels.name(r.class), &at, source_of(&stuff.model, truncation), r.mask.to_rle());
-            e.attributes.colour = dominant_colour(rgb, Region::Mask(&r.mask), 0.35, light);
+            let mut e = Entity::stuff(id, labels.name(r.class), &at, source_of(&stuff.model, truncation), rle);
+            e.attributes.colour = dominant_colour(rgb, Region::Stuff(pixels, r), 0.35, light);
             entities.push(e);
         }
         timings.record(Stage::Describe, None, t);

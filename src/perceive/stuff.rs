@@ -4,7 +4,7 @@
 
 use super::PerceiveError;
 use crate::engine::Tensor;
-use super::masks::Mask;
+use super::masks::Rle;
 use crate::geometry::{BoxF, Letterbox};
 use serde::{Deserialize, Serialize};
 
@@ -62,13 +62,45 @@ impl Default for StuffParams {
     }
 }
 
-/// A stuff region: the pieces of one stuff class that hold together, minus pixels things claim.
+/// A set of label-map classes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassSet([u64; 4]);
+
+impl ClassSet {
+    pub fn of(class: u8) -> ClassSet {
+        let mut s = ClassSet::default();
+        s.insert(class);
+        s
+    }
+
+    pub fn insert(&mut self, class: u8) {
+        if let Some(w) = self.0.get_mut(usize::from(class / 64)) {
+            *w |= 1 << (class % 64);
+        }
+    }
+
+    pub fn contains(&self, class: u8) -> bool {
+        self.0.get(usize::from(class / 64)).is_some_and(|w| w & (1 << (class % 64)) != 0)
+    }
+
+    pub fn union(&mut self, other: &ClassSet) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+    }
+}
+
+/// A stuff region: the kept pieces of one stuff class (and of near-synonyms merged into it), minus pixels things
+/// claim. It holds no pixels of its own: [`StuffPixels`] answers which pixels are its.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StuffRegion {
+    /// The class that names it.
     pub class: usize,
-    pub mask: Mask,
+    /// Every class whose kept pixels are this region's.
+    pub classes: ClassSet,
     /// The box of the kept pieces (the main piece and those at least `min_part` of it).
     pub bbox: BoxF,
+    pub pixels: u64,
     pub area_fraction: f32,
 }
 
@@ -90,11 +122,84 @@ pub struct DroppedClass {
     pub reason: GeometryDrop,
 }
 
-/// The regions, largest first, and the classes dropped for their geometry.
+/// The regions, largest first, the classes dropped for their geometry, and which pixels the regions keep.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StuffRegions {
     pub regions: Vec<StuffRegion>,
     pub dropped: Vec<DroppedClass>,
+    /// Per pixel, row-major: part of a kept piece of some class (its class is the label map's).
+    pub kept: Vec<bool>,
+}
+
+/// The pixels of stuff regions: the label map, and which of its pixels are kept. One frame-sized bitmap for every
+/// region, instead of a full-frame mask per region.
+#[derive(Debug, Clone, Copy)]
+pub struct StuffPixels<'a> {
+    pub map: &'a LabelMap,
+    pub kept: &'a [bool],
+}
+
+impl<'a> StuffPixels<'a> {
+    pub fn new(map: &'a LabelMap, regions: &'a StuffRegions) -> Self {
+        StuffPixels { map, kept: &regions.kept }
+    }
+
+    /// The class of a kept pixel; None for pixels no region keeps and outside the frame.
+    pub fn class_at(&self, x: u32, y: u32) -> Option<u8> {
+        if x >= self.map.width || y >= self.map.height {
+            return None;
+        }
+        let i = y as usize * self.map.width as usize + x as usize;
+        self.kept.get(i).copied().unwrap_or(false).then(|| self.map.classes.get(i).copied()).flatten()
+    }
+
+    /// Whether pixel (x, y) is `region`'s.
+    pub fn contains(&self, region: &StuffRegion, x: u32, y: u32) -> bool {
+        self.class_at(x, y).is_some_and(|c| region.classes.contains(c))
+    }
+
+    /// Every region's COCO RLE in one column-major pass over the frame. A class in two regions' sets counts for
+    /// the first.
+    pub fn rles(&self, regions: &[StuffRegion]) -> Vec<Rle> {
+        let (w, h) = (self.map.width, self.map.height);
+        let mut owner = [usize::MAX; 256];
+        for (i, r) in regions.iter().enumerate().rev() {
+            for (c, slot) in owner.iter_mut().enumerate() {
+                if r.classes.contains(c as u8) {
+                    *slot = i;
+                }
+            }
+        }
+        let mut counts: Vec<Vec<u32>> = vec![Vec::new(); regions.len()];
+        let mut last = vec![0u64; regions.len()];
+        let mut switch = |r: Option<usize>, p: u64| {
+            if let (Some(c), Some(l)) = (r.and_then(|r| counts.get_mut(r)), r.and_then(|r| last.get_mut(r))) {
+                c.push((p - *l) as u32);
+                *l = p;
+            }
+        };
+        let mut prev: Option<usize> = None;
+        let mut p = 0u64;
+        for x in 0..w {
+            for y in 0..h {
+                let cur = self.class_at(x, y).and_then(|c| owner.get(usize::from(c)).copied()).filter(|&r| r != usize::MAX);
+                if cur != prev {
+                    switch(prev, p);
+                    switch(cur, p);
+                    prev = cur;
+                }
+                p += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .zip(last)
+            .map(|(mut c, l)| {
+                c.push((p - l) as u32);
+                Rle { size: [h, w], counts: c }
+            })
+            .collect()
+    }
 }
 
 /// Union-find over component labels; label 0 is "no component".
@@ -228,10 +333,9 @@ pub fn stuff_regions(map: &LabelMap, claimed: &[bool], is_stuff: impl Fn(usize) 
             v.push(i);
         }
     }
-    // which region each piece belongs to, if any
-    let mut region_of = vec![u32::MAX; pieces.len()];
+    // which pieces are kept
+    let mut kept_piece = vec![false; pieces.len()];
     let mut out = StuffRegions::default();
-    let mut kept_boxes: Vec<(usize, BoxF, u64)> = Vec::new();
     for (class, members) in by_class.iter().enumerate() {
         let all: u64 = members.iter().filter_map(|&i| pieces.get(i)).map(|p| p.pixels).sum();
         if all == 0 || share(all) < p.min_area {
@@ -251,31 +355,20 @@ pub fn stuff_regions(map: &LabelMap, claimed: &[bool], is_stuff: impl Fn(usize) 
             out.dropped.push(DroppedClass { class, area_fraction: share(all), reason });
             continue;
         }
-        let r = kept_boxes.len() as u32;
         let mut bbox: Option<BoxF> = None;
         for &i in members {
             let Some(q) = pieces.get(i).filter(|q| keep(q)) else { continue };
-            if let Some(slot) = region_of.get_mut(i) {
-                *slot = r;
+            if let Some(slot) = kept_piece.get_mut(i) {
+                *slot = true;
             }
             let b = BoxF::new(q.x1 as f32, q.y1 as f32, q.x2 as f32, q.y2 as f32);
             bbox = Some(bbox.map_or(b, |a| a.hull(&b)));
         }
-        if let Some(b) = bbox {
-            kept_boxes.push((class, b, kept));
+        if let (Some(bbox), Ok(c)) = (bbox, u8::try_from(class)) {
+            out.regions.push(StuffRegion { class, classes: ClassSet::of(c), bbox, pixels: kept, area_fraction: share(kept) });
         }
     }
-    let mut bits: Vec<Vec<bool>> = kept_boxes.iter().map(|_| vec![false; map.classes.len()]).collect();
-    for (i, &l) in label.iter().enumerate() {
-        let Some(&r) = region_of.get(l as usize) else { continue };
-        if let Some(b) = bits.get_mut(r as usize).and_then(|v| v.get_mut(i)) {
-            *b = true;
-        }
-    }
-    for ((class, bbox, kept), bits) in kept_boxes.into_iter().zip(bits) {
-        let mask = Mask { width: map.width, height: map.height, bits };
-        out.regions.push(StuffRegion { class, mask, bbox, area_fraction: share(kept) });
-    }
+    out.kept = label.iter().map(|&l| kept_piece.get(l as usize).copied().unwrap_or(false)).collect();
     out.regions.sort_by(|a, b| b.area_fraction.total_cmp(&a.area_fraction));
     out
 }
@@ -283,6 +376,12 @@ pub fn stuff_regions(map: &LabelMap, claimed: &[bool], is_stuff: impl Fn(usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::perceive::masks::Mask;
+
+    /// A region's pixels as a full mask, from its RLE.
+    fn mask_of(map: &LabelMap, r: &StuffRegions, region: usize) -> Mask {
+        StuffPixels::new(map, r).rles(&r.regions)[region].to_mask().unwrap()
+    }
     use crate::engine::TensorData;
     use crate::geometry::ResizeMode;
 
@@ -317,11 +416,14 @@ mod tests {
         assert!(claimed[10 * 20 + 10], "centre is claimed");
         assert!(!claimed[5 * 20 + 5], "box corner stays stuff");
         let p = StuffParams::default();
-        let r = stuff_regions(&map, &claimed, |c| c == 3, &p).regions;
+        let found = stuff_regions(&map, &claimed, |c| c == 3, &p);
+        let r = &found.regions;
         assert_eq!(r.len(), 1);
         assert!(r[0].area_fraction < 1.0 && r[0].area_fraction > 0.7);
-        assert!(!r[0].mask.get(10, 10));
-        assert_eq!(r[0].mask.area() as f32 / 400.0, r[0].area_fraction);
+        let mask = mask_of(&map, &found, 0);
+        assert!(!mask.get(10, 10) && !StuffPixels::new(&map, &found).contains(&r[0], 10, 10));
+        assert_eq!(mask.area() as f32 / 400.0, r[0].area_fraction);
+        assert_eq!(mask.area(), r[0].pixels);
         let none = stuff_regions(&map, &claimed, |c| c != 3, &p);
         assert!(none.regions.is_empty() && none.dropped.is_empty());
     }
@@ -348,8 +450,10 @@ mod tests {
         assert_eq!(r.regions.len(), 1);
         let region = &r.regions[0];
         assert_eq!(region.bbox, BoxF::new(0.0, 0.0, 90.0, 90.0));
-        assert_eq!(region.mask.area(), 1600 + 900);
-        assert!(!region.mask.get(95, 2), "the scattered piece is not part of the region");
+        let mask = mask_of(&map, &r, 0);
+        assert_eq!(mask.area(), 1600 + 900);
+        assert!(!mask.get(95, 2), "the scattered piece is not part of the region");
+        assert_eq!(mask.bbox(), Some(region.bbox));
         assert!((region.area_fraction - 0.25).abs() < 1e-6);
     }
 
@@ -359,7 +463,7 @@ mod tests {
         let map = painted(&[(2, 0, 0, 10, 60), (2, 50, 0, 60, 60), (2, 0, 60, 60, 70)]);
         let r = stuff_regions(&map, &[], |c| c == 2, &StuffParams { min_part: 0.99, ..StuffParams::default() });
         assert_eq!(r.regions.len(), 1, "one piece, so nothing is below 99 % of the main piece");
-        assert_eq!(r.regions[0].mask.area(), 600 + 600 + 600);
+        assert_eq!(mask_of(&map, &r, 0).area(), 600 + 600 + 600);
         // a checkerboard of single pixels: all specks
         let mut classes = vec![0u8; 100 * 100];
         for (i, c) in classes.iter_mut().enumerate() {
@@ -387,6 +491,27 @@ mod tests {
         assert_eq!(r.dropped.len(), 1);
         assert_eq!(r.dropped[0].reason, GeometryDrop::Fragmented);
         assert!((r.dropped[0].area_fraction - (400.0 + 720.0) / 10_000.0).abs() < 1e-6);
+    }
+
+    proptest::proptest! {
+        /// The one-pass RLEs equal each region's full mask encoded on its own, on random maps of a few classes.
+        #[test]
+        fn one_pass_rles_equal_per_region_masks(w in 1u32..40, h in 1u32..40, cells in proptest::collection::vec(0u8..4, 1600), merge in proptest::bool::ANY) {
+            let map = LabelMap { width: w, height: h, classes: cells.iter().take((w * h) as usize).copied().collect() };
+            let p = StuffParams { min_area: 0.0, speck: 0.0, min_part: 0.3, min_coherence: 0.0 };
+            let mut found = stuff_regions(&map, &[], |c| c != 0, &p);
+            if merge && found.regions.len() >= 2 {
+                // a merged region holds two classes, as scene::plausible makes them
+                let other = found.regions.remove(1);
+                found.regions[0].classes.union(&other.classes);
+            }
+            let px = StuffPixels::new(&map, &found);
+            let rles = px.rles(&found.regions);
+            for (r, rle) in found.regions.iter().zip(&rles) {
+                let bits = (0..w * h).map(|i| px.contains(r, i % w, i / w)).collect();
+                proptest::prop_assert_eq!(rle, &Mask { width: w, height: h, bits }.to_rle());
+            }
+        }
     }
 
     #[test]

@@ -222,6 +222,8 @@ pub enum Region<'a> {
     Mask(&'a Mask),
     /// A thing with a model's mask: the mask's pixels inside its box.
     Patch(&'a crate::perceive::masks::BoxMask),
+    /// A stuff region: its pixels, sampled on the same grid as a full mask of it would be.
+    Stuff(crate::perceive::stuff::StuffPixels<'a>, &'a crate::perceive::stuff::StuffRegion),
 }
 
 /// Names the dominant colour of a region under `light` (the frame's light undone first); None when no colour dominates (≥ `min_fraction` of samples).
@@ -263,6 +265,19 @@ pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32, li
             for y in (m.y0..(m.y0 + m.h).min(h)).step_by(step as usize) {
                 for x in (m.x0..(m.x0 + m.w).min(w)).step_by(step as usize) {
                     if m.get(x, y) {
+                        count(x, y);
+                    }
+                }
+            }
+        }
+        Region::Stuff(px, r) => {
+            let step = ((r.pixels.max(1) as f32 / 4096.0).sqrt().ceil() as u32).max(1);
+            // the full-frame grid (multiples of step), walked only inside the region's box
+            let first = |v: f32| (v.max(0.0) as u32).div_ceil(step) * step;
+            let (x1, y1) = (((r.bbox.x2.ceil()) as u32).min(w), ((r.bbox.y2.ceil()) as u32).min(h));
+            for y in (first(r.bbox.y1)..y1).step_by(step as usize) {
+                for x in (first(r.bbox.x1)..x1).step_by(step as usize) {
+                    if px.contains(r, x, y) {
                         count(x, y);
                     }
                 }
@@ -418,6 +433,29 @@ mod tests {
         assert_eq!(name_pixel(240, 160, 200), ColourName::Pink);
         assert_eq!(name_pixel(120, 40, 170), ColourName::Purple);
         assert_eq!(name_pixel(135, 190, 235), ColourName::Blue, "sky blue");
+    }
+
+    #[test]
+    fn a_stuff_region_samples_the_pixels_its_full_mask_would() {
+        use crate::perceive::stuff::{stuff_regions, LabelMap, StuffParams, StuffPixels};
+        // a 300x200 frame: class 1 a blue block and a red strip (two parts), class 2 the rest; pixels vary so the
+        // sampling grid decides the histogram
+        let (w, h) = (300u32, 200u32);
+        let classes: Vec<u8> = (0..w * h).map(|i| if (i % w > 40 && i / w > 120) || i % w > 250 { 1 } else { 2 }).collect();
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            if x > 250 { image::Rgb([200, 30, 30]) } else { image::Rgb([(x * 7 % 256) as u8, (y * 3 % 256) as u8, 180]) }
+        });
+        let map = LabelMap { width: w, height: h, classes };
+        let found = stuff_regions(&map, &[], |c| c != 0, &StuffParams::default());
+        assert_eq!(found.regions.len(), 2);
+        let px = StuffPixels::new(&map, &found);
+        for (r, rle) in found.regions.iter().zip(px.rles(&found.regions)) {
+            let mask = rle.to_mask().unwrap();
+            let by_mask = dominant_colour(&img, Region::Mask(&mask), 0.2, &Illuminant::NEUTRAL);
+            let by_pixels = dominant_colour(&img, Region::Stuff(px, r), 0.2, &Illuminant::NEUTRAL);
+            assert!(by_mask.is_some());
+            assert_eq!(by_pixels, by_mask, "class {}", r.class);
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use super::global::setting_votes;
 use crate::geometry::BoxF;
-use crate::perceive::stuff::{GeometryDrop, StuffRegion};
+use crate::perceive::stuff::{GeometryDrop, StuffPixels, StuffRegion};
 use serde::{Deserialize, Serialize};
 
 /// Why a stuff class the segmenter found is not in the caption.
@@ -83,6 +83,7 @@ fn group_of(tag: &str) -> Option<&'static [&'static str]> {
 /// Keeps the regions the scene supports (largest first) and says what it left out. `name` gives a class's tag.
 pub fn plausible_stuff<'n>(
     regions: Vec<StuffRegion>,
+    pixels: StuffPixels<'_>,
     name: impl Fn(usize) -> &'n str,
     things: &[ThingView<'_>],
 ) -> (Vec<StuffRegion>, Vec<SuppressedStuff>) {
@@ -116,10 +117,9 @@ pub fn plausible_stuff<'n>(
         match host {
             Some(host) => {
                 suppressed.push(drop(&r, StuffDrop::Merged, Some(name(host.class))));
-                for (h, b) in host.mask.bits.iter_mut().zip(&r.mask.bits) {
-                    *h |= *b;
-                }
+                host.classes.union(&r.classes);
                 host.bbox = host.bbox.hull(&r.bbox);
+                host.pixels += r.pixels;
                 host.area_fraction += r.area_fraction;
             }
             None => merged.push(r),
@@ -127,7 +127,7 @@ pub fn plausible_stuff<'n>(
     }
 
     // judge every region against the same view of the scene, so the order of the rules does not matter
-    let verdicts: Vec<Option<StuffDrop>> = merged.iter().map(|r| verdict(r, &merged, &name, things)).collect();
+    let verdicts: Vec<Option<StuffDrop>> = merged.iter().map(|r| verdict(r, &merged, pixels, &name, things)).collect();
     let mut out = Vec::with_capacity(merged.len());
     for (r, v) in merged.into_iter().zip(verdicts) {
         match v {
@@ -138,9 +138,15 @@ pub fn plausible_stuff<'n>(
     (out, suppressed)
 }
 
-fn verdict<'n>(r: &StuffRegion, all: &[StuffRegion], name: &impl Fn(usize) -> &'n str, things: &[ThingView<'_>]) -> Option<StuffDrop> {
+fn verdict<'n>(
+    r: &StuffRegion,
+    all: &[StuffRegion],
+    pixels: StuffPixels<'_>,
+    name: &impl Fn(usize) -> &'n str,
+    things: &[ThingView<'_>],
+) -> Option<StuffDrop> {
     let tag = name(r.class);
-    if WATER.contains(&tag) && things.iter().any(|t| LAND_VEHICLES.contains(&t.tag) && stands_on(&t.bbox, r, all)) {
+    if WATER.contains(&tag) && things.iter().any(|t| LAND_VEHICLES.contains(&t.tag) && stands_on(&t.bbox, r, all, pixels)) {
         return Some(StuffDrop::UnderVehicle);
     }
     let outdoor_only = OUTDOOR_ONLY.contains(&tag);
@@ -162,18 +168,19 @@ fn verdict<'n>(r: &StuffRegion, all: &[StuffRegion], name: &impl Fn(usize) -> &'
 
 /// Whether `r` holds most of the stuff pixels in the band around the bottom edge of a thing's box (where its
 /// wheels meet the ground), and enough of them to say so.
-fn stands_on(b: &BoxF, r: &StuffRegion, all: &[StuffRegion]) -> bool {
-    let (w, h) = (r.mask.width, r.mask.height);
+fn stands_on(b: &BoxF, r: &StuffRegion, all: &[StuffRegion], pixels: StuffPixels<'_>) -> bool {
+    let (w, h) = (pixels.map.width, pixels.map.height);
     let band = (b.height() * 0.15).max(2.0);
     let (x1, x2) = (b.x1.max(0.0) as u32, (b.x2.max(0.0) as u32).min(w));
     let (y1, y2) = ((b.y2 - band).max(0.0) as u32, ((b.y2 + band).max(0.0) as u32).min(h));
     let (mut mine, mut stuff) = (0u64, 0u64);
     for y in y1..y2 {
         for x in x1..x2 {
-            if r.mask.get(x, y) {
+            let Some(c) = pixels.class_at(x, y) else { continue };
+            if r.classes.contains(c) {
                 mine += 1;
                 stuff += 1;
-            } else if all.iter().any(|o| o.mask.get(x, y)) {
+            } else if all.iter().any(|o| o.classes.contains(c)) {
                 stuff += 1;
             }
         }
@@ -185,7 +192,7 @@ fn stands_on(b: &BoxF, r: &StuffRegion, all: &[StuffRegion]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perceive::masks::Mask;
+    use crate::perceive::stuff::{stuff_regions, LabelMap, StuffParams, StuffRegions};
 
     const NAMES: &[&str] = &["other", "water", "sea", "floor", "tree", "ceiling", "sky", "road", "table", "wall"];
 
@@ -193,21 +200,28 @@ mod tests {
         NAMES.get(c).copied().unwrap_or("other")
     }
 
-    fn class(tag: &str) -> usize {
-        NAMES.iter().position(|n| *n == tag).unwrap()
+    fn class(tag: &str) -> u8 {
+        NAMES.iter().position(|n| *n == tag).unwrap() as u8
     }
 
-    /// A region of `tag` filling the box (x1, y1, x2, y2) on a 100x100 frame.
-    fn region(tag: &str, x1: u32, y1: u32, x2: u32, y2: u32) -> StuffRegion {
-        let mut bits = vec![false; 100 * 100];
-        for y in y1..y2 {
-            for x in x1..x2 {
-                bits[(y * 100 + x) as usize] = true;
+    /// A 100x100 frame painted with `(tag, x1, y1, x2, y2)` rectangles in order; every painted class a region.
+    fn scene(rects: &[(&str, u32, u32, u32, u32)]) -> (LabelMap, StuffRegions) {
+        let mut classes = vec![0u8; 100 * 100];
+        for &(tag, x1, y1, x2, y2) in rects {
+            for y in y1..y2 {
+                for x in x1..x2 {
+                    classes[(y * 100 + x) as usize] = class(tag);
+                }
             }
         }
-        let area = ((x2 - x1) * (y2 - y1)) as f32 / 10_000.0;
-        let mask = Mask { width: 100, height: 100, bits };
-        StuffRegion { class: class(tag), mask, bbox: BoxF::new(x1 as f32, y1 as f32, x2 as f32, y2 as f32), area_fraction: area }
+        let map = LabelMap { width: 100, height: 100, classes };
+        let every = StuffParams { min_area: 0.0, speck: 0.0, min_part: 0.0, min_coherence: 0.0 };
+        let found = stuff_regions(&map, &[], |c| c != 0, &every);
+        (map, found)
+    }
+
+    fn judge(map: &LabelMap, found: &StuffRegions, things: &[ThingView<'_>]) -> (Vec<StuffRegion>, Vec<SuppressedStuff>) {
+        plausible_stuff(found.regions.clone(), StuffPixels::new(map, found), name, things)
     }
 
     fn tags(regions: &[StuffRegion]) -> Vec<&'static str> {
@@ -216,12 +230,14 @@ mod tests {
 
     #[test]
     fn water_and_sea_are_one_region_named_by_the_larger() {
-        let regions = vec![region("sky", 0, 0, 100, 40), region("water", 0, 40, 30, 100), region("sea", 30, 40, 100, 100)];
-        let (kept, out) = plausible_stuff(regions, name, &[]);
+        let (map, found) = scene(&[("sky", 0, 0, 100, 40), ("water", 0, 40, 30, 100), ("sea", 30, 40, 100, 100)]);
+        let (kept, out) = judge(&map, &found, &[]);
         assert_eq!(tags(&kept), vec!["sea", "sky"]);
         let sea = &kept[0];
         assert_eq!(sea.bbox, BoxF::new(0.0, 40.0, 100.0, 100.0));
-        assert_eq!(sea.mask.area(), 6000);
+        assert_eq!(sea.pixels, 6000);
+        let mask = StuffPixels::new(&map, &found).rles(&kept)[0].to_mask().unwrap();
+        assert_eq!((mask.area(), mask.get(10, 50), mask.get(50, 50), mask.get(50, 10)), (6000, true, true, false));
         assert!((sea.area_fraction - 0.6).abs() < 1e-6);
         assert_eq!(out, vec![SuppressedStuff { tag: "water".into(), area_fraction: 0.18, reason: StuffDrop::Merged, into: Some("sea".into()) }]);
     }
@@ -229,30 +245,30 @@ mod tests {
     #[test]
     fn water_under_a_car_is_left_out_and_a_road_is_kept() {
         let car = ThingView { tag: "car", bbox: BoxF::new(40.0, 20.0, 80.0, 50.0) };
-        let regions = vec![region("tree", 0, 0, 100, 30), region("water", 30, 40, 100, 60), region("road", 0, 60, 100, 100)];
-        let (kept, out) = plausible_stuff(regions.clone(), name, &[car]);
+        let (map, found) = scene(&[("tree", 0, 0, 100, 30), ("water", 30, 40, 100, 60), ("road", 0, 60, 100, 100)]);
+        let (kept, out) = judge(&map, &found, &[car]);
         assert_eq!(tags(&kept), vec!["road", "tree"]);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].tag.as_str(), out[0].reason), ("water", StuffDrop::UnderVehicle));
         // the same water with the car standing on the road below it is kept
         let parked = ThingView { tag: "car", bbox: BoxF::new(40.0, 50.0, 80.0, 80.0) };
-        let (kept, out) = plausible_stuff(regions.clone(), name, &[parked]);
+        let (kept, out) = judge(&map, &found, &[parked]);
         assert_eq!(kept.len(), 3, "{out:?}");
         // and a boat on it changes nothing
         let boat = ThingView { tag: "boat", bbox: BoxF::new(40.0, 20.0, 80.0, 50.0) };
-        assert_eq!(plausible_stuff(regions, name, &[boat]).0.len(), 3);
+        assert_eq!(judge(&map, &found, &[boat]).0.len(), 3);
     }
 
     #[test]
     fn water_indoors_and_a_ceiling_under_the_open_sky_are_left_out() {
         // a room: floor, wall and ceiling; the "water" is a shiny floor patch
-        let room = vec![region("floor", 0, 60, 100, 100), region("wall", 0, 10, 100, 60), region("ceiling", 0, 0, 100, 10), region("water", 0, 95, 20, 100)];
-        let (kept, out) = plausible_stuff(room, name, &[]);
+        let (map, room) = scene(&[("floor", 0, 60, 100, 100), ("wall", 0, 10, 100, 60), ("ceiling", 0, 0, 100, 10), ("water", 0, 95, 20, 100)]);
+        let (kept, out) = judge(&map, &room, &[]);
         assert_eq!(tags(&kept), vec!["wall", "floor", "ceiling"]);
         assert_eq!(out.iter().map(|s| (s.tag.as_str(), s.reason)).collect::<Vec<_>>(), vec![("water", StuffDrop::Indoors)]);
         // outdoors: sky over a road; a grey patch of sky called ceiling goes, the road stays
-        let street = vec![region("sky", 0, 0, 100, 40), region("road", 0, 60, 100, 100), region("ceiling", 0, 40, 30, 50)];
-        let (kept, out) = plausible_stuff(street, name, &[]);
+        let (map, street) = scene(&[("sky", 0, 0, 100, 40), ("road", 0, 60, 100, 100), ("ceiling", 0, 40, 30, 50)]);
+        let (kept, out) = judge(&map, &street, &[]);
         assert_eq!(tags(&kept), vec!["sky", "road"]);
         assert_eq!(out.iter().map(|s| (s.tag.as_str(), s.reason)).collect::<Vec<_>>(), vec![("ceiling", StuffDrop::Outdoors)]);
     }
@@ -260,9 +276,9 @@ mod tests {
     #[test]
     fn a_mixed_view_keeps_everything() {
         // a porch: as much floor as tree, neither outweighs the other twice over; nothing left out
-        let regions = vec![region("floor", 0, 50, 100, 100), region("tree", 0, 0, 100, 50), region("road", 0, 45, 10, 50)];
-        let before = tags(&regions);
-        let (kept, out) = plausible_stuff(regions, name, &[]);
+        let (map, found) = scene(&[("floor", 0, 50, 100, 100), ("tree", 0, 0, 100, 50), ("road", 0, 45, 10, 50)]);
+        let before = tags(&found.regions);
+        let (kept, out) = judge(&map, &found, &[]);
         assert!(out.is_empty(), "{out:?}");
         assert_eq!(tags(&kept).len(), before.len());
     }
@@ -270,8 +286,8 @@ mod tests {
     #[test]
     fn a_table_region_on_a_detected_dining_table_is_that_table() {
         let table = ThingView { tag: "dining table", bbox: BoxF::new(10.0, 50.0, 90.0, 90.0) };
-        let regions = vec![region("wall", 0, 0, 100, 50), region("table", 12, 55, 88, 88)];
-        let (kept, out) = plausible_stuff(regions, name, &[table]);
+        let (map, found) = scene(&[("wall", 0, 0, 100, 50), ("table", 12, 55, 88, 88)]);
+        let (kept, out) = judge(&map, &found, &[table]);
         assert_eq!(tags(&kept), vec!["wall"]);
         assert_eq!(out[0].reason, StuffDrop::DuplicatesThing);
     }
