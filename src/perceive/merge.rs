@@ -117,16 +117,21 @@ fn evidence(hits: &[Hit], class: usize, params: &MergeParams) -> (f32, BoxF) {
             best().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
         }
     };
-    let wsum: f32 = best().map(|h| h.score.max(1e-6)).sum();
+    (score, weighted_box(best))
+}
+
+/// The score-weighted mean of the boxes `hits` yields (called twice: once for the weights' sum).
+fn weighted_box<'h, I: Iterator<Item = &'h Hit>>(hits: impl Fn() -> I) -> BoxF {
+    let wsum: f32 = hits().map(|h| h.score.max(1e-6)).sum();
     let mut b = [0f32; 4];
-    for h in best() {
+    for h in hits() {
         let w = h.score.max(1e-6) / wsum.max(1e-6);
         b[0] += w * h.bbox.x1;
         b[1] += w * h.bbox.y1;
         b[2] += w * h.bbox.x2;
         b[3] += w * h.bbox.y2;
     }
-    (score, BoxF::new(b[0], b[1], b[2], b[3]))
+    BoxF::new(b[0], b[1], b[2], b[3])
 }
 
 /// The instance's class, score and box from the class with the most evidence (ties: the lower class id); the
@@ -338,7 +343,8 @@ mod tests {
     }
 
     /// The collecting implementation evidence and resolve replaced (one `Vec` of best hits per class, one of
-    /// classes and one of scored classes per resolve): the oracle the allocation-free ones must equal.
+    /// classes and one of scored classes per resolve): the oracle the allocation-free ones must equal. It checks
+    /// which hits are each detector's best and how classes rank; the box arithmetic is the shared `weighted_box`.
     fn resolve_by_collecting(hits: &[Hit], params: &MergeParams) -> (usize, f32, BoxF, Vec<(usize, f32)>) {
         let evidence = |class: usize| {
             let mut best: Vec<&Hit> = Vec::new();
@@ -357,16 +363,8 @@ mod tests {
                     best.iter().map(|h| h.score.clamp(0.0, 1.0)).sum::<f32>() / looked as f32
                 }
             };
-            let wsum: f32 = best.iter().map(|h| h.score.max(1e-6)).sum();
-            let mut b = [0f32; 4];
-            for h in &best {
-                let w = h.score.max(1e-6) / wsum.max(1e-6);
-                b[0] += w * h.bbox.x1;
-                b[1] += w * h.bbox.y1;
-                b[2] += w * h.bbox.x2;
-                b[3] += w * h.bbox.y2;
-            }
-            (score, BoxF::new(b[0], b[1], b[2], b[3]))
+            // the same weighted mean over the collected best hits
+            (score, weighted_box(|| best.iter().copied()))
         };
         let mut classes: Vec<usize> = hits.iter().map(|h| h.class).collect();
         classes.sort_unstable();
