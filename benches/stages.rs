@@ -1,5 +1,6 @@
 //! Criterion benches of the pure stages across input sizes: letterbox + tensor conversion, the YOLOX and GFL
-//! decoders, cross-detector merge, colour naming, caption writing. Run: `cargo bench --bench stages`.
+//! decoders, cross-detector merge, colour naming, caption writing, stuff regions from a label map. Run:
+//! `cargo bench --bench stages`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -10,6 +11,9 @@ use pancap::perceive::decode::{decode_gfl, decode_yolox, nms, DecodeParams, Dete
 use pancap::perceive::merge::{merge, MergeParams};
 use pancap::perceive::preprocess::{preprocess, resize_rgb};
 use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
+use pancap::perceive::masks::RleLookup;
+use pancap::perceive::stuff::{stuff_regions, LabelMap, StuffParams, StuffPixels};
+use pancap::scene::plausible::plausible_stuff;
 use std::hint::black_box;
 
 /// Deterministic pseudo-random values (xorshift), so runs compare like for like.
@@ -112,6 +116,59 @@ fn bench_nms_merge(c: &mut Criterion) {
     g.finish();
 }
 
+/// A label map like a segmenter's: horizontal bands of sky, tree, grass and road with a wavy border, specks of
+/// water scattered over the road, 1280x720.
+fn label_map(w: u32, h: u32) -> LabelMap {
+    let specks = noise((w * h / 400) as usize, 11, (w * h) as f32);
+    let mut classes: Vec<u8> = (0..w * h)
+        .map(|i| {
+            let (x, y) = (i % w, i / w);
+            let wave = ((x as f32 / 40.0).sin() * 12.0) as i32;
+            match y as i32 + wave {
+                v if v < h as i32 / 4 => 3,
+                v if v < h as i32 / 2 => 5,
+                v if v < 3 * h as i32 / 4 => 10,
+                _ => 7,
+            }
+        })
+        .collect();
+    for s in specks {
+        if let Some(c) = classes.get_mut(s as usize) {
+            *c = 22;
+        }
+    }
+    LabelMap { width: w, height: h, classes }
+}
+
+fn bench_stuff(c: &mut Criterion) {
+    let labels = pancap::models::LabelSet::Ade20k32.labels();
+    let mut g = c.benchmark_group("stuff");
+    for (w, h) in [(640u32, 360u32), (1280, 720)] {
+        let map = label_map(w, h);
+        let claimed = vec![false; (w * h) as usize];
+        let params = StuffParams::default();
+        g.bench_with_input(BenchmarkId::new("regions", format!("{w}x{h}")), &map, |bch, map| {
+            bch.iter(|| stuff_regions(black_box(map), &claimed, |c| c != 0, &params))
+        });
+        let found = stuff_regions(&map, &claimed, |c| c != 0, &params);
+        let px = StuffPixels::new(&map, &found);
+        g.bench_with_input(BenchmarkId::new("plausible_and_rles", format!("{w}x{h}")), &found, |bch, found| {
+            bch.iter(|| {
+                let (kept, _) = plausible_stuff(found.regions.clone(), px, |c| labels.name(c), &[]);
+                px.rles(black_box(&kept))
+            })
+        });
+        let rles = px.rles(&found.regions);
+        g.bench_with_input(BenchmarkId::new("rle_lookup_1000_points", format!("{w}x{h}")), &rles, |bch, rles| {
+            bch.iter(|| {
+                let lookups: Vec<RleLookup> = rles.iter().filter_map(RleLookup::new).collect();
+                (0..1000u32).filter(|i| lookups.iter().any(|l| l.get(i * 7 % w, i * 13 % h))).count()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_colour(c: &mut Criterion) {
     let img = image(1280, 720);
     let mut g = c.benchmark_group("colour");
@@ -188,5 +245,5 @@ fn bench_score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
+criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_stuff, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
 criterion_main!(benches);
