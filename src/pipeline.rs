@@ -64,7 +64,6 @@ fn default_max_person_masks() -> usize {
 /// ADE20K-32 classes that are COCO things (left to the detectors, never stuff).
 const ADE_THINGS: &[&str] = &["other", "person", "car", "chair", "bed", "sofa", "armchair"];
 
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PipelineConfig {
     pub models_dir: PathBuf,
