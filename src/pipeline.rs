@@ -274,7 +274,7 @@ pub struct Pipeline {
     person_segmenter: Option<PersonSegmenter>,
     text_reader: Option<TextReader>,
     cfg: PipelineConfig,
-    providers: Vec<ModelProvider>,
+    providers: std::sync::Arc<[ModelProvider]>,
     /// The person segmenter's masks from the last frame it ran on, with the boxes they were made for.
     people_masks: Vec<(BoxF, BoxMask)>,
     /// The text reader's name once it was moved to a thread of its own (lines it read are still placed here).
@@ -345,14 +345,14 @@ impl Pipeline {
         cfg.merge.detectors = detectors.len();
         let dets = detectors.iter().map(|d| ModelProvider { model: d.name().to_string(), provider: d.provider() });
         let seg = segmenter.iter().map(|s| ModelProvider { model: s.name().to_string(), provider: s.provider() });
-        let providers = dets.chain(seg).collect();
+        let providers: Vec<ModelProvider> = dets.chain(seg).collect();
         Ok(Pipeline {
             detectors,
             segmenter,
             person_segmenter: None,
             text_reader: None,
             cfg,
-            providers,
+            providers: providers.into(),
             people_masks: Vec::new(),
             text_reader_name: None,
         })
@@ -360,20 +360,24 @@ impl Pipeline {
 
     /// Adds (or removes) the text reader.
     pub fn with_text_reader(mut self, reader: Option<TextReader>) -> Self {
-        self.providers.retain(|p| self.text_reader.as_ref().is_none_or(|r| r.name() != p.model));
+        let mut providers = self.providers.to_vec();
+        providers.retain(|p| self.text_reader.as_ref().is_none_or(|r| r.name() != p.model));
         if let Some(r) = &reader {
-            self.providers.push(ModelProvider { model: r.name().to_string(), provider: r.provider() });
+            providers.push(ModelProvider { model: r.name().to_string(), provider: r.provider() });
         }
+        self.providers = providers.into();
         self.text_reader = reader;
         self
     }
 
     /// Adds (or removes) the person segmenter that gives people their masks.
     pub fn with_person_segmenter(mut self, person: Option<PersonSegmenter>) -> Self {
-        self.providers.retain(|p| self.person_segmenter.as_ref().is_none_or(|s| s.name() != p.model));
+        let mut providers = self.providers.to_vec();
+        providers.retain(|p| self.person_segmenter.as_ref().is_none_or(|s| s.name() != p.model));
         if let Some(s) = &person {
-            self.providers.push(ModelProvider { model: s.name().to_string(), provider: s.provider() });
+            providers.push(ModelProvider { model: s.name().to_string(), provider: s.provider() });
         }
+        self.providers = providers.into();
         self.person_segmenter = person;
         self
     }
@@ -422,6 +426,8 @@ impl Pipeline {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
         let (w, h) = (rgb.width(), rgb.height());
+        // room for a full suite's stages at once, rather than growing the list several times a frame
+        timings.0.reserve(48);
 
         let (instances, discovery_ran) = self.detect(rgb, opts.discovery, &mut timings).map_err(frame_err)?;
         let ranking = ranking(&instances);

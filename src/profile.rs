@@ -21,7 +21,7 @@ pub use crate::math::{percentiles, Percentiles};
 /// Per-stage statistics over frames: a stage recorded several times in one frame (describe, merge) counts as
 /// its sum for that frame; stages keep the order in which they first appear.
 pub fn stage_stats(frames: &[Timings]) -> Vec<StageStats> {
-    let mut order: Vec<(Stage, Option<String>)> = Vec::new();
+    let mut order: Vec<(Stage, Option<crate::timing::ModelName>)> = Vec::new();
     let mut per_frame: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for t in frames {
         let mut sums: BTreeMap<usize, f64> = BTreeMap::new();
@@ -45,7 +45,7 @@ pub fn stage_stats(frames: &[Timings]) -> Vec<StageStats> {
         .enumerate()
         .map(|(i, (stage, model))| {
             let p = percentiles(per_frame.get(&i).map(Vec::as_slice).unwrap_or_default());
-            StageStats { stage, model, p50_ms: p.p50_ms, p95_ms: p.p95_ms, p99_ms: p.p99_ms, mean_ms: p.mean_ms }
+            StageStats { stage, model: model.as_deref().map(str::to_string), p50_ms: p.p50_ms, p95_ms: p.p95_ms, p99_ms: p.p99_ms, mean_ms: p.mean_ms }
         })
         .collect()
 }
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn repeated_stages_in_a_frame_are_summed_and_models_kept_apart() {
-        let st = |stage, model: Option<&str>, ms| StageTime { stage, model: model.map(str::to_string), ms };
+        let st = |stage, model: Option<&str>, ms| StageTime { stage, model: model.map(Into::into), ms };
         let frames = vec![
             Timings(vec![st(Stage::Inference, Some("a"), 10.0), st(Stage::Describe, None, 1.0), st(Stage::Describe, None, 2.0)]),
             Timings(vec![st(Stage::Inference, Some("a"), 20.0), st(Stage::Inference, Some("b"), 5.0), st(Stage::Describe, None, 4.0)]),

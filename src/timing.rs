@@ -38,12 +38,15 @@ impl Stage {
     }
 }
 
+/// A model's name as timings carry it: shared, so recording a stage copies a pointer, not the name.
+pub type ModelName = std::sync::Arc<str>;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageTime {
     pub stage: Stage,
     /// The model this time belongs to, for per-model stages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<ModelName>,
     pub ms: f64,
 }
 
@@ -52,8 +55,8 @@ pub struct StageTime {
 pub struct Timings(pub Vec<StageTime>);
 
 impl Timings {
-    pub fn record(&mut self, stage: Stage, model: Option<&str>, since: Instant) {
-        self.0.push(StageTime { stage, model: model.map(str::to_string), ms: since.elapsed().as_secs_f64() * 1e3 });
+    pub fn record(&mut self, stage: Stage, model: Option<&ModelName>, since: Instant) {
+        self.0.push(StageTime { stage, model: model.cloned(), ms: since.elapsed().as_secs_f64() * 1e3 });
     }
 
     /// Records the time since `since` minus what was recorded after `mark` (the models run inside a stage,

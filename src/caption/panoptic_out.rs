@@ -207,7 +207,7 @@ mod tests {
             stuff_suppressed: Vec::new(),
             truncated: Default::default(),
             backend: "fake".into(),
-            providers: vec![],
+            providers: Default::default(),
             timings_ms: Default::default(),
             self_check: None,
         }

@@ -146,6 +146,7 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
     }
     let self_check = SuiteArgs::self_check(args.self_check, target.as_ref());
     let mut matcher = if self_check { Some(args.matcher.build(models_dir)?) } else { None };
+    let scoring = self_check.then(|| pancap::timing::ModelName::from("scoring"));
 
     // round-robin: every configuration runs frame k before any runs frame k+1, so load on the machine falls on
     // all of them alike
@@ -170,12 +171,12 @@ pub fn profile_cmd(args: ProfileArgs, models_dir: &Path) -> Result<i32> {
                 Input::Decoded(f) => f.as_ref(),
             };
             let mut result = run.pipeline.process(frame, timings)?;
-            if let Some(m) = matcher.as_mut() {
+            if let Some((m, scoring)) = matcher.as_mut().zip(scoring.as_ref()) {
                 let second = run.pipeline.second_opinion(frame, &mut result.caption.timings_ms)?;
                 let t = Instant::now();
                 let check = pancap::score::self_check(&result.caption, &second, m, 0.5, 0.0)?;
                 drop(check);
-                result.caption.timings_ms.record(Stage::SelfCheck, Some("scoring"), t);
+                result.caption.timings_ms.record(Stage::SelfCheck, Some(scoring), t);
             }
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if k >= args.warmup {

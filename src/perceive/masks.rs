@@ -12,7 +12,7 @@ use super::PerceiveError;
 use crate::engine::Engine;
 use crate::geometry::BoxF;
 use crate::models::{DecoderManifest, Manifest, Role};
-use crate::timing::{Stage, Timings};
+use crate::timing::{ModelName, Stage, Timings};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -282,6 +282,8 @@ pub struct PersonSegmenter {
     manifest: Manifest,
     engine: Box<dyn Engine>,
     threshold: f32,
+    /// The manifest's name as timings carry it.
+    label: ModelName,
 }
 
 /// How much of a person's box the model sees around it on each side (fraction of the box), for context.
@@ -299,7 +301,8 @@ impl PersonSegmenter {
                 })
             }
         };
-        Ok(PersonSegmenter { manifest, engine, threshold })
+        let label = ModelName::from(manifest.name.as_str());
+        Ok(PersonSegmenter { manifest, engine, threshold, label })
     }
 
     pub fn name(&self) -> &str {
@@ -324,10 +327,10 @@ impl PersonSegmenter {
         }
         let crop = image::imageops::crop_imm(rgb, cx, cy, cw, ch).to_image();
         let (tensor, lb) = preprocess::preprocess(&crop, &self.manifest.input)?;
-        timings.record(Stage::Preprocess, Some(&self.manifest.name), t);
+        timings.record(Stage::Preprocess, Some(&self.label), t);
         let t = Instant::now();
         let outputs = self.engine.run(&[tensor])?;
-        timings.record(Stage::Inference, Some(&self.manifest.name), t);
+        timings.record(Stage::Inference, Some(&self.label), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("person segmenter: no output".into()))?;
         let probs = out.as_f32()?;
@@ -345,7 +348,7 @@ impl PersonSegmenter {
             let (ix, iy) = ((px as usize).min(mw.saturating_sub(1)), (py as usize).min(mh.saturating_sub(1)));
             probs.get(iy * mw + ix).is_some_and(|p| *p >= threshold)
         });
-        timings.record(Stage::Postprocess, Some(&self.manifest.name), t);
+        timings.record(Stage::Postprocess, Some(&self.label), t);
         Ok(mask)
     }
 }

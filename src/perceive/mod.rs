@@ -11,7 +11,7 @@ pub mod stuff;
 
 use crate::engine::{Engine, EngineError, Tensor, TensorData};
 use crate::models::{DecoderManifest, LabelSet, Manifest, Role};
-use crate::timing::{Stage, Timings};
+use crate::timing::{ModelName, Stage, Timings};
 use decode::{DecodeParams, Detection};
 use image::RgbImage;
 use merge::{absorb, Hit, Instance, MergeParams, Pass};
@@ -67,6 +67,8 @@ pub struct Detector {
     manifest: Manifest,
     engine: Box<dyn Engine>,
     pub params: DetectParams,
+    /// The manifest's name, shared with every timing recorded for it.
+    label: ModelName,
 }
 
 /// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
@@ -94,11 +96,17 @@ impl Detector {
         if manifest.labels != LabelSet::Coco80 {
             return Err(wrong("the suite merges COCO-80 detectors only"));
         }
-        Ok(Detector { manifest, engine, params })
+        let label = ModelName::from(manifest.name.as_str());
+        Ok(Detector { manifest, engine, params, label })
     }
 
     pub fn name(&self) -> &str {
         &self.manifest.name
+    }
+
+    /// The name as timings carry it.
+    pub fn label(&self) -> &ModelName {
+        &self.label
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -117,14 +125,14 @@ impl Detector {
     /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS → the manifest's score
     /// calibration, if any (so every detector's score is the chance that the detection is right).
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
-        let name = self.manifest.name.clone();
+        let name = &self.label;
         let t = Instant::now();
         let (inputs, lb) = model_inputs(rgb, &self.manifest)?;
-        timings.record(Stage::Preprocess, Some(&name), t);
+        timings.record(Stage::Preprocess, Some(name), t);
 
         let t = Instant::now();
         let outputs = self.engine.run(&inputs)?;
-        timings.record(Stage::Inference, Some(&name), t);
+        timings.record(Stage::Inference, Some(name), t);
 
         let t = Instant::now();
         let p = DecodeParams {
@@ -156,7 +164,7 @@ impl Detector {
             })
             .filter(|d| d.bbox.area() > 0.0)
             .collect();
-        timings.record(Stage::Postprocess, Some(&name), t);
+        timings.record(Stage::Postprocess, Some(name), t);
         Ok(dets)
     }
 }
@@ -165,6 +173,7 @@ impl Detector {
 pub struct Segmenter {
     manifest: Manifest,
     engine: Box<dyn Engine>,
+    label: ModelName,
 }
 
 impl Segmenter {
@@ -176,7 +185,8 @@ impl Segmenter {
                 reason: "its manifest does not describe an ArgMax segmenter".into(),
             });
         }
-        Ok(Segmenter { manifest, engine })
+        let label = ModelName::from(manifest.name.as_str());
+        Ok(Segmenter { manifest, engine, label })
     }
 
     pub fn name(&self) -> &str {
@@ -193,17 +203,17 @@ impl Segmenter {
     }
 
     pub fn segment(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<LabelMap, PerceiveError> {
-        let name = self.manifest.name.clone();
+        let name = &self.label;
         let t = Instant::now();
         let (tensor, lb) = preprocess::preprocess(rgb, &self.manifest.input)?;
-        timings.record(Stage::Preprocess, Some(&name), t);
+        timings.record(Stage::Preprocess, Some(name), t);
         let t = Instant::now();
         let outputs = self.engine.run(&[tensor])?;
-        timings.record(Stage::Inference, Some(&name), t);
+        timings.record(Stage::Inference, Some(name), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("segmenter: no output".into()))?;
         let map = stuff::decode_argmax(out, &lb, rgb.width(), rgb.height())?;
-        timings.record(Stage::Postprocess, Some(&name), t);
+        timings.record(Stage::Postprocess, Some(name), t);
         Ok(map)
     }
 }
@@ -285,7 +295,7 @@ pub fn discover(
             }
         }
     }
-    timings.record(Stage::Discovery, Some(detector.name()), t);
+    timings.record(Stage::Discovery, Some(detector.label()), t);
     Ok(created)
 }
 

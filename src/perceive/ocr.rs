@@ -7,7 +7,7 @@ use super::PerceiveError;
 use crate::engine::{self, Engine, EngineError, ModelSpec, Tensor, TensorData};
 use crate::geometry::{BoxF, Letterbox, ResizeMode};
 use crate::models::OcrManifest;
-use crate::timing::{Stage, Timings};
+use crate::timing::{ModelName, Stage, Timings};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -63,7 +63,8 @@ pub struct TextReader {
     /// Character of class `i + 1` (class 0 is the CTC blank; the class after the last is a space).
     dictionary: Vec<String>,
     params: OcrParams,
-    names: [String; 3],
+    /// The three models' names as timings carry them.
+    names: [ModelName; 3],
 }
 
 impl TextReader {
@@ -99,7 +100,7 @@ impl TextReader {
                 reason: "its dictionary is empty".into(),
             });
         }
-        let names = [format!("{}/det", manifest.name), format!("{}/cls", manifest.name), format!("{}/rec", manifest.name)];
+        let names = ["det", "cls", "rec"].map(|part| ModelName::from(format!("{}/{part}", manifest.name)));
         Ok(TextReader {
             manifest,
             models_dir: models_dir.to_path_buf(),

@@ -260,8 +260,9 @@ pub struct PanopticCaption {
     pub truncated: Truncation,
     pub backend: String,
     /// What ran each model: backend and execution provider (ONNX Runtime's provider, precision, threads).
+    /// Shared with the pipeline: a frame's caption points at the list, it does not copy it.
     #[serde(default)]
-    pub providers: Vec<ModelProvider>,
+    pub providers: std::sync::Arc<[ModelProvider]>,
     pub timings_ms: Timings,
     /// The live consistency check against an independent second pass, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
