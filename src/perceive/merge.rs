@@ -90,25 +90,20 @@ pub enum Fusion {
     Mean,
 }
 
-/// Whether `hits[i]` is its detector's best hit for its class: no other hit of the same detector and class scores
-/// higher, nor as high earlier in the list. Lets evidence walk each detector's best vote without collecting them.
-fn is_detectors_best(hits: &[Hit], i: usize, h: &Hit) -> bool {
-    !hits.iter().enumerate().any(|(j, o)| {
-        j != i
-            && o.detector == h.detector
-            && o.class == h.class
-            && match o.score.total_cmp(&h.score) {
-                std::cmp::Ordering::Greater => true,
-                std::cmp::Ordering::Equal => j < i,
-                std::cmp::Ordering::Less => false,
-            }
+/// `detector`'s best hit for `class` (the earliest of equal scores), found in place.
+fn best_of(hits: &[Hit], class: usize, detector: usize) -> Option<&Hit> {
+    hits.iter().filter(|h| h.class == class && h.detector == detector).fold(None, |best: Option<&Hit>, h| match best {
+        Some(b) if b.score.total_cmp(&h.score) != std::cmp::Ordering::Less => Some(b),
+        _ => Some(h),
     })
 }
 
 /// Evidence that several detectors saw `class`: each detector's best score fused by `params.fusion`; the box is
-/// the score-weighted mean of those best boxes. Allocates nothing.
+/// the score-weighted mean of those best boxes. The votes are taken in detector order, so the result does not
+/// depend on the order the hits arrived in. Allocates nothing.
 fn evidence(hits: &[Hit], class: usize, params: &MergeParams) -> (f32, BoxF) {
-    let best = || hits.iter().enumerate().filter(move |(i, h)| h.class == class && is_detectors_best(hits, *i, h)).map(|(_, h)| h);
+    let last = hits.iter().map(|h| h.detector).max().unwrap_or(0);
+    let best = || (0..=last).filter_map(move |d| best_of(hits, class, d));
     let score = match params.fusion {
         Fusion::NoisyOr => 1.0 - best().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
         Fusion::Max => best().map(|h| h.score).fold(0.0, f32::max),
@@ -355,6 +350,8 @@ mod tests {
                     None => best.push(h),
                 }
             }
+            // the votes in detector order, as evidence takes them
+            best.sort_by_key(|h| h.detector);
             let score = match params.fusion {
                 Fusion::NoisyOr => 1.0 - best.iter().map(|h| 1.0 - h.score.clamp(0.0, 1.0)).product::<f32>(),
                 Fusion::Max => best.iter().map(|h| h.score).fold(0.0, f32::max),
