@@ -135,6 +135,8 @@ pub fn plausible_stuff<'n>(
             None => out.push(r),
         }
     }
+    // a merge may have made a region larger than ones before it
+    out.sort_by(|a, b| b.area_fraction.total_cmp(&a.area_fraction));
     (out, suppressed)
 }
 
@@ -240,6 +242,15 @@ mod tests {
         assert_eq!((mask.area(), mask.get(10, 50), mask.get(50, 50), mask.get(50, 10)), (6000, true, true, false));
         assert!((sea.area_fraction - 0.6).abs() < 1e-6);
         assert_eq!(out, vec![SuppressedStuff { tag: "water".into(), area_fraction: 0.18, reason: StuffDrop::Merged, into: Some("sea".into()) }]);
+    }
+
+    #[test]
+    fn a_merged_region_takes_its_place_by_its_merged_size() {
+        // sky 40 %, sea 30 % and water 20 %: sea + water (50 %) now comes before the sky
+        let (map, found) = scene(&[("sky", 0, 0, 100, 40), ("sea", 0, 40, 100, 70), ("water", 0, 70, 100, 90)]);
+        let (kept, _) = judge(&map, &found, &[]);
+        assert_eq!(tags(&kept), vec!["sea", "sky"]);
+        assert!((kept[0].area_fraction - 0.5).abs() < 1e-6);
     }
 
     #[test]
