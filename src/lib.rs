@@ -15,6 +15,8 @@ pub mod models;
 pub mod perceive;
 pub mod pipeline;
 pub mod profile;
+#[cfg(feature = "mqtt")]
+pub mod publish;
 #[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod score;

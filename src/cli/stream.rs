@@ -88,6 +88,46 @@ pub struct StreamArgs {
     /// Print the summary as JSON on standard error
     #[arg(long)]
     summary_json: bool,
+    /// Publish records, entity events, the latest caption and stats to an MQTT broker:
+    /// mqtt://[user@]host[:port] (TCP, 1883) or mqtts://… (TLS, 8883). With it, JSON Lines are written only to
+    /// --output. The password comes from --password-file or PANCAP_MQTT_PASSWORD, never the URL
+    #[arg(long, value_name = "URL")]
+    publish: Option<String>,
+    /// First topic level(s): topics are PREFIX/DEVICE/{available,records,events,caption,stats}
+    #[arg(long, default_value = "pancap")]
+    topic_prefix: String,
+    /// This device's name in the topics and payloads [default: the host name]
+    #[arg(long)]
+    device_name: Option<String>,
+    /// Store-and-forward spool: records wait here until the broker acknowledges them [default: pancap-spool/DEVICE]
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// Bound of the spool in MB (fractions allowed; at least 0.0625); when full, the oldest records are dropped
+    /// and counted
+    #[arg(long, default_value_t = 64.0)]
+    spool_max_mb: f64,
+    /// File holding the broker password (first line); else PANCAP_MQTT_PASSWORD
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) for an mqtts:// broker [default: the system's roots]
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for an mqtts:// broker that asks for one (with --tls-key)
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// Client key (PEM)
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Seconds between stats messages
+    #[arg(long, default_value_t = 10.0)]
+    stats_every: f64,
+    /// At the end, seconds to keep sending what the broker has not acknowledged before leaving it in the spool
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Start even when the broker cannot be reached (spool and retry in the background) instead of exiting with
+    /// status 2; refused credentials are still an error. For devices that boot before their network link
+    #[arg(long)]
+    start_offline: bool,
     #[command(flatten)]
     suite: super::SuiteArgs,
 }
@@ -181,6 +221,9 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         live: args.live,
         ..StreamOptions::default()
     };
+    let mut publisher = start_publisher(&args)?;
+    let seq_offset = publisher.as_ref().map_or(0, |p| p.seq_offset());
+    let opts = StreamOptions { seq_offset, stats_every: Duration::from_secs_f64(args.stats_every.max(1.0)), ..opts };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -192,13 +235,28 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
             1 << 20,
             std::fs::OpenOptions::new().create(true).append(true).open(p).with_context(|| format!("opening {}", p.display()))?,
         )),
+        None if publisher.is_some() => Box::new(std::io::sink()),
         None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
-    let summary = stream::run(&mut pipeline, source, &opts, stop, &mut out)?;
+    let result = stream::run_with_sink(&mut pipeline, source, &opts, stop, &mut out, publisher.as_mut().map(|p| p.sink()));
+    // the publisher finishes (sends what it can, says offline, closes the spool) however the stream ended
+    let published = publisher.map(|p| p.finish()).transpose();
+    let summary = result?;
+    let published = published?;
     out.flush()?;
     if args.summary_json {
-        eprintln!("{}", serde_json::to_string(&summary)?);
+        #[derive(serde::Serialize)]
+        struct WithPublish<'a, P: serde::Serialize> {
+            #[serde(flatten)]
+            stream: &'a stream::StreamSummary,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            publish: Option<P>,
+        }
+        eprintln!("{}", serde_json::to_string(&WithPublish { stream: &summary, publish: published.as_ref().map(|p| p.json()) })?);
     } else {
+        if let Some(p) = &published {
+            eprintln!("{}", p.line());
+        }
         eprintln!(
             "{}: {} frame(s), {} dropped, {} corrupt skipped, {} record(s); latency p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms; {:.2} fps; RSS {} kB after warm-up, {} kB at the end (peak {} kB){}",
             summary.source, summary.frames, summary.dropped, summary.corrupt, summary.records, summary.p50_ms, summary.p95_ms,
@@ -210,4 +268,105 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The broker publisher behind `--publish` (feature `mqtt`).
+#[cfg(feature = "mqtt")]
+mod publishing {
+    use anyhow::{Context, Result};
+    use pancap::publish::{BrokerUrl, PublishConfig, PublishSummary, Publisher, Secret, TlsFiles};
+    use pancap::stream::StreamSink;
+    use std::time::Duration;
+
+    pub struct Publishing(Publisher);
+    pub struct Published(PublishSummary);
+
+    impl Publishing {
+        /// A new run's seq continues after the spool's (a source's seq starts at 0).
+        pub fn seq_offset(&self) -> u64 {
+            self.0.seq_base()
+        }
+        pub fn sink(&mut self) -> &mut dyn StreamSink {
+            &mut self.0
+        }
+        pub fn finish(self) -> Result<Published> {
+            Ok(Published(self.0.finish()?))
+        }
+    }
+
+    impl Published {
+        pub fn json(&self) -> &PublishSummary {
+            &self.0
+        }
+        pub fn line(&self) -> String {
+            let p = &self.0;
+            format!(
+                "published to {} as {}: {} message(s) acknowledged, {} resent after lost links, {} reconnect(s); spool: {} left, peak {}, {} dropped when full, {} torn cut off, {} recovered from an earlier run; {} not handed over (channel full)",
+                p.broker, p.device, p.acknowledged, p.resent, p.reconnects, p.spool.depth, p.spool.peak, p.spool.dropped,
+                p.spool.torn, p.spool.recovered, p.channel_full
+            )
+        }
+    }
+
+    fn password(args: &super::StreamArgs) -> Result<Option<Secret>> {
+        if let Some(path) = &args.password_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("--password-file {}", path.display()))?;
+            return Ok(Some(Secret::new(text.lines().next().unwrap_or("").to_string())));
+        }
+        Ok(std::env::var("PANCAP_MQTT_PASSWORD").ok().map(Secret::new))
+    }
+
+    pub fn start(args: &super::StreamArgs) -> Result<Option<Publishing>> {
+        let Some(url) = &args.publish else { return Ok(None) };
+        let url = BrokerUrl::parse(url)?;
+        let device = args.device_name.clone().unwrap_or_else(pancap::publish::host_name);
+        let spool_dir = args.spool_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("pancap-spool").join(&device));
+        let mut cfg = PublishConfig::new(url, device, spool_dir);
+        cfg.password = password(args)?;
+        cfg.tls = TlsFiles { ca: args.tls_ca.clone(), client_cert: args.tls_cert.clone(), client_key: args.tls_key.clone() };
+        cfg.topic_prefix = args.topic_prefix.trim_end_matches('/').to_string();
+        cfg.spool_max_bytes = (args.spool_max_mb.max(0.0625) * 1048576.0) as u64;
+        cfg.drain_timeout = Duration::from_secs_f64(args.drain_timeout.max(0.0));
+        cfg.start_offline = args.start_offline;
+        Ok(Some(Publishing(Publisher::start(cfg)?)))
+    }
+}
+
+#[cfg(feature = "mqtt")]
+fn start_publisher(args: &StreamArgs) -> Result<Option<publishing::Publishing>> {
+    publishing::start(args)
+}
+
+/// Without the feature, there is never a publisher.
+#[cfg(not(feature = "mqtt"))]
+mod publishing {
+    pub enum Publishing {}
+    pub enum Published {}
+    impl Publishing {
+        pub fn seq_offset(&self) -> u64 {
+            match *self {}
+        }
+        pub fn sink(&mut self) -> &mut dyn pancap::stream::StreamSink {
+            match *self {}
+        }
+        pub fn finish(self) -> anyhow::Result<Published> {
+            match self {}
+        }
+    }
+    impl Published {
+        pub fn json(&self) -> &'static str {
+            match *self {}
+        }
+        pub fn line(&self) -> String {
+            match *self {}
+        }
+    }
+}
+
+#[cfg(not(feature = "mqtt"))]
+fn start_publisher(args: &StreamArgs) -> Result<Option<publishing::Publishing>> {
+    match &args.publish {
+        Some(_) => bail!("--publish: this pancap was built without MQTT publishing; rebuild with the `mqtt` feature (on by default)"),
+        None => Ok(None),
+    }
 }

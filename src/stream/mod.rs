@@ -4,6 +4,7 @@
 //! carried to the frames in between; extra-instance discovery every N frames), a tracker gives instances stable
 //! ids, and JSON Lines records go out when the scene changes, on a heartbeat, or per frame on request.
 
+pub mod events;
 pub mod queue;
 pub mod sources;
 pub mod track;
@@ -43,7 +44,7 @@ pub enum StreamError {
 }
 
 /// The message of a thread's panic payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -93,6 +94,12 @@ pub struct StreamOptions {
     pub live: bool,
     /// Reopen attempts for a live source that fails, with backoff doubling from 100 ms to 5 s.
     pub max_reopen: u32,
+    /// Added to every record's seq (a publisher continues the seq of its spool's earlier runs, so `(device, seq)`
+    /// stays unique across restarts).
+    pub seq_offset: u64,
+    /// How often a sink is given live stats.
+    pub stats_every: Duration,
+    pub events: events::EventParams,
 }
 
 impl Default for StreamOptions {
@@ -111,6 +118,9 @@ impl Default for StreamOptions {
             slow_down: Duration::ZERO,
             max_reopen: 20,
             live: false,
+            seq_offset: 0,
+            stats_every: Duration::from_secs(10),
+            events: events::EventParams::default(),
         }
     }
 }
@@ -193,6 +203,31 @@ pub struct StreamSummary {
     /// included) and inside them; None when the binary installed no allocation counter.
     pub allocations_per_frame_outside_engines: Option<f64>,
     pub allocations_per_frame_in_engines: Option<f64>,
+}
+
+/// The stream's state every `stats_every`, for a sink to publish.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    /// Seconds since the stream started.
+    pub uptime_s: f64,
+    pub frames: u64,
+    /// Frames per second and latency percentiles over the last interval.
+    pub fps: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    /// Totals since the start: frames dropped because the pipeline fell behind, corrupt frames skipped.
+    pub dropped: u64,
+    pub corrupt: u64,
+    pub records: u64,
+    pub rss_kb: u64,
+}
+
+/// Where a stream's records go besides the JSON Lines (a broker publisher). Calls come from the frame loop and
+/// must not block it.
+pub trait StreamSink {
+    fn record(&mut self, record: &StreamRecord);
+    fn events(&mut self, events: &[events::EntityEvent]);
+    fn stats(&mut self, stats: &LiveStats);
 }
 
 /// VmRSS and VmHWM of this process in kB (0 where /proc is not available).
@@ -393,6 +428,18 @@ pub fn run(
     stop: Arc<AtomicBool>,
     out: &mut dyn Write,
 ) -> Result<StreamSummary, StreamError> {
+    run_with_sink(pipeline, source, opts, stop, out, None)
+}
+
+/// As [`run`], also handing every record, the entity events and live stats to `sink`.
+pub fn run_with_sink(
+    pipeline: &mut Pipeline,
+    source: Box<dyn FrameSource>,
+    opts: &StreamOptions,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+    mut sink: Option<&mut dyn StreamSink>,
+) -> Result<StreamSummary, StreamError> {
     let name = source.describe();
     let queue = Arc::new(FrameQueue::new(opts.queue));
     // however this function returns (an error included), the capture thread is told to stop
@@ -413,6 +460,10 @@ pub fn run(
     let mut last_record = Instant::now();
     let started = Instant::now();
     let mut line = Vec::with_capacity(64 * 1024);
+    let mut event_tracker = events::EventTracker::new(opts.events);
+    let mut frame_events: Vec<events::EntityEvent> = Vec::new();
+    let mut interval = crate::math::LatencyHistogram::default();
+    let (mut interval_start, mut interval_frames) = (Instant::now(), 0u64);
 
     let mut allocs = crate::alloc_count::PerFrame::default();
     while let Some(item) = queue.pop() {
@@ -480,12 +531,60 @@ pub fn run(
         };
         let latency_ms = item.at.elapsed().as_secs_f64() * 1e3;
         latencies.record(latency_ms);
+        let seq = frame.seq + opts.seq_offset;
+        if let Some(sink) = sink.as_deref_mut() {
+            let seen: Vec<events::Observed> = caption
+                .entities
+                .iter()
+                .zip(&entities)
+                .filter(|(_, t)| t.confirmed)
+                .map(|(e, t)| events::Observed {
+                    id: t.id,
+                    tag: t.tag.clone(),
+                    state: events::EntityState {
+                        bbox: t.bbox,
+                        score: t.score,
+                        attributes: events::EventAttributes::of(e),
+                        relations: relations
+                            .iter()
+                            .filter(|r| r.subject == t.id)
+                            .map(|r| events::EventRelation { predicate: r.predicate.clone(), object: r.object })
+                            .collect(),
+                    },
+                })
+                .collect();
+            frame_events.clear();
+            let alive = |id: u32| tracker.tracks().iter().any(|t| t.id == id && t.confirmed);
+            event_tracker.update(seq, item.unix_ms, &seen, alive, &mut frame_events);
+            if !frame_events.is_empty() {
+                sink.events(&frame_events);
+            }
+            interval.record(latency_ms);
+            interval_frames += 1;
+            if interval_start.elapsed() >= opts.stats_every {
+                let p = interval.percentiles();
+                let secs = interval_start.elapsed().as_secs_f64();
+                sink.stats(&LiveStats {
+                    uptime_s: started.elapsed().as_secs_f64(),
+                    frames: summary.frames,
+                    fps: if secs > 0.0 { interval_frames as f64 / secs } else { 0.0 },
+                    p50_ms: p.p50_ms,
+                    p95_ms: p.p95_ms,
+                    dropped: queue.dropped(),
+                    corrupt: summary.corrupt,
+                    records: summary.records,
+                    rss_kb: rss_kb().0,
+                });
+                interval = crate::math::LatencyHistogram::default();
+                (interval_start, interval_frames) = (Instant::now(), 0);
+            }
+        }
         if let Some(kind) = kind {
             let before: BTreeSet<u32> = last.as_ref().map(|(s, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
             let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
             let record = StreamRecord {
                 kind,
-                seq: frame.seq,
+                seq,
                 capture_unix_ms: item.unix_ms,
                 latency_ms,
                 entities,
@@ -502,6 +601,9 @@ pub fn run(
             line.push(b'\n');
             out.write_all(&line)?;
             out.flush()?;
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.record(&record);
+            }
             summary.records += 1;
             last_record = Instant::now();
             if kind == RecordKind::Update {
