@@ -3,7 +3,9 @@
 //! when what a person would notice changed since the state last reported — its attributes (colour, size,
 //! position on the 3 × 3 grid, text), its relations, or its box (IoU with the reported box below
 //! [`EventParams::moved_iou`]) — and *ended* when its track dies. Score jitter and small box moves are not
-//! changes. Every event carries the state before and after, and the entity's start (and end) time.
+//! changes, and a change must hold for [`EventParams::confirm_frames`] frames in a row (a relation that flickers
+//! between "next to" and "overlapping" from frame to frame is not reported each time). Every event carries the
+//! state before and after, and the entity's start (and end) time.
 
 use crate::scene::attributes::{ColourName, Position, SizeClass};
 use crate::scene::Entity;
@@ -95,11 +97,13 @@ pub struct EntityEvent {
 pub struct EventParams {
     /// A box whose IoU with the box last reported falls below this has moved.
     pub moved_iou: f64,
+    /// Frames in a row a changed state must be seen before it is reported.
+    pub confirm_frames: u32,
 }
 
 impl Default for EventParams {
     fn default() -> Self {
-        EventParams { moved_iou: 0.5 }
+        EventParams { moved_iou: 0.5, confirm_frames: 2 }
     }
 }
 
@@ -107,6 +111,8 @@ struct Live {
     tag: String,
     start_unix_ms: u64,
     reported: EntityState,
+    /// Consecutive frames the entity was seen different from `reported`.
+    differing: u32,
 }
 
 /// Turns each frame's confirmed entities into new / update / end events.
@@ -144,7 +150,8 @@ impl EventTracker {
         for o in seen {
             match self.live.get_mut(&o.id) {
                 None => {
-                    self.live.insert(o.id, Live { tag: o.tag.clone(), start_unix_ms: at_unix_ms, reported: o.state.clone() });
+                    let reported = o.state.clone();
+                    self.live.insert(o.id, Live { tag: o.tag.clone(), start_unix_ms: at_unix_ms, reported, differing: 0 });
                     out.push(EntityEvent {
                         kind: EventType::New,
                         id: o.id,
@@ -159,7 +166,10 @@ impl EventTracker {
                 }
                 Some(l) => {
                     let moved = crate::math::iou(&l.reported.bbox, &o.state.bbox) < self.params.moved_iou;
-                    if moved || l.reported.attributes != o.state.attributes || l.reported.relations != o.state.relations {
+                    let differs = moved || l.reported.attributes != o.state.attributes || l.reported.relations != o.state.relations;
+                    l.differing = if differs { l.differing + 1 } else { 0 };
+                    if differs && l.differing >= self.params.confirm_frames.max(1) {
+                        l.differing = 0;
                         let before = std::mem::replace(&mut l.reported, o.state.clone());
                         out.push(EntityEvent {
                             kind: EventType::Update,
@@ -214,7 +224,13 @@ mod tests {
         jitter.state.score = 0.6;
         t.update(2, 1100, &[jitter], |_| true, &mut out);
         assert!(out.is_empty(), "{out:?}");
-        // a new relation is
+        // a relation seen for one frame only (flicker) is not
+        t.update(3, 1150, &[car([0.11, 0.1, 0.51, 0.5], ColourName::Red, &[("overlapping", 7)])], |_| true, &mut out);
+        t.update(3, 1160, &[car([0.11, 0.1, 0.51, 0.5], ColourName::Red, &[])], |_| true, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // a new relation that holds for two frames is
+        t.update(3, 1190, &[car([0.11, 0.1, 0.51, 0.5], ColourName::Red, &[("next to", 7)])], |_| true, &mut out);
+        assert!(out.is_empty());
         t.update(3, 1200, &[car([0.11, 0.1, 0.51, 0.5], ColourName::Red, &[("next to", 7)])], |_| true, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, EventType::Update);
@@ -222,8 +238,12 @@ mod tests {
         assert_eq!(out[0].after.as_ref().unwrap().relations[0].object, 7);
         // so is a box that moved away, and a colour change
         out.clear();
-        t.update(4, 1300, &[car([0.5, 0.5, 0.9, 0.9], ColourName::Red, &[("next to", 7)])], |_| true, &mut out);
-        t.update(5, 1400, &[car([0.5, 0.5, 0.9, 0.9], ColourName::Blue, &[("next to", 7)])], |_| true, &mut out);
+        for seq in [4, 5] {
+            t.update(seq, 1300, &[car([0.5, 0.5, 0.9, 0.9], ColourName::Red, &[("next to", 7)])], |_| true, &mut out);
+        }
+        for seq in [6, 7] {
+            t.update(seq, 1400, &[car([0.5, 0.5, 0.9, 0.9], ColourName::Blue, &[("next to", 7)])], |_| true, &mut out);
+        }
         assert_eq!(out.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventType::Update, EventType::Update]);
         assert_eq!(out[0].before.as_ref().unwrap().bbox, [0.11, 0.1, 0.51, 0.5]);
         // missed in a frame while its track lives: nothing; its track dies: end, with start and end times
