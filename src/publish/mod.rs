@@ -311,6 +311,9 @@ pub struct PublishSummary {
     pub channel_full: u64,
     /// Caption and stats messages not sent because the link was down (they are live state, not spooled).
     pub live_skipped: u64,
+    /// Records or events larger than the spool takes (half its bound, or 4 MB), logged and left out.
+    #[serde(default)]
+    pub too_large: u64,
     pub spool: SpoolStats,
 }
 
@@ -477,9 +480,17 @@ impl Publisher {
     }
 
     fn send(&self, msg: Msg) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(msg) {
-            let n = self.channel_full.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
+        let dead = match self.tx.try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => false,
+            Err(TrySendError::Disconnected(_)) => true,
+        };
+        let n = self.channel_full.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            if dead {
+                // its error is returned by finish(); until then every record is counted as not handed over
+                log::error!("the publisher thread has stopped: {n} message(s) not handed over");
+            } else {
                 log::warn!("publisher behind: {n} message(s) could not be handed over (channel of {CHANNEL} full)");
             }
         }
@@ -585,7 +596,7 @@ impl Worker {
         match msg {
             Msg::Record(r) => {
                 let payload = serde_json::to_vec(&WithDevice { device: &self.cfg.device, inner: r.as_ref() }).unwrap_or_default();
-                self.spool.append(SpoolTopic::Records, r.seq, &payload)?;
+                self.spool_append(SpoolTopic::Records, r.seq, &payload)?;
                 let caption = CaptionMessage {
                     device: &self.cfg.device,
                     seq: r.seq,
@@ -606,7 +617,7 @@ impl Worker {
             Msg::Events(events) => {
                 for e in &events {
                     let payload = serde_json::to_vec(&WithDevice { device: &self.cfg.device, inner: e }).unwrap_or_default();
-                    self.spool.append(SpoolTopic::Events, e.seq, &payload)?;
+                    self.spool_append(SpoolTopic::Events, e.seq, &payload)?;
                 }
             }
             Msg::Stats(s) => {
@@ -637,6 +648,19 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Appends to the spool; a message too large for it is logged and counted, any other spool failure (a full
+    /// or failing disk) ends publishing with that error.
+    fn spool_append(&mut self, topic: SpoolTopic, seq: u64, payload: &[u8]) -> Result<(), PublishError> {
+        match self.spool.append(topic, seq, payload) {
+            Err(SpoolError::TooLarge(n)) => {
+                self.summary.too_large += 1;
+                log::error!("{} seq {seq}: {n} bytes is more than the spool takes; left out", topic.name());
+                Ok(())
+            }
+            r => Ok(r?),
+        }
     }
 
     /// A caption, stats or availability message: not spooled (live state).
