@@ -255,6 +255,20 @@ fn stream_cmd(broker: &Broker, rec: &Path, spool: &Path, output: &Path, extra: &
     c
 }
 
+/// One `pancap stream --publish` run to its end, output collected.
+fn publish_once(rec: &Path, url: &str, spool: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .arg("--models-dir")
+        .arg(common::models_dir())
+        .args(["stream", "--replay", rec.to_str().unwrap(), "--publish", url])
+        .arg("--spool-dir")
+        .arg(spool)
+        .args(LIGHT)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn written(output: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(output)
         .unwrap_or_default()
@@ -344,6 +358,25 @@ fn every_record_event_caption_and_stat_arrives_and_parses() {
     assert_eq!(sub.on("available")[0].payload, b"online");
     assert_eq!(s["publish"]["spool"]["depth"], 0, "{s}");
     assert!(s["publish"]["acknowledged"].as_u64().unwrap() >= 15 + events.len() as u64, "{s}");
+}
+
+#[test]
+#[ignore = "needs the mosquitto broker: .ci/run installs it and runs these with --ignored"]
+fn stats_keep_coming_marked_stalled_while_no_frame_arrives() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-stall");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 1);
+    // a frame every 4 s: the frame loop has nothing to report between them
+    let out = stream_cmd(&broker, &rec, &dir.path().join("spool"), &dir.path().join("r.jsonl"), &["--realtime", "0.25", "--max-frames", "3"])
+        .output()
+        .unwrap();
+    summary(&out);
+    let stats: Vec<serde_json::Value> = sub.on("stats").iter().map(json).collect();
+    let stalled: Vec<&serde_json::Value> = stats.iter().filter(|s| s["stalled"] == true).collect();
+    assert!(!stalled.is_empty(), "{stats:?}");
+    assert!(stalled.iter().all(|s| s["fps"] == 0.0 && s["frames"].as_u64().unwrap() >= 1), "{stalled:?}");
+    assert!(stats.iter().any(|s| s["stalled"] == false), "{stats:?}");
 }
 
 #[test]
@@ -510,17 +543,8 @@ fn refused_credentials_and_an_unreachable_broker_are_clear_errors_at_start() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "wrong-password\n").unwrap();
     let url = format!("mqtt://cam7@127.0.0.1:{}", broker.port);
-    let run = |url: &str, pw: &Path| {
-        Command::new(env!("CARGO_BIN_EXE_pancap"))
-            .arg("--models-dir")
-            .arg(common::models_dir())
-            .args(["stream", "--replay", rec.to_str().unwrap(), "--publish", url, "--password-file", pw.to_str().unwrap()])
-            .arg("--spool-dir")
-            .arg(dir.path().join("spool"))
-            .args(LIGHT)
-            .output()
-            .unwrap()
-    };
+    let spool = dir.path().join("spool");
+    let run = |url: &str, pw: &Path| publish_once(&rec, url, &spool, &["--password-file", pw.to_str().unwrap()]);
     let out = run(&url, &pw);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -658,18 +682,8 @@ fn tls_with_a_ca_file_and_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let rec = recording(dir.path(), 1);
     let url = format!("mqtts://127.0.0.1:{tls_port}");
-    let run = |tls: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_pancap"))
-            .arg("--models-dir")
-            .arg(common::models_dir())
-            .args(["stream", "--replay", rec.to_str().unwrap(), "--publish", &url, "--device-name", "cam-tls"])
-            .arg("--spool-dir")
-            .arg(dir.path().join("spool"))
-            .args(LIGHT)
-            .args(tls)
-            .output()
-            .unwrap()
-    };
+    let spool = dir.path().join("spool");
+    let run = |tls: &[&str]| publish_once(&rec, &url, &spool, &[&["--device-name", "cam-tls"], tls].concat());
     let ca = certs.join("ca.pem");
     let (cert, key) = (certs.join("client.pem"), certs.join("client.key"));
     let out = run(&["--tls-ca", ca.to_str().unwrap(), "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);

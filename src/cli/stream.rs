@@ -328,6 +328,7 @@ mod publishing {
         cfg.spool_max_bytes = (args.spool_max_mb.max(0.0625) * 1048576.0) as u64;
         cfg.drain_timeout = Duration::from_secs_f64(args.drain_timeout.max(0.0));
         cfg.start_offline = args.start_offline;
+        cfg.stats_every = Duration::from_secs_f64(args.stats_every.max(1.0));
         Ok(Some(Publishing(Publisher::start(cfg)?)))
     }
 }

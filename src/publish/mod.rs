@@ -176,6 +176,9 @@ pub struct PublishConfig {
     /// A broker that cannot be reached at start is retried in the background (records spooled meanwhile) instead
     /// of being an error; refused credentials and bad URLs stay errors. For devices that boot before their link.
     pub start_offline: bool,
+    /// The stream's stats interval: when no stats came from the frame loop for twice this long (a stalled camera),
+    /// the publisher sends the last ones itself, marked `stalled`, at this interval.
+    pub stats_every: Duration,
 }
 
 impl PublishConfig {
@@ -192,6 +195,7 @@ impl PublishConfig {
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             start_offline: false,
+            stats_every: Duration::from_secs(10),
         }
     }
 }
@@ -361,6 +365,8 @@ struct StatsMessage<'a> {
     channel_full: u64,
     reconnects: u64,
     connected: bool,
+    /// No frame reached the stream for two stats intervals or more: these are the last figures, sent again.
+    stalled: bool,
 }
 
 /// One connection attempt and its event thread (rumqttc's blocking iterator, forwarded to the publisher).
@@ -464,6 +470,7 @@ impl Publisher {
             requests: VecDeque::new(),
             inflight: VecDeque::new(),
             latest_caption: None,
+            last_stats: None,
             channel_full: Arc::clone(&channel_full),
             finishing: None,
         };
@@ -554,6 +561,8 @@ struct Worker {
     requests: VecDeque<Option<Pos>>,
     inflight: VecDeque<InFlight>,
     latest_caption: Option<Vec<u8>>,
+    /// The frame loop's last stats and when they (or their stalled repeat) were sent.
+    last_stats: Option<(Instant, LiveStats)>,
     channel_full: Arc<AtomicU64>,
     finishing: Option<Instant>,
     summary: PublishSummary,
@@ -581,6 +590,7 @@ impl Worker {
             }
             self.spool.sync()?;
             self.check_link();
+            self.stats_when_stalled();
             self.send_window()?;
             if let Some(deadline) = self.finishing {
                 let drained = !self.spool.unsent() && self.inflight.is_empty();
@@ -621,23 +631,8 @@ impl Worker {
                 }
             }
             Msg::Stats(s) => {
-                let st = self.spool.stats();
-                let m = StatsMessage {
-                    device: &self.cfg.device,
-                    stream: &s,
-                    spool_depth: st.depth,
-                    spool_bytes: st.bytes,
-                    spool_dropped: st.dropped,
-                    channel_full: self.channel_full.load(Ordering::Relaxed),
-                    reconnects: self.summary.reconnects,
-                    connected: matches!(self.link, Link::Up(_)),
-                };
-                let payload = serde_json::to_vec(&m).unwrap_or_default();
-                if let Link::Up(_) = self.link {
-                    self.publish_live(&self.topics.stats.clone(), QoS::AtMostOnce, false, payload);
-                } else {
-                    self.summary.live_skipped += 1;
-                }
+                self.publish_stats(&s, false);
+                self.last_stats = Some((Instant::now(), s));
             }
             Msg::Net { gen, net } if gen == self.gen => self.on_net(net),
             Msg::Net { .. } => {}
@@ -648,6 +643,42 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn publish_stats(&mut self, s: &LiveStats, stalled: bool) {
+        let st = self.spool.stats();
+        let m = StatsMessage {
+            device: &self.cfg.device,
+            stream: s,
+            spool_depth: st.depth,
+            spool_bytes: st.bytes,
+            spool_dropped: st.dropped,
+            channel_full: self.channel_full.load(Ordering::Relaxed),
+            reconnects: self.summary.reconnects,
+            connected: matches!(self.link, Link::Up(_)),
+            stalled,
+        };
+        let payload = serde_json::to_vec(&m).unwrap_or_default();
+        if let Link::Up(_) = self.link {
+            let topic = self.topics.stats.clone();
+            self.publish_live(&topic, QoS::AtMostOnce, false, payload);
+        } else {
+            self.summary.live_skipped += 1;
+        }
+    }
+
+    /// No stats from the frame loop for two intervals: the last ones again, with no frame rate, marked stalled.
+    fn stats_when_stalled(&mut self) {
+        let every = self.cfg.stats_every.max(Duration::from_secs(1));
+        let Some((at, last)) = &self.last_stats else { return };
+        if at.elapsed() < every * 2 || self.finishing.is_some() {
+            return;
+        }
+        let stalled = LiveStats { fps: 0.0, p50_ms: 0.0, p95_ms: 0.0, ..last.clone() };
+        self.publish_stats(&stalled, true);
+        // the next repeat one interval later
+        let now = Instant::now();
+        self.last_stats = Some((now.checked_sub(every).unwrap_or(now), stalled));
     }
 
     /// Appends to the spool; a message too large for it is logged and counted, any other spool failure (a full
