@@ -430,6 +430,35 @@ fn dedup_count(g: &[Received]) -> usize {
 
 #[test]
 #[ignore = "needs the mosquitto broker: .ci/run installs it and runs these with --ignored"]
+fn a_stalled_broker_does_not_hold_the_frame_loop_back() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-stalled");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 12); // 60 frames at 6 fps: 10 s
+    let output = dir.path().join("records.jsonl");
+    let child = stream_cmd(&broker, &rec, &dir.path().join("spool"), &output, &["--realtime", "6"]).spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while written(&output).len() < 6 {
+        assert!(Instant::now() < until);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the broker stops reading and acknowledging (SIGSTOP: its sockets stay open) for 4 s
+    let pid = broker.child.as_ref().unwrap().id().to_string();
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    let at_stop = written(&output).len();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = written(&output).len() - at_stop;
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    let s = summary(&child.wait_with_output().unwrap());
+    eprintln!("stalled broker: {during} records written in the 4 s it was stopped; stream {} fps", s["fps"]);
+    // the frame loop kept its pace (6 fps: 24 frames in 4 s, a frame or two of slack)
+    assert!(during >= 20, "{during}");
+    assert!(s["fps"].as_f64().unwrap() > 5.0, "{s}");
+    sub.wait_for("every record after the broker resumed", 30, |g| dedup_count(g) >= 60);
+}
+
+#[test]
+#[ignore = "needs the mosquitto broker: .ci/run installs it and runs these with --ignored"]
 fn a_killed_pancap_sends_its_spool_when_restarted() {
     let mut broker = Broker::start();
     let sub = Subscriber::start(broker.port, "sub-kill");
