@@ -269,6 +269,15 @@ fn publish_once(rec: &Path, url: &str, spool: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Waits (at most a minute) until the stream has written `n` records.
+fn wait_written(output: &Path, n: usize) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while written(output).len() < n {
+        assert!(Instant::now() < until, "fewer than {n} records written in a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn written(output: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(output)
         .unwrap_or_default()
@@ -389,11 +398,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let output = dir.path().join("records.jsonl");
     let child = stream_cmd(&broker, &rec, &dir.path().join("spool"), &output, &["--realtime", "6"]).spawn().unwrap();
     // a few records through, then the broker goes for four seconds while pancap keeps writing
-    let until = Instant::now() + Duration::from_secs(60);
-    while written(&output).len() < 8 {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_written(&output, 8);
     broker.stop();
     let at_stop = written(&output).len();
     std::thread::sleep(Duration::from_secs(4));
@@ -437,11 +442,7 @@ fn a_stalled_broker_does_not_hold_the_frame_loop_back() {
     let rec = recording(dir.path(), 12); // 60 frames at 6 fps: 10 s
     let output = dir.path().join("records.jsonl");
     let child = stream_cmd(&broker, &rec, &dir.path().join("spool"), &output, &["--realtime", "6"]).spawn().unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while written(&output).len() < 6 {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_written(&output, 6);
     // the broker stops reading and acknowledging (SIGSTOP: its sockets stay open) for 4 s
     let pid = broker.child.as_ref().unwrap().id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
@@ -467,16 +468,9 @@ fn a_killed_pancap_sends_its_spool_when_restarted() {
     let rec = recording(dir.path(), 12);
     let first_out = dir.path().join("first.jsonl");
     let mut child = stream_cmd(&broker, &rec, &spool, &first_out, &["--realtime", "10"]).spawn().unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while written(&first_out).len() < 3 {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_written(&first_out, 3);
     broker.stop();
-    while written(&first_out).len() < 15 {
-        assert!(Instant::now() < until);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_written(&first_out, 15);
     // a group of records is synced before any of it is sent; give the last group its sync
     std::thread::sleep(Duration::from_millis(300));
     Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
