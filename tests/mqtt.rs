@@ -435,6 +435,27 @@ fn dedup_count(g: &[Received]) -> usize {
 
 #[test]
 #[ignore = "needs the mosquitto broker: .ci/run installs it and runs these with --ignored"]
+fn start_offline_spools_until_the_broker_appears() {
+    let mut broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-offline");
+    broker.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 4); // 20 frames at 5 fps
+    let output = dir.path().join("records.jsonl");
+    let child = stream_cmd(&broker, &rec, &dir.path().join("spool"), &output, &["--realtime", "5", "--start-offline"]).spawn().unwrap();
+    wait_written(&output, 5);
+    broker.resume();
+    let out = child.wait_with_output().unwrap();
+    let s = summary(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spooling and retrying in the background"));
+    sub.wait_for("all 20 records", 30, |g| dedup_count(g) >= 20);
+    let (records, _) = dedup(&sub.on("records"));
+    assert_eq!(seqs(&records), seqs(&written(&output)));
+    assert_eq!(s["publish"]["spool"]["depth"], 0, "{s}");
+}
+
+#[test]
+#[ignore = "needs the mosquitto broker: .ci/run installs it and runs these with --ignored"]
 fn a_stalled_broker_does_not_hold_the_frame_loop_back() {
     let broker = Broker::start();
     let sub = Subscriber::start(broker.port, "sub-stalled");

@@ -728,7 +728,7 @@ impl Worker {
                         self.link = Link::Up(c);
                     }
                     self.summary.reconnects += 1;
-                    log::warn!("broker {}: reconnected; sending {} spooled record(s) first", self.summary.broker, self.spool.stats().depth);
+                    log::warn!("broker {}: reconnected; sending {} spooled message(s) first", self.summary.broker, self.spool.stats().depth);
                     self.on_connected();
                 }
             }
