@@ -221,9 +221,10 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         live: args.live,
         ..StreamOptions::default()
     };
-    let mut publisher = start_publisher(&args)?;
+    let stats_every = Duration::from_secs_f64(args.stats_every.max(1.0));
+    let mut publisher = start_publisher(&args, stats_every)?;
     let seq_offset = publisher.as_ref().map_or(0, |p| p.seq_offset());
-    let opts = StreamOptions { seq_offset, stats_every: Duration::from_secs_f64(args.stats_every.max(1.0)), ..opts };
+    let opts = StreamOptions { seq_offset, stats_every, ..opts };
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -316,7 +317,7 @@ mod publishing {
         Ok(std::env::var("PANCAP_MQTT_PASSWORD").ok().map(Secret::new))
     }
 
-    pub fn start(args: &super::StreamArgs) -> Result<Option<Publishing>> {
+    pub fn start(args: &super::StreamArgs, stats_every: Duration) -> Result<Option<Publishing>> {
         let Some(url) = &args.publish else { return Ok(None) };
         let url = BrokerUrl::parse(url)?;
         let device = args.device_name.clone().unwrap_or_else(pancap::publish::host_name);
@@ -328,14 +329,14 @@ mod publishing {
         cfg.spool_max_bytes = (args.spool_max_mb.max(0.0625) * 1048576.0) as u64;
         cfg.drain_timeout = Duration::from_secs_f64(args.drain_timeout.max(0.0));
         cfg.start_offline = args.start_offline;
-        cfg.stats_every = Duration::from_secs_f64(args.stats_every.max(1.0));
+        cfg.stats_every = stats_every;
         Ok(Some(Publishing(Publisher::start(cfg)?)))
     }
 }
 
 #[cfg(feature = "mqtt")]
-fn start_publisher(args: &StreamArgs) -> Result<Option<publishing::Publishing>> {
-    publishing::start(args)
+fn start_publisher(args: &StreamArgs, stats_every: Duration) -> Result<Option<publishing::Publishing>> {
+    publishing::start(args, stats_every)
 }
 
 /// Without the feature, there is never a publisher.
@@ -365,7 +366,7 @@ mod publishing {
 }
 
 #[cfg(not(feature = "mqtt"))]
-fn start_publisher(args: &StreamArgs) -> Result<Option<publishing::Publishing>> {
+fn start_publisher(args: &StreamArgs, _stats_every: Duration) -> Result<Option<publishing::Publishing>> {
     match &args.publish {
         Some(_) => bail!("--publish: this pancap was built without MQTT publishing; rebuild with the `mqtt` feature (on by default)"),
         None => Ok(None),

@@ -617,9 +617,7 @@ impl Worker {
                 };
                 self.latest_caption = serde_json::to_vec(&caption).ok();
                 if let Link::Up(_) = self.link {
-                    if let Some(c) = self.latest_caption.clone() {
-                        self.publish_live(&self.topics.caption.clone(), QoS::AtLeastOnce, true, c);
-                    }
+                    self.publish_caption();
                 } else {
                     self.summary.live_skipped += 1;
                 }
@@ -714,6 +712,11 @@ impl Worker {
         self.spool.rewind();
         let available = self.topics.available.clone();
         self.publish_live(&available, QoS::AtLeastOnce, true, b"online".to_vec());
+        self.publish_caption();
+    }
+
+    /// The latest caption, retained (on every record, and again after a reconnect).
+    fn publish_caption(&mut self) {
         if let Some(c) = self.latest_caption.clone() {
             let topic = self.topics.caption.clone();
             self.publish_live(&topic, QoS::AtLeastOnce, true, c);

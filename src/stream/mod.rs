@@ -554,8 +554,7 @@ pub fn run_with_sink(
                 })
                 .collect();
             frame_events.clear();
-            let alive = |id: u32| tracker.tracks().iter().any(|t| t.id == id && t.confirmed);
-            event_tracker.update(seq, item.unix_ms, &seen, alive, &mut frame_events);
+            event_tracker.update(seq, item.unix_ms, &seen, |id| tracker.is_confirmed(id), &mut frame_events);
             if !frame_events.is_empty() {
                 sink.events(&frame_events);
             }
