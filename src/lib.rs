@@ -20,6 +20,8 @@ pub mod publish;
 #[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod score;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod scene;
 pub mod source;
 pub mod stream;

@@ -2,7 +2,8 @@
 //! Says what the plain `cargo test` leaves to the second group that `.ci/run` installs for and runs: the ONNX
 //! Runtime backend tests (`--features ort` + the onnxruntime library), `pancap quantize` (`--features quantize`),
 //! the V4L2 build (`--features camera`, clang), the aarch64 build under qemu, the PQ cross-check against
-//! hotcoco (a PyPI package), the MQTT tests against a real mosquitto broker (`tests/mqtt.rs`, ignored here) and
+//! hotcoco (a PyPI package), the MQTT tests against a real mosquitto broker (`tests/mqtt.rs`, ignored here), the
+//! live view in a real browser with promtool and curl (`tests/serve.rs`, ignored here) and
 //! tract's CUDA runtime (`--features cuda`: built and its loud no-GPU errors tested
 //! there; the equivalence test runs where a GPU is, `.ci/gpu-check`). It checks that the build really is the one
 //! it says it is.
@@ -30,8 +31,9 @@ fn this_build_is_what_it_says_and_ort_quantize_camera_aarch64_pq_crosscheck_are_
             "note: left to .ci/run's second group: tests/ort_backend.rs (--features ort, ORT_DYLIB_PATH), \
              tests/quantize.rs (--features quantize), the camera build, .ci/aarch64-check (qemu), \
              .ci/pq-crosscheck (hotcoco from PyPI), tests/cuda.rs (--features cuda; its equivalence test needs a \
-             GPU: .ci/gpu-bundle + .ci/gpu-check on a lent one) and tests/mqtt.rs (the mosquitto broker: \
-             cargo test --test mqtt -- --ignored)"
+             GPU: .ci/gpu-bundle + .ci/gpu-check on a lent one), tests/mqtt.rs (the mosquitto broker: \
+             cargo test --test mqtt -- --ignored) and tests/serve.rs (chromium, promtool, curl: \
+             cargo test --test serve -- --ignored)"
         );
     }
 }

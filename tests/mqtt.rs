@@ -650,6 +650,7 @@ fn soak_10000_records_through_a_broker_restart() {
                 score: 0.9,
                 bbox: [0.1, 0.2, 0.3, 0.4],
                 confirmed: true,
+                text: None,
             }],
             relations: vec![],
             caption: "A car [[0.1, 0.2, 0.3, 0.4]] on the road.".into(),

@@ -22,7 +22,8 @@ const PALETTE: [[u8; 3]; 12] = [
     [170, 110, 40],
 ];
 
-fn colour_of(id: u32) -> [u8; 3] {
+/// The colour an entity id is drawn in (the live view page colours its table rows the same way).
+pub fn colour_of(id: u32) -> [u8; 3] {
     PALETTE.get(id as usize % PALETTE.len()).copied().unwrap_or([255, 255, 255])
 }
 

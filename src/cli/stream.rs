@@ -128,6 +128,27 @@ pub struct StreamArgs {
     /// status 2; refused credentials are still an error. For devices that boot before their network link
     #[arg(long)]
     start_offline: bool,
+    /// Serve the live view on this address (e.g. 127.0.0.1:8080): the page at /, the overlay as MJPEG at
+    /// /stream.mjpeg, the latest record at /api/state, records as Server-Sent Events at /api/events, Prometheus
+    /// metrics at /metrics, /healthz. A non-loopback address needs --serve-token
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// A file whose first line is the token every request must carry (`Authorization: Bearer TOKEN` or
+    /// `?token=TOKEN`): at least 16 characters of A-Z a-z 0-9 - . _ ~
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    serve_token: Option<PathBuf>,
+    /// Most overlay pictures drawn a second for viewers (drawn only while somebody watches)
+    #[arg(long, default_value_t = 5.0, requires = "serve")]
+    serve_fps: f64,
+    /// Most open connections to the live view; more are answered 503
+    #[arg(long, default_value_t = 32, requires = "serve")]
+    serve_max_clients: usize,
+    /// /healthz answers 503 when no frame arrived for this many seconds
+    #[arg(long, default_value_t = 10.0, requires = "serve")]
+    health_timeout: f64,
+    /// Keep serving this many seconds after the source ends (to look at the last state of a recording)
+    #[arg(long, default_value_t = 0.0, requires = "serve")]
+    serve_linger: f64,
     #[command(flatten)]
     suite: super::SuiteArgs,
 }
@@ -186,6 +207,9 @@ fn cadence(on: bool, flag: Option<u32>, target: Option<u32>, default: u32) -> u3
 }
 
 pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
+    // the live view starts first: a wrong address or token fails before anything else, and the page (and
+    // /healthz's "no frame yet") answer while the models load
+    let mut view = start_view(&args)?;
     let limits = DecodeLimits::default();
     let (cfg, target) = args.suite.resolve(&models_dir)?;
     let source = open_source(&args, target.as_ref(), limits)?;
@@ -239,9 +263,27 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         None if publisher.is_some() => Box::new(std::io::sink()),
         None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
     };
-    let result = stream::run_with_sink(&mut pipeline, source, &opts, stop, &mut out, publisher.as_mut().map(|p| p.sink()));
+    if let (Some(v), Some(g)) = (view.as_ref(), publisher.as_ref().and_then(|p| p.gauges())) {
+        v.set_spool(g);
+    }
+    let result = {
+        let mut sinks: Vec<&mut dyn stream::StreamSink> = Vec::new();
+        if let Some(p) = publisher.as_mut() {
+            sinks.push(p.sink());
+        }
+        if let Some(v) = view.as_mut() {
+            sinks.push(v.sink());
+        }
+        let mut sinks = stream::Sinks(sinks);
+        let sink: Option<&mut dyn stream::StreamSink> = if sinks.0.is_empty() { None } else { Some(&mut sinks) };
+        stream::run_with_sink(&mut pipeline, source, &opts, Arc::clone(&stop), &mut out, sink)
+    };
     // the publisher finishes (sends what it can, says offline, closes the spool) however the stream ended
     let published = publisher.map(|p| p.finish()).transpose();
+    if let Some(v) = view.take() {
+        v.linger(Duration::from_secs_f64(args.serve_linger.max(0.0)), &stop);
+        v.finish()?;
+    }
     let summary = result?;
     let published = published?;
     out.flush()?;
@@ -272,6 +314,89 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
 }
 
 /// The broker publisher behind `--publish` (feature `mqtt`).
+#[cfg(feature = "serve")]
+mod viewing {
+    use anyhow::Result;
+    use pancap::serve::{LiveView, ServeConfig, SpoolGauges, Token};
+    use pancap::stream::StreamSink;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    pub type Gauges = Arc<dyn SpoolGauges>;
+
+    pub struct Viewing(LiveView);
+
+    impl Viewing {
+        pub fn sink(&mut self) -> &mut dyn StreamSink {
+            self.0.sink()
+        }
+        /// Keeps serving up to `d` after the stream ended, until interrupted.
+        pub fn linger(&self, d: Duration, stop: &AtomicBool) {
+            if d.is_zero() || stop.load(Ordering::SeqCst) {
+                return;
+            }
+            eprintln!("the stream ended; serving http://{}/ for {:.0} s more (Ctrl-C ends it)", self.0.local_addr, d.as_secs_f64());
+            let until = Instant::now() + d;
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        pub fn set_spool(&self, g: Gauges) {
+            self.0.set_spool(g);
+        }
+        pub fn finish(self) -> Result<()> {
+            Ok(self.0.finish()?)
+        }
+    }
+
+    pub fn start(args: &super::StreamArgs) -> Result<Option<Viewing>> {
+        let Some(addr) = args.serve else { return Ok(None) };
+        let mut cfg = ServeConfig::new(addr);
+        cfg.token = args.serve_token.as_deref().map(Token::read).transpose()?;
+        cfg.fps = args.serve_fps;
+        cfg.max_clients = args.serve_max_clients;
+        cfg.health_timeout = Duration::from_secs_f64(args.health_timeout.max(0.1));
+        cfg.title = args.device_name.clone().unwrap_or_else(pancap::stream::host_name);
+        let view = LiveView::start(cfg)?;
+        eprintln!("live view: http://{}/", view.local_addr);
+        Ok(Some(Viewing(view)))
+    }
+}
+
+#[cfg(feature = "serve")]
+fn start_view(args: &StreamArgs) -> Result<Option<viewing::Viewing>> {
+    viewing::start(args)
+}
+
+#[cfg(not(feature = "serve"))]
+mod viewing {
+    pub enum Viewing {}
+    pub enum Gauges {}
+    impl Viewing {
+        pub fn sink(&mut self) -> &mut dyn pancap::stream::StreamSink {
+            match *self {}
+        }
+        pub fn linger(&self, _: std::time::Duration, _: &std::sync::atomic::AtomicBool) {
+            match *self {}
+        }
+        pub fn set_spool(&self, _: Gauges) {
+            match *self {}
+        }
+        pub fn finish(self) -> anyhow::Result<()> {
+            match self {}
+        }
+    }
+}
+
+#[cfg(not(feature = "serve"))]
+fn start_view(args: &StreamArgs) -> Result<Option<viewing::Viewing>> {
+    match &args.serve {
+        Some(_) => bail!("--serve: this pancap was built without the live view; rebuild with the `serve` feature (on by default)"),
+        None => Ok(None),
+    }
+}
+
 #[cfg(feature = "mqtt")]
 mod publishing {
     use anyhow::{Context, Result};
@@ -289,6 +414,14 @@ mod publishing {
         }
         pub fn sink(&mut self) -> &mut dyn StreamSink {
             &mut self.0
+        }
+        #[cfg(feature = "serve")]
+        pub fn gauges(&self) -> Option<super::viewing::Gauges> {
+            Some(self.0.gauges())
+        }
+        #[cfg(not(feature = "serve"))]
+        pub fn gauges(&self) -> Option<super::viewing::Gauges> {
+            None
         }
         pub fn finish(self) -> Result<Published> {
             Ok(Published(self.0.finish()?))
@@ -349,6 +482,9 @@ mod publishing {
             match *self {}
         }
         pub fn sink(&mut self) -> &mut dyn pancap::stream::StreamSink {
+            match *self {}
+        }
+        pub fn gauges(&self) -> Option<super::viewing::Gauges> {
             match *self {}
         }
         pub fn finish(self) -> anyhow::Result<Published> {

@@ -208,15 +208,7 @@ pub fn check_topic_level(what: &str, s: &str) -> Result<(), PublishError> {
     Ok(())
 }
 
-/// The host name (for the default device name), from the kernel.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty() && !s.contains(['/', '+', '#']))
-        .unwrap_or_else(|| "pancap".into())
-}
+pub use crate::stream::host_name;
 
 struct Topics {
     available: String,
@@ -321,6 +313,33 @@ pub struct PublishSummary {
     pub spool: SpoolStats,
 }
 
+/// The publisher's state as a metrics endpoint reads it, updated by the publisher thread after every step.
+#[derive(Debug, Default)]
+pub struct PublishGauges {
+    pub spool_depth: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_dropped: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub channel_full: AtomicU64,
+    pub connected: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(feature = "serve")]
+impl crate::serve::SpoolGauges for PublishGauges {
+    fn figures(&self) -> crate::serve::metrics::SpoolFigures {
+        crate::serve::metrics::SpoolFigures {
+            depth: self.spool_depth.load(Ordering::Relaxed),
+            bytes: self.spool_bytes.load(Ordering::Relaxed),
+            dropped: self.spool_dropped.load(Ordering::Relaxed),
+            acknowledged: self.acknowledged.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            channel_full: self.channel_full.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
 enum Net {
     ConnAck,
     Outgoing(u16),
@@ -406,6 +425,7 @@ pub struct Publisher {
     channel_full: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<Result<PublishSummary, PublishError>>>,
     seq_base: u64,
+    gauges: Arc<PublishGauges>,
 }
 
 impl Publisher {
@@ -457,6 +477,7 @@ impl Publisher {
         };
         let seq_base = spool.next_seq();
         let channel_full = Arc::new(AtomicU64::new(0));
+        let gauges = Arc::new(PublishGauges::default());
         let worker = Worker {
             summary: PublishSummary { broker: url, device: cfg.device.clone(), ..PublishSummary::default() },
             cfg,
@@ -473,12 +494,18 @@ impl Publisher {
             last_stats: None,
             channel_full: Arc::clone(&channel_full),
             finishing: None,
+            gauges: Arc::clone(&gauges),
         };
         let thread = std::thread::Builder::new()
             .name("publisher".into())
             .spawn(move || worker.run(rx))
             .map_err(|e| PublishError::Died(format!("cannot start: {e}")))?;
-        Ok(Publisher { tx, channel_full, thread: Some(thread), seq_base })
+        Ok(Publisher { tx, channel_full, thread: Some(thread), seq_base, gauges })
+    }
+
+    /// The spool and link state, kept current by the publisher thread (for `/metrics`).
+    pub fn gauges(&self) -> Arc<PublishGauges> {
+        Arc::clone(&self.gauges)
     }
 
     /// One past the highest seq an earlier run wrote to the spool: a new stream's seq starts here.
@@ -566,6 +593,7 @@ struct Worker {
     channel_full: Arc<AtomicU64>,
     finishing: Option<Instant>,
     summary: PublishSummary,
+    gauges: Arc<PublishGauges>,
 }
 
 impl Worker {
@@ -592,6 +620,7 @@ impl Worker {
             self.check_link();
             self.stats_when_stalled();
             self.send_window()?;
+            self.update_gauges();
             if let Some(deadline) = self.finishing {
                 let drained = !self.spool.unsent() && self.inflight.is_empty();
                 let down = !matches!(self.link, Link::Up(_));
@@ -641,6 +670,18 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let st = self.spool.stats();
+        let g = &self.gauges;
+        g.spool_depth.store(st.depth, Ordering::Relaxed);
+        g.spool_bytes.store(st.bytes, Ordering::Relaxed);
+        g.spool_dropped.store(st.dropped, Ordering::Relaxed);
+        g.acknowledged.store(self.summary.acknowledged, Ordering::Relaxed);
+        g.reconnects.store(self.summary.reconnects, Ordering::Relaxed);
+        g.channel_full.store(self.channel_full.load(Ordering::Relaxed), Ordering::Relaxed);
+        g.connected.store(matches!(self.link, Link::Up(_)), Ordering::Relaxed);
     }
 
     fn publish_stats(&mut self, s: &LiveStats, stalled: bool) {

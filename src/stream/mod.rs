@@ -147,6 +147,9 @@ pub struct TrackedEntity {
     pub bbox: [f64; 4],
     /// False while the track is tentative (seen in fewer frames than the confirmation needs).
     pub confirmed: bool,
+    /// The text read on it, when the text reader read any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -222,12 +225,58 @@ pub struct LiveStats {
     pub rss_kb: u64,
 }
 
-/// Where a stream's records go besides the JSON Lines (a broker publisher). Calls come from the frame loop and
-/// must not block it.
+/// One processed frame as a sink sees it: a live view draws it, metrics count it.
+pub struct FrameView<'a> {
+    pub frame: &'a Frame,
+    pub caption: &'a PanopticCaption,
+    /// The track id of each of the caption's entities, in order.
+    pub ids: &'a [u32],
+    pub entities: &'a [TrackedEntity],
+    /// From capture to the end of this frame's pipeline run.
+    pub latency_ms: f64,
+    /// Totals since the start: frames processed (this one included), dropped, corrupt, records written.
+    pub frames: u64,
+    pub dropped: u64,
+    pub corrupt: u64,
+    pub records: u64,
+}
+
+/// Where a stream's records go besides the JSON Lines (a broker publisher, a live view). Calls come from the
+/// frame loop and must not block it.
 pub trait StreamSink {
+    /// Every processed frame (before its record, if it has one).
+    fn frame(&mut self, _view: &FrameView<'_>) {}
     fn record(&mut self, record: &StreamRecord);
     fn events(&mut self, events: &[events::EntityEvent]);
     fn stats(&mut self, stats: &LiveStats);
+}
+
+/// Several sinks as one, called in order.
+pub struct Sinks<'a>(pub Vec<&'a mut dyn StreamSink>);
+
+impl StreamSink for Sinks<'_> {
+    fn frame(&mut self, view: &FrameView<'_>) {
+        self.0.iter_mut().for_each(|s| s.frame(view));
+    }
+    fn record(&mut self, record: &StreamRecord) {
+        self.0.iter_mut().for_each(|s| s.record(record));
+    }
+    fn events(&mut self, events: &[events::EntityEvent]) {
+        self.0.iter_mut().for_each(|s| s.events(events));
+    }
+    fn stats(&mut self, stats: &LiveStats) {
+        self.0.iter_mut().for_each(|s| s.stats(stats));
+    }
+}
+
+/// The host name (for the default device name), from the kernel.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty() && !s.contains(['/', '+', '#']))
+        .unwrap_or_else(|| "pancap".into())
 }
 
 /// VmRSS and VmHWM of this process in kB (0 where /proc is not available).
@@ -533,6 +582,17 @@ pub fn run_with_sink(
         latencies.record(latency_ms);
         let seq = frame.seq + opts.seq_offset;
         if let Some(sink) = sink.as_deref_mut() {
+            sink.frame(&FrameView {
+                frame: &frame,
+                caption: &caption,
+                ids: &ids,
+                entities: &entities,
+                latency_ms,
+                frames: summary.frames,
+                dropped: queue.dropped(),
+                corrupt: summary.corrupt,
+                records: summary.records,
+            });
             let seen: Vec<events::Observed> = caption
                 .entities
                 .iter()
@@ -660,6 +720,7 @@ fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<Tr
             score: e.score,
             bbox: e.box_norm,
             confirmed: tracker.is_confirmed(*id),
+            text: e.attributes.text.as_ref().map(|t| t.text.to_string()),
         })
         .collect();
     let track_of = |entity_id: u32| caption.entities.iter().position(|e| e.id == entity_id).and_then(|i| ids.get(i)).copied();
