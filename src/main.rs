@@ -37,6 +37,9 @@ enum Command {
     Eval(Box<cli::eval::EvalArgs>),
     /// Caption a camera or a recording live, as JSON Lines (changes, heartbeats, optionally every frame)
     Stream(Box<cli::stream::StreamArgs>),
+    /// The live view's page over a recorded run: its JSON Lines records played again on its recording (no models)
+    #[cfg(feature = "serve")]
+    View(Box<cli::view::ViewArgs>),
     /// Per-stage latency profile of the suite (p50/p95/p99, fps, peak RSS, allocations per frame)
     Profile(Box<cli::profile::ProfileArgs>),
     /// PancapScore of predicted captions against reference captions
@@ -107,6 +110,8 @@ fn run(cli: Cli) -> Result<i32> {
         #[cfg(feature = "eval")]
         Command::Eval(args) => cli::eval::eval_cmd(*args, &models_dir),
         Command::Stream(args) => cli::stream::stream_cmd(*args, models_dir),
+        #[cfg(feature = "serve")]
+        Command::View(args) => cli::view::view_cmd(*args),
         Command::Profile(args) => cli::profile::profile_cmd(*args, &models_dir),
         Command::Score(args) => cli::score::score_cmd(args, &models_dir),
         Command::Read(args) => cli::read::read_cmd(*args, &models_dir),

@@ -447,3 +447,63 @@ fn a_public_address_without_a_token_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address") && err.contains("--serve-token"), "{err}");
 }
+
+#[test]
+#[ignore = "needs chromium, promtool (prometheus) and curl: .ci/run installs them and runs these with --ignored"]
+fn view_plays_a_recorded_run_under_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = still_recording(dir.path(), 12);
+    let records = dir.path().join("run.jsonl");
+    let out = common::pancap(&[
+        "stream", "--replay", rec.to_str().unwrap(), "--every-frame", "--detectors", "yolox_nano_416", "--no-stuff",
+        "--no-discovery", "--no-person-masks", "--no-text", "-o", records.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written: Vec<serde_json::Value> =
+        std::fs::read_to_string(&records).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(written.len(), 12);
+    // a torn last line (a run killed mid-write elsewhere) is skipped and said
+    std::fs::OpenOptions::new().append(true).open(&records).unwrap().write_all(b"{\"kind\":\"upd").unwrap();
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pancap"))
+        .args(["view", records.to_str().unwrap(), "--replay", rec.to_str().unwrap(), "--serve", &addr, "--fps", "4"])
+        .args(["--linger", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    let url = |p: &str| format!("http://{addr}{p}");
+    while curl_status(&[&url("/api/state")]).0 != 200 {
+        assert!(Instant::now() < until, "pancap view served no record");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the state is one of the run's records, unchanged
+    let (_, body) = curl_status(&[&url("/api/state")]);
+    let state: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(written.contains(&state), "{state}");
+    // the picture is the recording's frame with the record's boxes drawn in the entities' colours
+    let (status, jpeg) = curl_status(&[&url("/frame.jpg")]);
+    assert_eq!(status, 200);
+    let img = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (768, 576));
+    let first = &state["entities"][0];
+    let palette = pancap::caption::overlay::colour_of(first["id"].as_u64().unwrap() as u32);
+    let b: Vec<f64> = first["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    // along the box's top edge (2 px thick), within JPEG's error
+    let (x1, x2, y) = ((b[0] * 768.0) as u32, (b[2] * 768.0) as u32, ((b[1] * 576.0).round() as u32).min(575));
+    let on_edge = (x1 + 4..x2.saturating_sub(4))
+        .filter(|x| (y..=(y + 1).min(575)).any(|yy| img.get_pixel(*x, yy).0.iter().zip(palette).all(|(a, c)| a.abs_diff(c) <= 40)))
+        .count();
+    assert!(on_edge * 2 > (x2 - x1) as usize, "the box of {first} is not drawn: {on_edge} of {} pixels", x2 - x1);
+    // the page shows the recorded caption
+    let dom = String::from_utf8(chromium(&["--dump-dom", &url("/")]).stdout).unwrap();
+    let captions: Vec<String> = written.iter().map(|r| plain_caption(r["caption"].as_str().unwrap())).collect();
+    assert!(captions.contains(&element_text(&dom, "caption")), "{}", element_text(&dom, "caption"));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("1 line(s) that are not stream records skipped"), "{err}");
+}

@@ -100,6 +100,48 @@ fn tint(out: &mut RgbImage, e: &Entity, alpha: f32) {
     }
 }
 
+/// An entity as a record carries it (no mask): outlined, or for stuff only labelled, by [`render_outlines`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outline {
+    pub id: u32,
+    pub tag: String,
+    pub stuff: bool,
+    /// `[x1, y1, x2, y2]` in image pixels.
+    pub box_px: [f32; 4],
+    pub text: Option<String>,
+}
+
+/// Renders records' entities on a frame: thing boxes outlined and labelled `#id tag`, stuff labelled at the
+/// centre of its box (a record has no masks).
+pub fn render_outlines(img: &RgbImage, outlines: &[Outline]) -> RgbImage {
+    let mut out = img.clone();
+    let scale = if img.width().max(img.height()) >= 1000 { 2 } else { 1 };
+    for o in outlines.iter().filter(|o| !o.stuff) {
+        let [x1, y1, x2, y2] = o.box_px.map(|v| v.round() as i64);
+        rect(&mut out, x1, y1, x2, y2, colour_of(o.id), 2);
+    }
+    for o in outlines {
+        let [x1, y1, x2, y2] = o.box_px.map(|v| v.round() as i64);
+        let text = label_text(o.id, &o.tag, o.text.as_deref());
+        let (lx, ly) = if o.stuff { ((x1 + x2) / 2 - 4 * scale * text.len() as i64, (y1 + y2) / 2) } else { (x1, y1 - 8 * scale - 2) };
+        label(&mut out, lx, ly, &text, colour_of(o.id), scale);
+    }
+    out
+}
+
+/// `#id tag 'text read'`, the text cut to [`LABEL_TEXT_CHARS`].
+fn label_text(id: u32, tag: &str, read: Option<&str>) -> String {
+    let mut text = format!("#{id} {tag}");
+    if let Some(t) = read {
+        let mut shown: String = t.chars().take(LABEL_TEXT_CHARS).collect();
+        if t.chars().count() > LABEL_TEXT_CHARS {
+            shown.push_str("...");
+        }
+        text.push_str(&format!(" '{shown}'"));
+    }
+    text
+}
+
 /// Most characters of read text shown in a label.
 const LABEL_TEXT_CHARS: usize = 24;
 
@@ -120,14 +162,7 @@ pub fn render(img: &RgbImage, entities: &[Entity]) -> RgbImage {
     }
     for e in entities {
         let [x1, y1, x2, y2] = e.box_px.map(|v| v.round() as i64);
-        let mut text = format!("#{} {}", e.id, e.tag);
-        if let Some(t) = &e.attributes.text {
-            let mut shown: String = t.text.chars().take(LABEL_TEXT_CHARS).collect();
-            if t.text.chars().count() > LABEL_TEXT_CHARS {
-                shown.push_str("...");
-            }
-            text.push_str(&format!(" '{shown}'"));
-        }
+        let text = label_text(e.id, &e.tag, e.attributes.text.as_ref().map(|t| t.text.as_str()));
         let (lx, ly) = match e.kind {
             Kind::Thing => (x1, y1 - 8 * scale - 2),
             Kind::Stuff => ((x1 + x2) / 2 - 4 * scale * text.len() as i64, (y1 + y2) / 2),

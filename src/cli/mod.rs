@@ -11,6 +11,8 @@ pub mod read;
 pub mod score;
 pub mod stream;
 pub mod verify;
+#[cfg(feature = "serve")]
+pub mod view;
 
 use pancap::perceive::merge::MergeParams;
 use pancap::perceive::DetectParams;

@@ -177,8 +177,15 @@ impl Shared {
     }
 }
 
-/// One overlay to draw: the frame and its entities under their track ids.
-type OverlayJob = (RgbImage, Vec<Entity>);
+/// What to draw on a frame: the pipeline's entities (masks included) under their track ids, or a record's
+/// entities (boxes only; `pancap view`).
+enum Drawing {
+    Entities(Vec<Entity>),
+    Outlines(Vec<overlay::Outline>),
+}
+
+/// One overlay to draw.
+type OverlayJob = (RgbImage, Drawing);
 
 /// The running live view: the server thread, the overlay encoder thread, and the sink the stream feeds.
 pub struct LiveView {
@@ -228,8 +235,11 @@ impl LiveView {
             std::thread::Builder::new()
                 .name("serve-overlay".into())
                 .spawn(move || {
-                    for (rgb, entities) in job_rx {
-                        let drawn = overlay::render(&rgb, &entities);
+                    for (rgb, drawing) in job_rx {
+                        let drawn = match drawing {
+                            Drawing::Entities(entities) => overlay::render(&rgb, &entities),
+                            Drawing::Outlines(outlines) => overlay::render_outlines(&rgb, &outlines),
+                        };
                         let mut jpeg = Vec::with_capacity(64 * 1024);
                         let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80);
                         match drawn.write_with_encoder(enc) {
@@ -263,6 +273,11 @@ impl LiveView {
     }
 
     pub fn sink(&mut self) -> &mut dyn StreamSink {
+        &mut self.sink
+    }
+
+    /// The sink itself, for a player of recorded records (`pancap view`).
+    pub fn view_sink(&mut self) -> &mut ViewSink {
         &mut self.sink
     }
 
@@ -306,20 +321,15 @@ impl Drop for LiveView {
     }
 }
 
-impl StreamSink for ViewSink {
-    fn frame(&mut self, v: &FrameView<'_>) {
-        let now_s = self.shared.started.elapsed().as_secs_f64();
-        let tracked = v.entities.iter().filter(|e| e.confirmed).count() as u64;
-        let totals = [v.frames, v.dropped, v.corrupt, v.records];
-        self.shared.metrics().frame(now_s, v.latency_ms, &v.caption.timings_ms, totals, tracked, v.entities.len() as u64);
+impl ViewSink {
+    /// Hands the frame and what to draw on it to the encoder, while somebody watches, at most `--serve-fps` a
+    /// second, when the encoder is idle; `drawing` is made only then.
+    fn offer(&mut self, rgb: &RgbImage, drawing: impl FnOnce() -> Drawing) {
         if self.shared.viewers() == 0 || self.last_overlay.is_some_and(|t| t.elapsed() < self.min_interval) {
             return;
         }
         let Some(jobs) = &self.jobs else { return };
-        // the overlay names entities by their track ids, as the records do
-        let entities: Vec<Entity> =
-            v.caption.entities.iter().zip(v.ids).map(|(e, id)| Entity { id: *id, ..e.clone() }).collect();
-        match jobs.try_send((v.frame.rgb.clone(), entities)) {
+        match jobs.try_send((rgb.clone(), drawing())) {
             Ok(()) => self.last_overlay = Some(Instant::now()),
             Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => {
@@ -329,6 +339,43 @@ impl StreamSink for ViewSink {
         }
     }
 
+    /// A recorded frame (`pancap view`): counted, and shown under `record`'s entities (the record written at or
+    /// before it).
+    pub fn recorded_frame(&mut self, rgb: &RgbImage, record: &StreamRecord, totals: [u64; 4]) {
+        let now_s = self.shared.started.elapsed().as_secs_f64();
+        let tracked = record.entities.iter().filter(|e| e.confirmed).count() as u64;
+        let timings = crate::timing::Timings::default();
+        self.shared.metrics().frame(now_s, record.latency_ms, &timings, totals, tracked, record.entities.len() as u64);
+        let (w, h) = (rgb.width() as f64, rgb.height() as f64);
+        self.offer(rgb, || {
+            Drawing::Outlines(
+                record
+                    .entities
+                    .iter()
+                    .map(|e| overlay::Outline {
+                        id: e.id,
+                        tag: e.tag.clone(),
+                        stuff: e.kind == crate::scene::Kind::Stuff,
+                        box_px: [e.bbox[0] * w, e.bbox[1] * h, e.bbox[2] * w, e.bbox[3] * h].map(|v| v as f32),
+                        text: e.text.clone(),
+                    })
+                    .collect(),
+            )
+        });
+    }
+}
+
+impl StreamSink for ViewSink {
+    fn frame(&mut self, v: &FrameView<'_>) {
+        let now_s = self.shared.started.elapsed().as_secs_f64();
+        let tracked = v.entities.iter().filter(|e| e.confirmed).count() as u64;
+        let totals = [v.frames, v.dropped, v.corrupt, v.records];
+        self.shared.metrics().frame(now_s, v.latency_ms, &v.caption.timings_ms, totals, tracked, v.entities.len() as u64);
+        // the overlay names entities by their track ids, as the records do
+        self.offer(&v.frame.rgb, || {
+            Drawing::Entities(v.caption.entities.iter().zip(v.ids).map(|(e, id)| Entity { id: *id, ..e.clone() }).collect())
+        });
+    }
     fn record(&mut self, record: &StreamRecord) {
         match serde_json::to_vec(record) {
             Ok(json) => {
