@@ -43,7 +43,7 @@ while True:
 PY
 }
 
-printf "%-8s %-6s %8s %9s %9s %s\n" viewers round fps p50_ms p95_ms overlays
+printf "%-8s %-6s %8s %9s %9s %s\n" viewers round fps p50_ms p95_ms "overlays drawn"
 for round in $(seq 1 "$ROUNDS"); do
     for n in 0 1 100; do
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -56,7 +56,9 @@ for round in $(seq 1 "$ROUNDS"); do
         # the overlay count, read just before the stream ends (the linger second)
         overlays=""
         while kill -0 "$pid" 2>/dev/null; do
-            m=$(curl -s --max-time 1 "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^pancap_overlays_total/ {print $2}') || true
+            m=$(curl -s --max-time 1 "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '
+                /^pancap_overlays_total / {n=$2} /^pancap_overlay_seconds_sum / {s=$2}
+                END {if (n != "") printf "%d (%.1f ms each)", n, (n > 0 ? s / n * 1000 : 0)}') || true
             [ -n "$m" ] && overlays="$m"
             sleep 0.5
         done

@@ -66,8 +66,9 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Per stage and model (in the order first seen; a suite has a few dozen at most).
     pub stages: Vec<(Stage, Option<ModelName>, Histogram)>,
-    /// Frames handed to the overlay encoder, and those it could not take (busy).
+    /// Overlay pictures drawn and encoded, and the time each took (on the encoder thread).
     pub overlays: u64,
+    pub overlay: Histogram,
     /// Connections turned away because the client limit was reached.
     pub rejected: u64,
     /// Seconds since the start at the most recent frames (a ring), and their latencies.
@@ -210,6 +211,8 @@ impl Metrics {
         }
         family(&mut o, "pancap_latency_seconds", "histogram", "From capture to the end of the frame's pipeline run.");
         self.latency.write(&mut o, "pancap_latency_seconds", "");
+        family(&mut o, "pancap_overlay_seconds", "histogram", "Drawing and JPEG-encoding one overlay picture for viewers.");
+        self.overlay.write(&mut o, "pancap_overlay_seconds", "");
         family(&mut o, "pancap_stage_seconds", "histogram", "Time per pipeline stage and model, per frame that ran it.");
         for (stage, model, h) in &self.stages {
             let labels = format!("stage=\"{}\",model=\"{}\"", stage.name(), escape_label(model.as_deref().unwrap_or("")));

@@ -236,6 +236,7 @@ impl LiveView {
                 .name("serve-overlay".into())
                 .spawn(move || {
                     for (rgb, drawing) in job_rx {
+                        let started = Instant::now();
                         let drawn = match drawing {
                             Drawing::Entities(entities) => overlay::render(&rgb, &entities),
                             Drawing::Outlines(outlines) => overlay::render_outlines(&rgb, &outlines),
@@ -245,7 +246,9 @@ impl LiveView {
                         match drawn.write_with_encoder(enc) {
                             Ok(()) => {
                                 shared.picture.send_replace(Some(Bytes::from(jpeg)));
-                                shared.metrics().overlays += 1;
+                                let mut m = shared.metrics();
+                                m.overlays += 1;
+                                m.overlay.observe(started.elapsed().as_secs_f64());
                             }
                             Err(e) => log::warn!("live view: encoding the overlay: {e}"),
                         }
