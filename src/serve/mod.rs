@@ -141,16 +141,25 @@ pub trait SpoolGauges: Send + Sync {
     fn figures(&self) -> SpoolFigures;
 }
 
+/// A record as `/api/state` serves it (JSON) and as `/api/events` sends it (an SSE event), each made once.
+#[derive(Clone)]
+struct Latest {
+    json: Bytes,
+    event: Bytes,
+}
+
 /// What the frame loop and the server share.
 struct Shared {
     started: Instant,
     metrics: Mutex<Metrics>,
     /// The newest overlay picture (JPEG).
     picture: watch::Sender<Option<Bytes>>,
-    /// The newest record (JSON).
-    state: watch::Sender<Option<Bytes>>,
-    /// Records for Server-Sent Events readers.
+    /// The newest record.
+    state: watch::Sender<Option<Latest>>,
+    /// Records for Server-Sent Events readers, as events.
     records: broadcast::Sender<Bytes>,
+    /// The page, filled in once.
+    page: Bytes,
     /// MJPEG streams open now.
     streams: AtomicU64,
     /// Until when (ms since start) a `/frame.jpg` reader wants pictures drawn.
@@ -217,12 +226,14 @@ impl LiveView {
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr, source })?;
         listener.set_nonblocking(true).map_err(|source| ServeError::Bind { addr, source })?;
         let fps = if cfg.fps.is_finite() && cfg.fps > 0.0 { cfg.fps.min(60.0) } else { 5.0 };
+        let cfg = ServeConfig { fps, ..cfg };
         let shared = Arc::new(Shared {
             started: Instant::now(),
             metrics: Mutex::new(Metrics::default()),
             picture: watch::channel(None).0,
             state: watch::channel(None).0,
             records: broadcast::channel(SSE_BACKLOG).0,
+            page: Bytes::from(page_for(&cfg)),
             streams: AtomicU64::new(0),
             picture_wanted_until_ms: AtomicU64::new(0),
             clients: AtomicU64::new(0),
@@ -382,10 +393,10 @@ impl StreamSink for ViewSink {
     fn record(&mut self, record: &StreamRecord) {
         match serde_json::to_vec(record) {
             Ok(json) => {
-                let json = Bytes::from(json);
-                self.shared.state.send_replace(Some(json.clone()));
+                let event = sse_record(record.seq, &json);
+                self.shared.state.send_replace(Some(Latest { json: Bytes::from(json), event: event.clone() }));
                 // no reader is not an error: nobody is looking
-                let _readers = self.shared.records.send(json);
+                let _readers = self.shared.records.send(event);
             }
             Err(e) => log::warn!("live view: encoding record {}: {e}", record.seq),
         }
@@ -563,10 +574,15 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// The page with the device's name, the picture rate and the overlay's palette filled in.
+fn page_for(cfg: &ServeConfig) -> String {
+    PAGE.replace("{{TITLE}}", &html_escape(&cfg.title))
+        .replace("{{FPS}}", &format!("{}", cfg.fps))
+        .replace("{{PALETTE}}", &palette_js())
+}
+
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
-    let title = html_escape(&shared.cfg.title);
-    let fps = format!("{}", shared.cfg.fps);
-    let body = PAGE.replace("{{TITLE}}", &title).replace("{{FPS}}", &fps).replace("{{PALETTE}}", &palette_js());
+    let body = shared.page.clone();
     no_store(
         (
             [
@@ -593,7 +609,7 @@ fn html_escape(s: &str) -> String {
 }
 
 async fn state(State(shared): State<Arc<Shared>>) -> Response {
-    let latest = shared.state.borrow().clone();
+    let latest = shared.state.borrow().as_ref().map(|l| l.json.clone());
     match latest {
         Some(json) => no_store(([(header::CONTENT_TYPE, "application/json")], json).into_response()),
         None => no_store(text(StatusCode::SERVICE_UNAVAILABLE, "no record yet\n")),
@@ -653,17 +669,17 @@ async fn mjpeg(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn sse(State(shared): State<Arc<Shared>>) -> Response {
     let records = shared.records.subscribe();
-    let first = shared.state.borrow().clone();
+    let first = shared.state.borrow().as_ref().map(|l| l.event.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let events = futures_util::stream::unfold((records, tick, first, shared), |(mut records, mut tick, first, shared)| async move {
-        if let Some(json) = first {
-            return Some((Ok::<_, std::convert::Infallible>(sse_record(&json)), (records, tick, None, shared)));
+        if let Some(event) = first {
+            return Some((Ok::<_, std::convert::Infallible>(event), (records, tick, None, shared)));
         }
         loop {
             tokio::select! {
                 r = records.recv() => match r {
-                    Ok(json) => return Some((Ok(sse_record(&json)), (records, tick, None, shared))),
+                    Ok(event) => return Some((Ok(event), (records, tick, None, shared))),
                     // a slow reader skips to the newest; records carry their seq, so the gap shows
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -679,19 +695,14 @@ async fn sse(State(shared): State<Arc<Shared>>) -> Response {
     no_store(([(header::CONTENT_TYPE, "text/event-stream")], axum::body::Body::from_stream(events)).into_response())
 }
 
-fn sse_record(json: &Bytes) -> Bytes {
-    let seq = serde_json::from_slice::<SeqOnly>(json).map(|s| s.seq).unwrap_or(0);
+/// A record as a Server-Sent Event: `event: record`, its seq as the id, the JSON on one data line.
+fn sse_record(seq: u64, json: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(json.len() + 48);
     out.extend_from_slice(format!("event: record\nid: {seq}\ndata: ").as_bytes());
     // serde_json writes no raw newline, so the record is one data line
     out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
-}
-
-#[derive(serde::Deserialize)]
-struct SeqOnly {
-    seq: u64,
 }
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
@@ -763,8 +774,8 @@ mod tests {
 
     #[test]
     fn sse_records_are_one_data_line_with_their_seq_as_id() {
-        let json = Bytes::from_static(br#"{"kind":"update","seq":42,"caption":"a"}"#);
-        let ev = sse_record(&json);
+        let json = br#"{"kind":"update","seq":42,"caption":"a"}"#;
+        let ev = sse_record(42, json);
         let text = String::from_utf8(ev.to_vec()).unwrap_or_default();
         assert_eq!(text, "event: record\nid: 42\ndata: {\"kind\":\"update\",\"seq\":42,\"caption\":\"a\"}\n\n");
     }
