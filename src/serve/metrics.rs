@@ -221,7 +221,7 @@ impl Metrics {
         if let Some(s) = scrape.spool {
             let spool: [(&str, &str, &str, f64); 7] = [
                 ("pancap_spool_records", "gauge", "Records in the publish spool not yet acknowledged by the broker.", s.depth as f64),
-                ("pancap_spool_bytes", "gauge", "Bytes of unacknowledged records in the publish spool.", s.bytes as f64),
+                ("pancap_spool_bytes", "gauge", "Bytes the publish spool's segment files hold (a segment leaves once all its records are acknowledged).", s.bytes as f64),
                 ("pancap_spool_dropped_total", "counter", "Records dropped from a full spool (oldest first).", s.dropped as f64),
                 ("pancap_publish_acknowledged_total", "counter", "Records and events the broker acknowledged.", s.acknowledged as f64),
                 ("pancap_publish_reconnects_total", "counter", "Reconnections to the broker.", s.reconnects as f64),
