@@ -313,7 +313,7 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     Ok(0)
 }
 
-/// The broker publisher behind `--publish` (feature `mqtt`).
+/// The live view behind `--serve` (feature `serve`).
 #[cfg(feature = "serve")]
 mod viewing {
     use anyhow::Result;
@@ -321,7 +321,7 @@ mod viewing {
     use pancap::stream::StreamSink;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     pub type Gauges = Arc<dyn SpoolGauges>;
 
@@ -337,10 +337,7 @@ mod viewing {
                 return;
             }
             eprintln!("the stream ended; serving http://{}/ for {:.0} s more (Ctrl-C ends it)", self.0.local_addr, d.as_secs_f64());
-            let until = Instant::now() + d;
-            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            self.0.linger(d, stop);
         }
         pub fn set_spool(&self, g: Gauges) {
             self.0.set_spool(g);
@@ -397,6 +394,7 @@ fn start_view(args: &StreamArgs) -> Result<Option<viewing::Viewing>> {
     }
 }
 
+/// The broker publisher behind `--publish` (feature `mqtt`).
 #[cfg(feature = "mqtt")]
 mod publishing {
     use anyhow::{Context, Result};

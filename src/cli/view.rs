@@ -143,11 +143,7 @@ pub fn view_cmd(args: ViewArgs) -> Result<i32> {
         );
     }
     eprintln!("{frames} frame(s) shown, {corrupt} corrupt skipped, {matched} under a record");
-    let linger = Duration::from_secs_f64(args.linger.max(0.0));
-    let until = Instant::now() + linger;
-    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    view.linger(Duration::from_secs_f64(args.linger.max(0.0)), &stop);
     view.finish()?;
     Ok(0)
 }

@@ -302,9 +302,12 @@ impl LiveView {
         }
     }
 
-    /// Open connections now.
-    pub fn clients(&self) -> u64 {
-        self.shared.clients.load(Ordering::Relaxed)
+    /// Keeps serving up to `d` (after the stream or the recording ended), until `stop` is set (Ctrl-C).
+    pub fn linger(&self, d: Duration, stop: &std::sync::atomic::AtomicBool) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Stops serving: closes every connection and ends both threads; says whether one of them had died.
