@@ -12,7 +12,7 @@ use pancap::perceive::merge::{merge, MergeParams};
 use pancap::perceive::preprocess::{preprocess, resize_rgb};
 use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
 use pancap::perceive::masks::RleLookup;
-use pancap::perceive::stuff::{stuff_regions, LabelMap, StuffParams, StuffPixels};
+use pancap::perceive::stuff::{stuff_regions, upsample_argmax, LabelMap, StuffParams, StuffPixels};
 use pancap::scene::plausible::plausible_stuff;
 use std::hint::black_box;
 
@@ -140,6 +140,32 @@ fn label_map(w: u32, h: u32) -> LabelMap {
     LabelMap { width: w, height: h, classes }
 }
 
+/// The segmenter head on 32 classes of 128×128 logit codes, ×4 to 512×512: a Voronoi-like scene (each class
+/// highest near its own centre, as a label map of regions) and pure noise (every cell on a boundary).
+fn bench_segmenter_head(c: &mut Criterion) {
+    let (classes, h, w) = (32usize, 128usize, 128usize);
+    let centres = noise(2 * classes, 11, 128.0);
+    let mut regions = vec![0u8; classes * h * w];
+    for k in 0..classes {
+        let (cx, cy) = (centres[2 * k], centres[2 * k + 1]);
+        for y in 0..h {
+            for x in 0..w {
+                let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+                regions[k * h * w + y * w + x] = (255.0 - d.min(255.0)) as u8;
+            }
+        }
+    }
+    let random: Vec<u8> = noise(classes * h * w, 5, 255.0).into_iter().map(|v| v as u8).collect();
+    let mut g = c.benchmark_group("segmenter_head");
+    let mut labels = Vec::new();
+    for (name, codes) in [("regions", &regions), ("noise", &random)] {
+        g.bench_function(BenchmarkId::new("upsample_argmax_32x128x128_x4", name), |bch| {
+            bch.iter(|| upsample_argmax(black_box(codes), (classes, h, w), 4, &mut labels).unwrap())
+        });
+    }
+    g.finish();
+}
+
 fn bench_stuff(c: &mut Criterion) {
     let labels = pancap::models::LabelSet::Ade20k32.labels();
     let mut g = c.benchmark_group("stuff");
@@ -245,5 +271,5 @@ fn bench_score(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_stuff, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
+criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_segmenter_head, bench_stuff, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
 criterion_main!(benches);

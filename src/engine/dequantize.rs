@@ -12,11 +12,18 @@
 //!   Identity; its scale and zero point must be the ones the value was quantized with, else the rewrite refuses;
 //! - a DequantizeLinear of a graph input (the uint8 image) stays: it is the input normalisation;
 //! - the head after the last convolution (the logits' quantization, the upsampling, the ArgMax) stays as it
-//!   is: the ArgMax then reads uint8 codes as in the source model and breaks ties the same way.
+//!   is: the ArgMax then reads uint8 codes as in the source model and breaks ties the same way;
+//! - or, with [`Head::LogitCodes`], the graph ends at the head's first QuantizeLinear: its output is the
+//!   logits' uint8 codes at the last convolution's resolution, and the caller upsamples and takes the ArgMax
+//!   (`perceive::stuff::upsample_argmax`, exact integer arithmetic). tract runs the head's bilinear Resize of
+//!   32 channels to 512×512 through a generic per-axis resampler (with the float ArgMax after it, ~60 % of the
+//!   float graph's time): the graph without its head runs in ~125 ms where the whole float graph took ~306 ms,
+//!   and the upsample-and-ArgMax here takes ~3 ms.
 //!
 //! Measured on the 16 coco-val2017-dev photos, 2-core x86-64, tract 2 threads (examples in the issue-14 note):
-//! the float graph runs in ~270–300 ms against ~400 ms for the uint8 graph, and labels 97.6 % of image pixels as
-//! the uint8 model on ONNX Runtime does (tract's own uint8 run: 98.1 %). Alternatives measured: emulating the
+//! the float graph runs in ~270–300 ms with its head, ~125 ms without (plus ~3 ms for the head here) against ~400 ms
+//! for the uint8 graph, and labels 97.6 % of image pixels as the uint8 model on ONNX Runtime does (tract's own
+//! uint8 run: 97.9 %). Alternatives measured: emulating the
 //! rounding too (Mul, Round, Clip, Mul per quantization) agrees 100 % with tract's uint8 run but takes 352 ms;
 //! fusing DQ→Conv→Q into QLinearConv (what ONNX Runtime does) runs 1,374 ms in tract 0.23.9's integer path.
 //!
@@ -24,7 +31,7 @@
 
 use prost14::Message;
 use std::collections::{HashMap, HashSet};
-use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{type_proto, ModelProto, NodeProto, TensorProto, TypeProto};
 
 /// What the rewrite did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -39,6 +46,17 @@ pub struct DequantizeReport {
     pub quantize_kept: usize,
     /// DequantizeLinear nodes kept (of graph inputs and of the head's codes).
     pub dequantize_kept: usize,
+    /// Nodes after the logits' codes left to the caller ([`Head::LogitCodes`]).
+    pub head_nodes_cut: usize,
+}
+
+/// What becomes of the head after the last convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Kept as in the source (quantization, upsampling, ArgMax).
+    Keep,
+    /// The graph ends with the logits' uint8 codes (the head's first QuantizeLinear).
+    LogitCodes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +71,8 @@ pub enum DequantizeError {
     Node { node: String, op: String, reason: String },
     #[error("constant {name}: {reason}")]
     Constant { name: String, reason: String },
+    #[error("cannot end the graph at the logits' codes: {0}")]
+    Head(String),
 }
 
 const FLOAT: i32 = 1;
@@ -67,6 +87,15 @@ const LAYOUT_OPS: [&str; 10] =
 
 /// Rewrites the QDQ model in `bytes` into a float model; returns its bytes and what was rewritten.
 pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), DequantizeError> {
+    rewrite(bytes, Head::Keep)
+}
+
+/// [`dequantize_onnx`] with the graph ending at the logits' uint8 codes ([`Head::LogitCodes`]).
+pub fn dequantize_to_logit_codes(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), DequantizeError> {
+    rewrite(bytes, Head::LogitCodes)
+}
+
+fn rewrite(bytes: &[u8], head: Head) -> Result<(Vec<u8>, DequantizeReport), DequantizeError> {
     let mut model = ModelProto::decode(bytes).map_err(|e| DequantizeError::Decode(e.to_string()))?;
     let opset = model.opset_import.iter().filter(|o| o.domain.is_empty()).map(|o| o.version).max().unwrap_or(0);
     if opset < 11 {
@@ -82,7 +111,13 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
     let last_conv = graph.node.iter().rposition(|n| n.op_type == "Conv");
     let mut new_constants: Vec<TensorProto> = Vec::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
+    let total = graph.node.len();
+    let mut codes_output: Option<String> = None;
     for (index, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        if codes_output.is_some() {
+            report.head_nodes_cut = total - index;
+            break;
+        }
         let fail = |reason: String| DequantizeError::Node { node: node.name.clone(), op: node.op_type.clone(), reason };
         let input = |i: usize| node.input.get(i).filter(|s| !s.is_empty());
         match node.op_type.as_str() {
@@ -111,6 +146,9 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
             // the head (after the last convolution) stays quantized: the ArgMax then reads the same codes as in
             // the uint8 model and breaks its ties the same way
             "QuantizeLinear" if last_conv.is_some_and(|c| index > c) => {
+                if head == Head::LogitCodes {
+                    codes_output = Some(node.output.first().ok_or_else(|| fail("no output".into()))?.clone());
+                }
                 codes.extend(node.output.iter().cloned());
                 report.quantize_kept += 1;
                 nodes.push(node);
@@ -149,6 +187,18 @@ pub fn dequantize_onnx(bytes: &[u8]) -> Result<(Vec<u8>, DequantizeReport), Dequ
         }
     }
     graph.node = nodes;
+    if head == Head::LogitCodes {
+        let name = codes_output.ok_or_else(|| DequantizeError::Head("no QuantizeLinear after the last convolution".into()))?;
+        let [output] = graph.output.as_slice() else {
+            return Err(DequantizeError::Head(format!("the graph has {} outputs, not one", graph.output.len())));
+        };
+        let mut output = output.clone();
+        // uint8 codes; the shape is left for the backend to infer
+        let tensor = type_proto::Tensor { elem_type: UINT8, shape: None };
+        output.r#type = Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..TypeProto::default() });
+        output.name = name;
+        graph.output = vec![output];
+    }
     // drop the constants no node reads any more (the uint8 weights, scales and zero points)
     let used: HashSet<&String> = graph.node.iter().flat_map(|n| n.input.iter()).collect();
     let mut initializers: Vec<TensorProto> =
@@ -254,7 +304,7 @@ pub(crate) mod tests {
     use crate::engine::{DType, Engine, InputSpec, ModelSpec, Tensor, TensorData, TractEngine};
     use tract_onnx::pb::{
         tensor_shape_proto::{dimension, Dimension},
-        type_proto, GraphProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+        GraphProto, OperatorSetIdProto, TensorShapeProto, ValueInfoProto,
     };
 
     fn value(name: &str, elem_type: i32) -> ValueInfoProto {
@@ -352,7 +402,8 @@ pub(crate) mod tests {
                 quantize_to_clip: 1,
                 dequantize_to_identity: 1,
                 quantize_kept: 1,
-                dequantize_kept: 1
+                dequantize_kept: 1,
+                head_nodes_cut: 0
             }
         );
         let ops: Vec<String> = ModelProto::decode(derived.as_slice()).unwrap().graph.unwrap().node.into_iter().map(|n| n.op_type).collect();
@@ -363,6 +414,39 @@ pub(crate) mod tests {
         // the clamp is kept (ReLU6 lives in it), the rounding of 0.26 to 0.3 is what goes; the head rounds after
         assert_eq!(run(&derived, x), [1.0, 1.0, 4.0, 26.0]);
         assert_eq!(dequantize_onnx(&source).unwrap().0, derived, "the rewrite is deterministic");
+    }
+
+    #[test]
+    fn the_graph_can_end_at_the_logits_codes() {
+        let source = qdq_model(vec![node("DequantizeLinear", &["x_q", "a_s", "a_z"], "x_dq")]);
+        let (derived, report) = dequantize_to_logit_codes(&source).unwrap();
+        assert_eq!((report.quantize_kept, report.dequantize_kept, report.head_nodes_cut), (1, 0, 1));
+        let graph = ModelProto::decode(derived.as_slice()).unwrap().graph.unwrap();
+        let ops: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
+        assert_eq!(ops, ["Clip", "Identity", "Conv", "QuantizeLinear"]);
+        assert_eq!(graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["y_q"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        std::fs::write(&path, &derived).unwrap();
+        let spec = ModelSpec {
+            path,
+            inputs: vec![InputSpec { name: "x".into(), shape: vec![1, 1, 2, 2], dtype: DType::F32 }],
+            outputs: vec!["y_q".into()],
+            ignore_declared_shapes: false,
+            unordered_rows: false,
+        };
+        let mut engine = TractEngine::load(spec, Some(1)).unwrap();
+        let x = Tensor::new(vec![1, 1, 2, 2], TensorData::F32(vec![-1.0, 0.26, 3.0, 300.0])).unwrap();
+        let out = engine.run(&[x]).unwrap();
+        // the codes the head's DequantizeLinear read (scale 1, zero point 0): 300 is clamped to 25.5 at the input, 26.5 rounds to even
+        assert_eq!(out[0].data, TensorData::U8(vec![1, 1, 4, 26]));
+        // a graph without a quantized head cannot be cut
+        let mut model = ModelProto::decode(source.as_slice()).unwrap();
+        if let Some(g) = model.graph.as_mut() {
+            g.node.retain(|n| n.output != ["y_q"] && n.output != ["y"]);
+        }
+        let err = dequantize_to_logit_codes(&model.encode_to_vec()).unwrap_err().to_string();
+        assert!(err.contains("no QuantizeLinear after the last convolution"), "{err}");
     }
 
     #[test]

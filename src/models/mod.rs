@@ -144,6 +144,9 @@ impl ScoreCalibration {
 pub enum Transform {
     /// A QDQ-quantized graph rewritten to float (`engine::dequantize`).
     Dequantize,
+    /// The same, ending at the logits' uint8 codes; the head (upsampling, ArgMax) is the decoder's
+    /// (`upsample-argmax`).
+    DequantizeLogitCodes,
 }
 
 /// How raw outputs become detections or a label map.
@@ -158,6 +161,10 @@ pub enum DecoderManifest {
     Detr { size_input: String, nms_iou: f32 },
     /// Semantic segmentation whose graph ends in an ArgMax: one class id per pixel.
     Argmax,
+    /// Semantic segmentation whose graph ends at the logits' uint8 codes `[1, C, h, w]`: upsampled by `factor`
+    /// (ONNX Resize, linear, asymmetric), requantized and ArgMax-ed here (`perceive::stuff::upsample_argmax`).
+    #[serde(rename = "upsample-argmax")]
+    UpsampleArgmax { factor: u32 },
     /// One probability per pixel `[1, H, W, 1]`, foreground at or above `threshold`.
     Probability { threshold: f32 },
 }
@@ -229,7 +236,10 @@ impl Manifest {
             return bad(format!("input shape {:?} must have 3 channels", self.input.shape));
         }
         let expected_outputs = match &self.decoder {
-            DecoderManifest::Yolox { .. } | DecoderManifest::Argmax | DecoderManifest::Probability { .. } => 1,
+            DecoderManifest::Yolox { .. }
+            | DecoderManifest::Argmax
+            | DecoderManifest::UpsampleArgmax { .. }
+            | DecoderManifest::Probability { .. } => 1,
             DecoderManifest::Gfl { strides, .. } => 2 * strides.len(),
             DecoderManifest::Detr { .. } => 3,
         };

@@ -176,6 +176,9 @@ fn derive_one(m: &ModelFile, d: &Derivation, mirror: &Path, models_dir: &Path) -
     let bytes = std::fs::read(&source_path).map_err(io(&source_path))?;
     let derived = match d.transform {
         Transform::Dequantize => crate::engine::dequantize::dequantize_onnx(&bytes).map_err(|e| fail(e.to_string()))?.0,
+        Transform::DequantizeLogitCodes => {
+            crate::engine::dequantize::dequantize_to_logit_codes(&bytes).map_err(|e| fail(e.to_string()))?.0
+        }
     };
     let actual: String = Sha256::digest(&derived).iter().map(|b| format!("{b:02x}")).collect();
     if actual != m.sha256 {

@@ -90,7 +90,12 @@ impl Detector {
             want: "detector",
             reason: reason.to_string(),
         };
-        if manifest.role != Role::Detector || matches!(manifest.decoder, DecoderManifest::Argmax | DecoderManifest::Probability { .. }) {
+        if manifest.role != Role::Detector
+            || matches!(
+                manifest.decoder,
+                DecoderManifest::Argmax | DecoderManifest::UpsampleArgmax { .. } | DecoderManifest::Probability { .. }
+            )
+        {
             return Err(wrong("its manifest does not describe a detector"));
         }
         if manifest.labels != LabelSet::Coco80 {
@@ -149,7 +154,7 @@ impl Detector {
                 (decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p)?, *nms_iou)
             }
             DecoderManifest::Detr { nms_iou, .. } => (decode::decode_detr(&outputs, &p)?, *nms_iou),
-            DecoderManifest::Argmax | DecoderManifest::Probability { .. } => {
+            DecoderManifest::Argmax | DecoderManifest::UpsampleArgmax { .. } | DecoderManifest::Probability { .. } => {
                 return Err(PerceiveError::BadOutput("segmenter used as detector".into()))
             }
         };
@@ -178,7 +183,9 @@ pub struct Segmenter {
 
 impl Segmenter {
     pub fn new(manifest: Manifest, engine: Box<dyn Engine>) -> Result<Self, PerceiveError> {
-        if manifest.role != Role::Segmenter || !matches!(manifest.decoder, DecoderManifest::Argmax) {
+        if manifest.role != Role::Segmenter
+            || !matches!(manifest.decoder, DecoderManifest::Argmax | DecoderManifest::UpsampleArgmax { .. })
+        {
             return Err(PerceiveError::WrongModel {
                 name: manifest.name.clone(),
                 want: "segmenter",
@@ -212,7 +219,7 @@ impl Segmenter {
         timings.record(Stage::Inference, Some(name), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("segmenter: no output".into()))?;
-        let map = stuff::decode_argmax(out, &lb, rgb.width(), rgb.height())?;
+        let map = stuff::decode_labels(out, &self.manifest.decoder, &lb, rgb.width(), rgb.height())?;
         timings.record(Stage::Postprocess, Some(name), t);
         Ok(map)
     }

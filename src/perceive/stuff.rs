@@ -23,6 +23,52 @@ pub fn decode_argmax(out: &Tensor, lb: &Letterbox, width: u32, height: u32) -> R
         [1, h, w] => (*h, *w),
         s => return Err(PerceiveError::BadOutput(format!("segmenter output shape {s:?}, expected [1, H, W]"))),
     };
+    crop_to_image(v, (mw, mh), lb, width, height, |c| c.clamp(0, 255) as u8)
+}
+
+/// The segmenter's head done here, on the logits' uint8 codes `[1, C, h, w]` (a graph cut before its head:
+/// `engine::dequantize::Head::LogitCodes`): upsampled by `factor` as ONNX Resize does (linear, asymmetric
+/// coordinates), requantized (rounding half to even, as QuantizeLinear), and the first class of the highest code
+/// per pixel (ArgMax); then cropped and resized to the image as [`decode_argmax`].
+pub fn decode_logit_codes(out: &Tensor, factor: u32, lb: &Letterbox, width: u32, height: u32) -> Result<LabelMap, PerceiveError> {
+    let (c, h, w) = match out.shape.as_slice() {
+        [1, c, h, w] => (*c, *h, *w),
+        s => return Err(PerceiveError::BadOutput(format!("segmenter logits shape {s:?}, expected [1, C, H, W]"))),
+    };
+    let codes = match &out.data {
+        crate::engine::TensorData::U8(v) => v.as_slice(),
+        _ => return Err(PerceiveError::BadOutput(format!("segmenter logits are {:?}, expected uint8 codes", out.dtype()))),
+    };
+    let f = factor as usize;
+    let mut labels = Vec::new();
+    upsample_argmax(codes, (c, h, w), f, &mut labels)?;
+    crop_to_image(&labels, (w * f, h * f), lb, width, height, |c| c)
+}
+
+/// The label map of a segmenter's output, decoded as its manifest's decoder says (`argmax` or `upsample-argmax`).
+pub fn decode_labels(
+    out: &Tensor,
+    decoder: &crate::models::DecoderManifest,
+    lb: &Letterbox,
+    width: u32,
+    height: u32,
+) -> Result<LabelMap, PerceiveError> {
+    match decoder {
+        crate::models::DecoderManifest::UpsampleArgmax { factor } => decode_logit_codes(out, *factor, lb, width, height),
+        crate::models::DecoderManifest::Argmax => decode_argmax(out, lb, width, height),
+        other => Err(PerceiveError::BadOutput(format!("a segmenter's output cannot be decoded as {other:?}"))),
+    }
+}
+
+/// Samples the model-resolution label map `v` (`mw × mh`) at each image pixel's centre (letterbox undone).
+fn crop_to_image<T: Copy>(
+    v: &[T],
+    (mw, mh): (usize, usize),
+    lb: &Letterbox,
+    width: u32,
+    height: u32,
+    class: impl Fn(T) -> u8,
+) -> Result<LabelMap, PerceiveError> {
     if (mw as u32, mh as u32) != (lb.model_w, lb.model_h) {
         return Err(PerceiveError::BadOutput(format!(
             "segmenter output {mw}x{mh} does not match the model input {}x{}",
@@ -36,9 +82,91 @@ pub fn decode_argmax(out: &Tensor, lb: &Letterbox, width: u32, height: u32) -> R
     for y in 0..height {
         let my = (((y as f32 + 0.5) * lb.scale_y + lb.pad_y) as usize).min(mh.saturating_sub(1));
         let row = v.get(my * mw..(my + 1) * mw).unwrap_or_default();
-        classes.extend(xs.iter().map(|&mx| row.get(mx).map(|&c| c.clamp(0, 255) as u8).unwrap_or(0)));
+        classes.extend(xs.iter().map(|&mx| row.get(mx).map(|&c| class(c)).unwrap_or(0)));
     }
     Ok(LabelMap { width, height, classes })
+}
+
+/// Upsamples the uint8 logit codes `codes` (`[C, h, w]`, channel-major) by `factor` (a power of two up to 16)
+/// and writes the ArgMax class of each of the `h·factor × w·factor` pixels into `labels`, exactly as the source
+/// graph's `Resize(linear, asymmetric) → QuantizeLinear → ArgMax` on the same codes: interpolation in code space
+/// with integer weights (the dequantization is affine and the weights sum to one, so nothing is lost), the
+/// quantizer's rounding half to even, ties to the lower class.
+///
+/// A cell whose four corner pixels share their ArgMax class has that class everywhere inside: a convex
+/// combination keeps the corners' winner ahead of every other class, and ahead by at least a whole code of
+/// every lower class, so rounding cannot make a tie it loses. Only the cells on class boundaries are
+/// interpolated pixel by pixel.
+pub fn upsample_argmax(codes: &[u8], (c, h, w): (usize, usize, usize), factor: usize, labels: &mut Vec<u8>) -> Result<(), PerceiveError> {
+    if !(factor.is_power_of_two() && factor <= 16) {
+        return Err(PerceiveError::BadOutput(format!("segmenter upsampling factor {factor}: a power of two up to 16 is supported")));
+    }
+    if c == 0 || c > 256 || h == 0 || w == 0 || codes.len() != c * h * w {
+        return Err(PerceiveError::BadOutput(format!("segmenter logits: {} codes for {c} classes of {h}x{w}", codes.len())));
+    }
+    let plane = h * w;
+    // pixel-major codes, so each pixel's classes are contiguous
+    let mut pix = vec![0u8; c * plane];
+    for (k, ch) in codes.chunks_exact(plane).enumerate() {
+        for (p, &q) in ch.iter().enumerate() {
+            if let Some(slot) = pix.get_mut(p * c + k) {
+                *slot = q;
+            }
+        }
+    }
+    let first_max = |v: &[u8]| {
+        let mut best = 0usize;
+        let mut top = 0u8;
+        for (k, &q) in v.iter().enumerate() {
+            if k == 0 || q > top {
+                best = k;
+                top = q;
+            }
+        }
+        best as u8
+    };
+    let corner: Vec<u8> = pix.chunks_exact(c).map(first_max).collect();
+    let (ow, oh) = (w * factor, h * factor);
+    labels.clear();
+    labels.resize(ow * oh, 0);
+    let shift = 2 * factor.trailing_zeros();
+    let d = 1u32 << shift;
+    let f = factor as u32;
+    let mut blend = vec![0u32; c];
+    let mut rounded = vec![0u8; c];
+    for iy in 0..h {
+        let iy1 = (iy + 1).min(h - 1);
+        for ix in 0..w {
+            let ix1 = (ix + 1).min(w - 1);
+            let at = |y: usize, x: usize| corner.get(y * w + x).copied().unwrap_or(0);
+            let k = at(iy, ix);
+            let uniform = k == at(iy, ix1) && k == at(iy1, ix) && k == at(iy1, ix1);
+            let px = |y: usize, x: usize| pix.get((y * w + x) * c..(y * w + x + 1) * c).unwrap_or_default();
+            let (a, b, cc, dd) = (px(iy, ix), px(iy, ix1), px(iy1, ix), px(iy1, ix1));
+            for fy in 0..factor {
+                let row = (iy * factor + fy) * ow + ix * factor;
+                let Some(out) = labels.get_mut(row..row + factor) else { continue };
+                if uniform {
+                    out.fill(k);
+                    continue;
+                }
+                let (wy1, wy0) = (fy as u32, f - fy as u32);
+                for (fx, slot) in out.iter_mut().enumerate() {
+                    let (wx1, wx0) = (fx as u32, f - fx as u32);
+                    for ((((v, &qa), &qb), &qc), &qd) in blend.iter_mut().zip(a).zip(b).zip(cc).zip(dd) {
+                        *v = wy0 * (wx0 * u32::from(qa) + wx1 * u32::from(qb)) + wy1 * (wx0 * u32::from(qc) + wx1 * u32::from(qd));
+                    }
+                    for (q, &v) in rounded.iter_mut().zip(&blend) {
+                        let (whole, rest) = (v >> shift, v & (d - 1));
+                        let up = 2 * rest > d || (2 * rest == d && whole & 1 == 1);
+                        *q = (whole + u32::from(up)).min(255) as u8;
+                    }
+                    *slot = first_max(&rounded);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How raw segmenter pixels become stuff regions: what is a speck, a part of a region, and a region at all.
@@ -395,6 +523,61 @@ mod tests {
         assert_eq!(&m.classes[..8], &[1, 1, 1, 1, 2, 2, 2, 2]);
         assert_eq!(&m.classes[24..], &[3, 3, 3, 3, 4, 4, 4, 4]);
         assert!(!m.classes.contains(&9), "padding must be cropped");
+    }
+
+    /// ONNX Resize (linear, asymmetric) of the codes in f64, QuantizeLinear's rounding half to even, ArgMax:
+    /// the source graph's head, written plainly.
+    fn head_reference(codes: &[u8], (c, h, w): (usize, usize, usize), f: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in 0..h * f {
+            for x in 0..w * f {
+                let (sy, sx) = (y as f64 / f as f64, x as f64 / f as f64);
+                let (y0, x0) = (sy.floor() as usize, sx.floor() as usize);
+                let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+                let (ly, lx) = (sy - y0 as f64, sx - x0 as f64);
+                let mut best = (0usize, f64::MIN);
+                for k in 0..c {
+                    let q = |yy: usize, xx: usize| f64::from(codes[k * h * w + yy * w + xx]);
+                    let v = (1.0 - ly) * ((1.0 - lx) * q(y0, x0) + lx * q(y0, x1)) + ly * ((1.0 - lx) * q(y1, x0) + lx * q(y1, x1));
+                    let r = v.round_ties_even().clamp(0.0, 255.0);
+                    if r > best.1 {
+                        best = (k, r);
+                    }
+                }
+                out.push(best.0 as u8);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn upsample_argmax_is_the_source_graphs_head(
+            c in 1usize..6, h in 1usize..7, w in 1usize..7, f in proptest::sample::select(vec![1usize, 2, 4, 8]),
+            narrow in proptest::bool::ANY, cells in proptest::collection::vec(0u8..=255, 6 * 7 * 7),
+        ) {
+            // narrow codes make many ties, after rounding too
+            let codes: Vec<u8> = cells.iter().take(c * h * w).map(|&q| if narrow { 100 + q % 3 } else { q }).collect();
+            let mut labels = Vec::new();
+            upsample_argmax(&codes, (c, h, w), f, &mut labels).unwrap();
+            proptest::prop_assert_eq!(labels, head_reference(&codes, (c, h, w), f));
+        }
+    }
+
+    #[test]
+    fn upsample_argmax_refuses_what_it_cannot_do() {
+        let mut labels = Vec::new();
+        assert!(upsample_argmax(&[0; 8], (2, 2, 2), 3, &mut labels).is_err(), "not a power of two");
+        assert!(upsample_argmax(&[0; 8], (2, 2, 2), 32, &mut labels).is_err(), "beyond 16");
+        assert!(upsample_argmax(&[0; 7], (2, 2, 2), 4, &mut labels).is_err(), "short");
+        // [1, C, h, w] logits, letterboxed: a 4x2 image in a 4x4 model input made from 2x2 codes upsampled by 2
+        let lb = Letterbox::new(4, 2, 4, 4, ResizeMode::LetterboxTopLeft);
+        let codes = vec![9, 0, 9, 9, /* class 1 */ 0, 9, 0, 0];
+        let t = Tensor::new(vec![1, 2, 2, 2], TensorData::U8(codes)).unwrap();
+        let m = decode_logit_codes(&t, 2, &lb, 4, 2).unwrap();
+        assert_eq!(m.classes, [0, 0, 1, 1, 0, 0, 0, 0]);
+        let wrong = Tensor::new(vec![1, 2, 2, 2], TensorData::F32(vec![0.0; 8])).unwrap();
+        assert!(decode_logit_codes(&wrong, 2, &lb, 4, 2).unwrap_err().to_string().contains("uint8"));
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub fn segmenter_agreement(
         let label = |m: &Manifest, e: &mut Box<dyn pancap::engine::Engine>| {
             let (inputs, lb) = pancap::perceive::model_inputs(&rgb, m).unwrap();
             let out = e.run(&inputs).unwrap();
-            pancap::perceive::stuff::decode_argmax(&out[0], &lb, rgb.width(), rgb.height()).unwrap().classes
+            pancap::perceive::stuff::decode_labels(&out[0], &m.decoder, &lb, rgb.width(), rgb.height()).unwrap().classes
         };
         let (la, lb) = (label(&ma, &mut ea), label(&mb, &mut eb));
         let s = la.iter().zip(&lb).filter(|(x, y)| x == y).count();
