@@ -227,9 +227,21 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
     let stuff_every = cadence(true, args.stuff_every, suite.map(|s| s.stuff_every), defaults.stuff_every);
     // measured on a 2-core box (issue 14): the segmenter and text reader on their own threads with all the cores
     // took them from the detectors (6.8 fps); with one thread and stuff every 10th frame, 10.1 fps
-    let half = (cfg.backend.threads.unwrap_or_else(pancap::engine::default_threads) / 2).max(1);
+    let cores = pancap::engine::default_threads();
+    let half = (cfg.backend.threads.unwrap_or(cores) / 2).max(1);
     let worker_threads = args.worker_threads.or(suite.and_then(|s| s.worker_threads)).unwrap_or(half);
-    let cfg = PipelineConfig { slow_stage_threads: Some(worker_threads), ..cfg };
+    // on the CPU the detectors take the cores the workers leave, unless --threads or the target says: measured on
+    // the 2-core box (looped street recording, 3 alternated runs each), detectors on 1 thread beside the 1-thread
+    // worker ran YOLOX-nano alone at 19.5-20.5 fps against 15.7-18.1 with 2 (3 threads on 2 cores), the default
+    // suite at 9.8-10.4 fps against 8.6-10.6 (DEIMv2 gains more from a second thread: in the last three
+    // alternated pairs 9.85-10.02 against 10.11-10.29)
+    let on_cpu = matches!(cfg.backend.backend, pancap::engine::Backend::Tract | pancap::engine::Backend::OrtCpu);
+    let detector_threads = match cfg.backend.threads {
+        None if on_cpu => Some(cores.saturating_sub(worker_threads).max(1)),
+        t => t,
+    };
+    let backend = pancap::engine::BackendConfig { threads: detector_threads, ..cfg.backend.clone() };
+    let cfg = PipelineConfig { slow_stage_threads: Some(worker_threads), backend, ..cfg };
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
         every_frame: args.every_frame,
