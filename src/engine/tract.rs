@@ -58,7 +58,10 @@ impl TractEngine {
             rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
         }
         let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
-        let plan = model.into_optimized().and_then(|m| m.into_runnable_with_options(&options)).map_err(|e| err(e.into()))?;
+        let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
+        // tract's Resize sweeps its last axis one element at a time through slices
+        super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
+        let plan = model.into_runnable_with_options(&options).map_err(|e| err(e.into()))?;
         let state = plan.spawn().map_err(|e| err(e.into()))?;
         let mut provider = match threads {
             1 => "tract, 1 thread".to_string(),
