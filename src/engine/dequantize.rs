@@ -375,20 +375,28 @@ pub(crate) mod tests {
         model.encode_to_vec()
     }
 
-    fn run(bytes: &[u8], x: Vec<f32>) -> Vec<f32> {
+    /// Runs the model in `bytes` on the 1×1×2×2 input `x` and returns its output `output`.
+    fn run_output(bytes: &[u8], output: &str, x: Vec<f32>) -> TensorData {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.onnx");
         std::fs::write(&path, bytes).unwrap();
         let spec = ModelSpec {
             path,
             inputs: vec![InputSpec { name: "x".into(), shape: vec![1, 1, 2, 2], dtype: DType::F32 }],
-            outputs: vec!["y".into()],
+            outputs: vec![output.into()],
             ignore_declared_shapes: false,
             unordered_rows: false,
         };
         let mut engine = TractEngine::load(spec, Some(1)).unwrap();
         let out = engine.run(&[Tensor::new(vec![1, 1, 2, 2], TensorData::F32(x)).unwrap()]).unwrap();
-        out[0].as_f32().unwrap().to_vec()
+        out[0].data.clone()
+    }
+
+    fn run(bytes: &[u8], x: Vec<f32>) -> Vec<f32> {
+        match run_output(bytes, "y", x) {
+            TensorData::F32(v) => v,
+            other => panic!("float output expected, got {other:?}"),
+        }
     }
 
     #[test]
@@ -425,21 +433,9 @@ pub(crate) mod tests {
         let ops: Vec<String> = graph.node.iter().map(|n| n.op_type.clone()).collect();
         assert_eq!(ops, ["Clip", "Identity", "Conv", "QuantizeLinear"]);
         assert_eq!(graph.output.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["y_q"]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.onnx");
-        std::fs::write(&path, &derived).unwrap();
-        let spec = ModelSpec {
-            path,
-            inputs: vec![InputSpec { name: "x".into(), shape: vec![1, 1, 2, 2], dtype: DType::F32 }],
-            outputs: vec!["y_q".into()],
-            ignore_declared_shapes: false,
-            unordered_rows: false,
-        };
-        let mut engine = TractEngine::load(spec, Some(1)).unwrap();
-        let x = Tensor::new(vec![1, 1, 2, 2], TensorData::F32(vec![-1.0, 0.26, 3.0, 300.0])).unwrap();
-        let out = engine.run(&[x]).unwrap();
+        let out = run_output(&derived, "y_q", vec![-1.0, 0.26, 3.0, 300.0]);
         // the codes the head's DequantizeLinear read (scale 1, zero point 0): 300 is clamped to 25.5 at the input, 26.5 rounds to even
-        assert_eq!(out[0].data, TensorData::U8(vec![1, 1, 4, 26]));
+        assert_eq!(out, TensorData::U8(vec![1, 1, 4, 26]));
         // a graph without a quantized head cannot be cut
         let mut model = ModelProto::decode(source.as_slice()).unwrap();
         if let Some(g) = model.graph.as_mut() {
