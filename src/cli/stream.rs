@@ -240,8 +240,11 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         None if on_cpu => Some(cores.saturating_sub(worker_threads).max(1)),
         t => t,
     };
-    let backend = pancap::engine::BackendConfig { threads: detector_threads, ..cfg.backend.clone() };
-    let cfg = PipelineConfig { slow_stage_threads: Some(worker_threads), backend, ..cfg };
+    let cfg = PipelineConfig {
+        slow_stage_threads: Some(worker_threads),
+        backend: pancap::engine::BackendConfig { threads: detector_threads, ..cfg.backend },
+        ..cfg
+    };
     let mut pipeline = Pipeline::load(cfg).context("loading the model suite")?;
     let opts = StreamOptions {
         every_frame: args.every_frame,
