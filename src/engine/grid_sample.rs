@@ -36,24 +36,14 @@ pub struct GridSample2d {
 /// Replaces every tract `GridSample` node this op can compute (2-D spatial, f32 input and grid, bilinear or
 /// nearest, zeros or border padding) and returns how many it replaced. Output facts are unchanged.
 pub fn replace_grid_samples(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let Some(node) = model.nodes().get(id) else { continue };
-        let Some(op) = node.op_as::<GridSample>() else { continue };
-        let Some(fast) = GridSample2d::for_op(op) else { continue };
-        let fits = {
-            let facts = model.node_input_facts(id)?;
-            facts.len() == 2
-                && facts.iter().all(|f| f.datum_type == f32::datum_type() && f.rank() == 4)
-                && facts.get(1).and_then(|g| g.shape.get(3)).is_some_and(|d| *d == 2.to_dim())
-        };
-        if !fits {
-            continue;
-        }
-        model.node_mut(id).op = Box::new(fast);
-        replaced += 1;
-    }
-    Ok(replaced)
+    super::tract::replace_ops(model, |model, id, op: &GridSample| {
+        let Some(fast) = GridSample2d::for_op(op) else { return Ok(None) };
+        let facts = model.node_input_facts(id)?;
+        let fits = facts.len() == 2
+            && facts.iter().all(|f| f.datum_type == f32::datum_type() && f.rank() == 4)
+            && facts.get(1).and_then(|g| g.shape.get(3)).is_some_and(|d| *d == 2.to_dim());
+        Ok(fits.then(|| Box::new(fast) as Box<dyn TypedOp>))
+    })
 }
 
 impl GridSample2d {
@@ -184,9 +174,7 @@ impl Op for GridSample2d {
         Ok(vec![format!("{:?}, {:?} padding, align_corners: {}", self.interpolation, self.padding, self.align_corners)])
     }
 
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
-    }
+    op_as_typed_op!();
 }
 
 impl EvalOp for GridSample2d {
@@ -195,19 +183,11 @@ impl EvalOp for GridSample2d {
         Ok(tvec!(self.sample(x, grid)?.into_tvalue()))
     }
 
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
+    op_out_of_plan!();
 }
 
 impl TypedOp for GridSample2d {
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
+    as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let [x, grid] = inputs else { bail!("GridSample2d takes two inputs") };

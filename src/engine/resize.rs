@@ -21,15 +21,7 @@ pub struct Resize2d {
 /// Replaces every tract core `Resize` node (what ONNX Resize declutters into) and returns how many. Run on the
 /// optimised model: the optimiser has then lowered what it lowers (integer nearest upsamples) and fused the rest.
 pub fn replace_resizes(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        let Some(node) = model.nodes().get(id) else { continue };
-        let Some(op) = node.op_as::<Resize>() else { continue };
-        let fast = Resize2d { inner: op.clone() };
-        model.node_mut(id).op = Box::new(fast);
-        replaced += 1;
-    }
-    Ok(replaced)
+    super::tract::replace_ops(model, |_, _, op: &Resize| Ok(Some(Box::new(Resize2d { inner: op.clone() }) as Box<dyn TypedOp>)))
 }
 
 impl Resize2d {
@@ -58,8 +50,8 @@ impl Resize2d {
         let src = src.as_slice::<f32>()?;
         let planes = n * c;
         // rows: tract skips an axis whose length and scale stay
-        let rows: Vec<f32> = if kept(2) {
-            src.to_vec()
+        let rows: std::borrow::Cow<[f32]> = if kept(2) {
+            std::borrow::Cow::Borrowed(src)
         } else {
             let plan = self.inner.plan_axis(sh, h, oh);
             let mut out = vec![0f32; planes * oh * w];
@@ -80,7 +72,7 @@ impl Resize2d {
                     }
                 }
             }
-            out
+            std::borrow::Cow::Owned(out)
         };
         let mut out = Tensor::zero::<f32>(&[n, c, oh, ow])?;
         {
@@ -133,9 +125,7 @@ impl Op for Resize2d {
         )])
     }
 
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
-    }
+    op_as_typed_op!();
 }
 
 impl EvalOp for Resize2d {
@@ -146,19 +136,11 @@ impl EvalOp for Resize2d {
         }
     }
 
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
+    op_out_of_plan!();
 }
 
 impl TypedOp for Resize2d {
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
+    as_op!();
 
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         self.inner.output_facts(inputs)

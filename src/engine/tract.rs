@@ -123,6 +123,23 @@ fn typed_model(spec: &ModelSpec) -> Result<TypedModel, EngineError> {
     Ok(model)
 }
 
+/// Puts the op `make` returns in place of every node whose op is an `O` (None keeps the node), and returns how
+/// many it replaced: pancap's faster versions of tract ops (`GridSample2d`, `Resize2d`), same output facts.
+pub(super) fn replace_ops<O: TypedOp>(
+    model: &mut TypedModel,
+    make: impl Fn(&TypedModel, usize, &O) -> TractResult<Option<Box<dyn TypedOp>>>,
+) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in 0..model.nodes().len() {
+        let Some(op) = model.nodes().get(id).and_then(|n| n.op_as::<O>()) else { continue };
+        if let Some(fast) = make(model, id, op)? {
+            model.node_mut(id).op = fast;
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
+}
+
 /// The value of one metadata entry (`metadata_props`) of an ONNX file, read without building the model (the
 /// text recogniser keeps its dictionary there). Any backend's models are ONNX files, so this serves all of them.
 pub fn onnx_metadata(path: &std::path::Path, key: &str) -> Result<Option<String>, EngineError> {
