@@ -9,10 +9,12 @@ use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, Provis
 use crate::perceive::merge::{Instance, MergeParams, Pass};
 use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
 use crate::perceive::ocr::{OcrParams, TextLine, TextReader};
+use crate::perceive::pose::{self as pose_model, Pose, PoseEstimator, PoseMode, PoseParams};
 use crate::perceive::stuff::{stuff_regions, StuffParams, StuffPixels};
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
 use crate::scene::plausible::{plausible_stuff, SuppressedStuff, ThingView};
+use crate::scene::pose::{classify, Keypoint, PoseInfo, PoseSource, PostureParams};
 use crate::scene::relations::{relate, RelationParams};
 use crate::scene::{
     global::global_state, Alternative, DiscoveryReport, Entity, ModelProvider, PanopticCaption, Placement, SourceVote,
@@ -33,6 +35,7 @@ pub const DEFAULT_DETECTORS: &[&str] = &["deimv2_hgnetv2_femto_coco", "picodet_s
 pub const DEFAULT_SEGMENTER: &str = "deeplabv3_mnv2_ade20k32_f32";
 pub const DEFAULT_PERSON_SEGMENTER: &str = "selfie_person_256";
 pub const DEFAULT_TEXT_READER: &str = "ppocr_v4";
+pub const DEFAULT_POSE: &str = "movenet_multipose_lightning";
 
 /// ADE20K-32 classes whose pixels, inside a detected thing's box, are that thing (mask refinement). Not
 /// "person": on coco-panoptic-dev its person pixels inside riders' boxes (horse and rider run together at 512²)
@@ -51,6 +54,10 @@ const ADE_FOR_THING: &[(&str, &str)] = &[
 
 fn default_person_segmenter() -> Option<String> {
     Some(DEFAULT_PERSON_SEGMENTER.to_string())
+}
+
+fn default_pose() -> Option<String> {
+    Some(DEFAULT_POSE.to_string())
 }
 
 fn default_text_reader() -> Option<String> {
@@ -81,6 +88,13 @@ pub struct PipelineConfig {
     /// People masked by the person segmenter per frame, largest first (the rest fall back).
     #[serde(default = "default_max_person_masks")]
     pub max_person_masks: usize,
+    /// Pose model manifest giving people keypoints, posture and actions, or none.
+    #[serde(default = "default_pose")]
+    pub pose: Option<String>,
+    #[serde(default)]
+    pub pose_params: PoseParams,
+    #[serde(default)]
+    pub posture: PostureParams,
     /// Text reader (PP-OCR) manifest, or none to read no text.
     #[serde(default = "default_text_reader")]
     pub text_reader: Option<String>,
@@ -115,6 +129,9 @@ impl Default for PipelineConfig {
             person_segmenter: default_person_segmenter(),
             max_person_masks: default_max_person_masks(),
             text_reader: default_text_reader(),
+            pose: default_pose(),
+            pose_params: PoseParams::default(),
+            posture: PostureParams::default(),
             ocr: OcrParams::default(),
             discovery: Some(DiscoveryParams::default()),
             detect: DetectParams::default(),
@@ -172,13 +189,46 @@ fn carried_mask(carried: &[(BoxF, BoxMask)], b: &BoxF, width: u32, height: u32) 
     }))
 }
 
+/// A rider whose keypoints were read sits astride the mount, whatever the legs show (they hang like a standing
+/// person's): the posture becomes sitting, its evidence marked as riding.
+fn seat_riders(entities: &mut [Entity], relations: &[crate::scene::Relation]) {
+    for r in relations.iter().filter(|r| r.predicate == crate::scene::Predicate::Riding) {
+        let posture = entities.iter_mut().find(|e| e.id == r.subject).and_then(|e| e.attributes.posture.as_mut());
+        if let Some(p) = posture {
+            p.posture = crate::scene::pose::Posture::Sitting;
+            p.evidence.riding = true;
+        }
+    }
+}
+
+/// The pose the pose model gave the box that best overlaps `b` (IoU ≥ 0.5) on the last frame it ran, moved and
+/// scaled with the box, or None.
+fn carried_pose(carried: &[(BoxF, Pose)], b: &BoxF) -> Option<Pose> {
+    let (old, pose) = carried
+        .iter()
+        .map(|(ob, p)| (ob.iou(b), ob, p))
+        .filter(|(iou, _, _)| *iou >= 0.5)
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, ob, p)| (ob, p))?;
+    let (sx, sy) = (b.width() / old.width().max(1e-3), b.height() / old.height().max(1e-3));
+    let moved = |x: f32, y: f32| (b.x1 + (x - old.x1) * sx, b.y1 + (y - old.y1) * sy);
+    let mut out = pose.clone();
+    for k in out.keypoints.iter_mut() {
+        (k.x, k.y) = moved(k.x, k.y);
+    }
+    let (x1, y1) = moved(pose.bbox.x1, pose.bbox.y1);
+    let (x2, y2) = moved(pose.bbox.x2, pose.bbox.y2);
+    out.bbox = BoxF::new(x1, y1, x2, y2);
+    Some(out)
+}
+
 /// The model file for the configured precision: the provisioned file, or for INT8 the verified file
 /// `pancap quantize` wrote for a detector (models the mirror ships quantized run as shipped; the 0.45 MB person
 /// segmenter, which `pancap quantize` does not take, and models pancap derives, run as provisioned at every
 /// precision).
 fn spec_for(m: &Manifest, cfg: &PipelineConfig) -> Result<ModelSpec, PipelineError> {
     let mut spec = m.model_spec(&cfg.models_dir);
-    if cfg.backend.precision == Precision::Int8 && !m.quantized && m.derived.is_none() && m.role != Role::PersonSegmenter {
+    if cfg.backend.precision == Precision::Int8 && !m.quantized && m.derived.is_none() && m.role == Role::Detector {
         spec.path = models::quantized::resolve(&cfg.models_dir, &m.name, &m.file, &m.sha256)?;
     }
     Ok(spec)
@@ -251,11 +301,14 @@ pub struct FrameOptions<'a> {
     /// gave the same person (the best-overlapping box, IoU ≥ 0.5) on the last frame it ran, moved and scaled to
     /// the new box.
     pub person_masks: bool,
+    /// Run the pose model on this frame's people; when false, each person takes the keypoints of the same person
+    /// (as for masks) on the last frame it ran, moved and scaled to the new box.
+    pub pose: bool,
 }
 
 impl Default for FrameOptions<'_> {
     fn default() -> Self {
-        FrameOptions { stuff: StuffInput::Run, discovery: true, text: TextInput::Run, person_masks: true }
+        FrameOptions { stuff: StuffInput::Run, discovery: true, text: TextInput::Run, person_masks: true, pose: true }
     }
 }
 
@@ -272,11 +325,14 @@ pub struct Pipeline {
     detectors: Vec<Detector>,
     segmenter: Option<Segmenter>,
     person_segmenter: Option<PersonSegmenter>,
+    pose: Option<PoseEstimator>,
     text_reader: Option<TextReader>,
     cfg: PipelineConfig,
     providers: std::sync::Arc<[ModelProvider]>,
     /// The person segmenter's masks from the last frame it ran on, with the boxes they were made for.
     people_masks: Vec<(BoxF, BoxMask)>,
+    /// The pose model's poses from the last frame it ran on, with the person boxes they were matched to.
+    people_poses: Vec<(BoxF, Pose)>,
     /// The text reader's name once it was moved to a thread of its own (lines it read are still placed here).
     text_reader_name: Option<String>,
 }
@@ -301,6 +357,8 @@ impl Pipeline {
         manifests.extend(seg.iter().cloned());
         let person = cfg.person_segmenter.as_deref().map(Manifest::by_name).transpose()?;
         manifests.extend(person.iter().cloned());
+        let pose = cfg.pose.as_deref().map(Manifest::by_name).transpose()?;
+        manifests.extend(pose.iter().cloned());
         let files: Vec<_> = manifests.iter().flat_map(Manifest::files).collect();
         for r in models::verify(&files, &cfg.models_dir) {
             r?;
@@ -327,9 +385,20 @@ impl Pipeline {
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
             None => None,
         };
+        let pose = match pose {
+            Some(m) if m.role == Role::Pose => {
+                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
+                Some(PoseEstimator::new(m, e)?)
+            }
+            Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
+            None => None,
+        };
         let text_reader =
             cfg.text_reader.as_deref().map(|name| load_text_reader_with(name, &cfg.models_dir, &slow_backend, cfg.ocr, loader.clone())).transpose()?;
-        Ok(Self::from_parts(detectors, segmenter, cfg)?.with_person_segmenter(person_segmenter).with_text_reader(text_reader))
+        Ok(Self::from_parts(detectors, segmenter, cfg)?
+            .with_person_segmenter(person_segmenter)
+            .with_pose(pose)
+            .with_text_reader(text_reader))
     }
 
     /// Builds a pipeline from already loaded models (tests use fake engines here).
@@ -350,10 +419,12 @@ impl Pipeline {
             detectors,
             segmenter,
             person_segmenter: None,
+            pose: None,
             text_reader: None,
             cfg,
             providers: providers.into(),
             people_masks: Vec::new(),
+            people_poses: Vec::new(),
             text_reader_name: None,
         })
     }
@@ -379,6 +450,18 @@ impl Pipeline {
         }
         self.providers = providers.into();
         self.person_segmenter = person;
+        self
+    }
+
+    /// Adds (or removes) the pose model that gives people keypoints.
+    pub fn with_pose(mut self, pose: Option<PoseEstimator>) -> Self {
+        let mut providers = self.providers.to_vec();
+        providers.retain(|p| self.pose.as_ref().is_none_or(|s| s.name() != p.model));
+        if let Some(s) = &pose {
+            providers.push(ModelProvider { model: s.name().to_string(), provider: s.provider() });
+        }
+        self.providers = providers.into();
+        self.pose = pose;
         self
     }
 
@@ -442,6 +525,7 @@ impl Pipeline {
         let light = Illuminant::estimate(rgb);
         let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
         let claimed = self.mask_things(rgb, &mut entities, stuff_view, &light, opts.person_masks, &mut timings).map_err(frame_err)?;
+        self.add_poses(rgb, &mut entities, opts.pose, &mut timings).map_err(frame_err)?;
         let stuff_suppressed = match &stuff {
             Some(s) => self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings),
             None => Vec::new(),
@@ -452,6 +536,7 @@ impl Pipeline {
         let t = Instant::now();
         let (relations, rel_dropped) = relate(&entities, w, h, &self.cfg.relations);
         truncation.relations = rel_dropped;
+        seat_riders(&mut entities, &relations);
         let global = global_state(rgb, &entities);
         let descriptions = region_captions(&entities, &relations);
         for (e, d) in entities.iter_mut().zip(descriptions) {
@@ -662,6 +747,75 @@ impl Pipeline {
         crate::scene::text::place_text(entities, &lines, rgb.width(), rgb.height(), reader_name, truncation);
         timings.record(Stage::Describe, None, t);
         Ok(ran.then(|| lines.into_owned()))
+    }
+
+    /// People's keypoints and posture: the pose model on the frame and/or on people's widened boxes (as
+    /// `pose_params.mode` says), each pose given to the person whose box it fits best; when `run` is false, each
+    /// person takes the keypoints its best-overlapping box had on the last run, moved with the box. People the
+    /// model did not find get no keypoints and no posture.
+    fn add_poses(&mut self, rgb: &image::RgbImage, entities: &mut [Entity], run: bool, timings: &mut Timings) -> Result<(), PerceiveError> {
+        let Some(estimator) = self.pose.as_mut() else { return Ok(()) };
+        let (w, h) = (rgb.width(), rgb.height());
+        let people: Vec<usize> = entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, _)| i).collect();
+        let boxes: Vec<BoxF> = people.iter().filter_map(|&i| entities.get(i).map(Entity::bbox)).collect();
+        let visible = estimator.keypoint_score();
+        let p = self.cfg.pose_params;
+        let mut found: Vec<Option<(Pose, PoseSource)>> = vec![None; people.len()];
+        if run {
+            self.people_poses.clear();
+            if people.is_empty() {
+                return Ok(());
+            }
+            if p.mode != PoseMode::Crops {
+                let poses = estimator.estimate(rgb, None, timings)?;
+                for (slot, m) in found.iter_mut().zip(pose_model::match_poses(&boxes, &poses, p.min_fit)) {
+                    *slot = m.and_then(|j| poses.get(j)).map(|pose| (pose.clone(), PoseSource::Frame));
+                }
+            }
+            if p.mode != PoseMode::Frame {
+                let mut todo: Vec<usize> = (0..people.len())
+                    .filter(|&i| found.get(i).is_some_and(|f| f.as_ref().is_none_or(|(pose, _)| pose.visible(visible) < p.min_visible)))
+                    .filter(|&i| boxes.get(i).is_some_and(|b| b.height() >= p.min_crop_height))
+                    .collect();
+                todo.sort_by(|&a, &b| {
+                    let area = |i: usize| boxes.get(i).map_or(0.0, BoxF::area);
+                    area(b).total_cmp(&area(a))
+                });
+                for i in todo.into_iter().take(p.max_crops) {
+                    let Some(b) = boxes.get(i) else { continue };
+                    let region = pose_model::crop_region(b, p.crop_context, w, h);
+                    let poses = estimator.estimate(rgb, Some(&region), timings)?;
+                    let best = poses.into_iter().filter(|q| q.fit(b) >= p.min_fit).max_by(|x, y| x.fit(b).total_cmp(&y.fit(b)));
+                    if let (Some(best), Some(slot)) = (best, found.get_mut(i)) {
+                        if slot.as_ref().is_none_or(|(old, _)| best.visible(visible) > old.visible(visible)) {
+                            *slot = Some((best, PoseSource::Crop));
+                        }
+                    }
+                }
+            }
+            for (b, f) in boxes.iter().zip(&found) {
+                if let Some((pose, _)) = f {
+                    self.people_poses.push((*b, pose.clone()));
+                }
+            }
+        } else {
+            for (slot, b) in found.iter_mut().zip(&boxes) {
+                *slot = carried_pose(&self.people_poses, b).map(|pose| (pose, PoseSource::Carried));
+            }
+        }
+        let t = Instant::now();
+        for (&i, f) in people.iter().zip(found) {
+            let (Some(e), Some((pose, source))) = (entities.get_mut(i), f) else { continue };
+            e.keypoints = crate::scene::pose::Joint::ALL
+                .iter()
+                .zip(&pose.keypoints)
+                .map(|(&name, k)| Keypoint { name, x: k.x / w.max(1) as f32, y: k.y / h.max(1) as f32, score: k.score })
+                .collect();
+            e.pose = Some(PoseInfo { score: pose.score, source, visible: pose.visible(visible) as u8, threshold: visible });
+            e.attributes.posture = Some(classify(&pose.keypoints, visible, &self.cfg.posture));
+        }
+        timings.record(Stage::Describe, None, t);
+        Ok(())
     }
 
     /// The mask of each thing entity (all of `entities` are things here), with where it came from.

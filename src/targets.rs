@@ -46,6 +46,12 @@ pub struct SuiteProfile {
     /// In `pancap stream`: the person segmenter every Nth frame (masks follow their boxes in between).
     #[serde(default = "five")]
     pub person_masks_every: u32,
+    /// People's keypoints from the pose model (posture, sitting on, holding, carrying, lying on).
+    #[serde(default = "on")]
+    pub pose: bool,
+    /// In `pancap stream`: the pose model every Nth frame (keypoints follow their boxes in between).
+    #[serde(default = "five")]
+    pub pose_every: u32,
     /// In `pancap stream`: a frame for the stuff segmenter every Nth frame (when it is idle).
     #[serde(default = "ten")]
     pub stuff_every: u32,

@@ -58,6 +58,7 @@ fn a_target_profile_sets_the_suite_and_flags_win_over_it() {
         .replace("detectors = [\"deimv2_hgnetv2_femto_coco\", \"picodet_s_416_coco\"]", "detectors = [\"yolox_nano_416\"]")
         .replace("stuff = true", "stuff = false")
         .replace("person_masks = true", "person_masks = false")
+        .replace("pose = true", "pose = false")
         .replace("text = true", "text = false");
     std::fs::write(&profile, text).unwrap();
     let caption = |extra: &[&str]| {

@@ -651,6 +651,7 @@ fn soak_10000_records_through_a_broker_restart() {
                 bbox: [0.1, 0.2, 0.3, 0.4],
                 confirmed: true,
                 text: None,
+                motion: None,
             }],
             relations: vec![],
             caption: "A car [[0.1, 0.2, 0.3, 0.4]] on the road.".into(),
@@ -658,6 +659,7 @@ fn soak_10000_records_through_a_broker_restart() {
             disappeared: vec![],
             stuff_from_seq: None,
             rss_kb: 0,
+            motion_events: vec![],
         };
         publisher.record(&record);
     }

@@ -294,7 +294,13 @@ fn verify_backend_compares_every_model_output_and_caption_of_ort_cpu_with_tract(
     assert_eq!((r["equivalent"].as_bool(), r["reference"].as_str(), r["candidate"].as_str()), (Some(true), Some("tract/fp32"), Some("ort-cpu/fp32")));
     let outputs = r["outputs"].as_array().unwrap();
     // the default suite (DEIMv2's query set is compared after pairing its rows: tied queries come in either order)
-    for model in ["deimv2_hgnetv2_femto_coco.onnx", "picodet_s_416_coco.onnx", "deeplabv3_mnv2_ade20k32_f32.onnx", "selfie_person_256.onnx"] {
+    for model in [
+        "deimv2_hgnetv2_femto_coco.onnx",
+        "picodet_s_416_coco.onnx",
+        "deeplabv3_mnv2_ade20k32_f32.onnx",
+        "selfie_person_256.onnx",
+        "movenet_multipose_lightning.onnx",
+    ] {
         let rows: Vec<_> = outputs.iter().filter(|o| o["model"] == model).collect();
         assert!(!rows.is_empty(), "{model} not compared: {stdout}");
         for o in rows {

@@ -95,7 +95,7 @@ fn between_person_segmenter_runs_people_keep_their_last_mask() {
     let person = PersonSegmenter::new(m, Box::new(engine)).unwrap();
     let cfg = PipelineConfig { segmenter: None, discovery: None, text_reader: None, ..PipelineConfig::default() };
     let mut p = Pipeline::from_parts(vec![primary], None, cfg).unwrap().with_person_segmenter(Some(person));
-    let opts = |person_masks| FrameOptions { stuff: StuffInput::Skip, discovery: false, text: TextInput::Skip, person_masks };
+    let opts = |person_masks| FrameOptions { stuff: StuffInput::Skip, discovery: false, text: TextInput::Skip, person_masks, pose: false };
     let people = |r: &pancap::FrameResult| -> Vec<(Option<MaskSource>, Option<pancap::perceive::masks::Rle>)> {
         r.caption.entities.iter().filter(|e| e.tag == "person").map(|e| (e.mask_source, e.mask.clone())).collect()
     };

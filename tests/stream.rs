@@ -187,3 +187,76 @@ fn text_read_on_its_own_thread_is_carried_to_the_frames_in_between() {
     let all: std::collections::BTreeSet<u64> = recs.iter().flat_map(text_ids).collect();
     assert!(!all.is_empty() && all == text_ids(&recs[29]), "text ids {all:?} against the last frame's {:?}", text_ids(&recs[29]));
 }
+
+/// The entity of `tag` in a record whose box centre is nearest `x` (normalised), if any.
+fn entity_near<'a>(rec: &'a serde_json::Value, tag: &str, x: f64) -> Option<&'a serde_json::Value> {
+    let cx = |e: &serde_json::Value| 0.5 * (e["box"][0].as_f64().unwrap() + e["box"][2].as_f64().unwrap());
+    rec["entities"].as_array().unwrap().iter().filter(|e| e["tag"] == tag).min_by(|a, b| (cx(a) - x).abs().total_cmp(&(cx(b) - x).abs()))
+}
+
+#[test]
+fn the_street_truck_moves_left_forward_and_right_reversed_while_the_people_at_the_kerb_stand_still() {
+    // the five street-video frames forward then backward, said to be 5 frames a second (the motion window is a
+    // second): the truck drives left across the frames, so backwards it drives right
+    let frames = video_frames();
+    let mut data = Vec::new();
+    for f in frames.iter().chain(frames.iter().rev()) {
+        data.extend_from_slice(f);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("street.mjpeg");
+    std::fs::write(&rec, &data).unwrap();
+    let args = ["stream", "--replay", rec.to_str().unwrap(), "--every-frame", "--no-stuff", "--no-text", "--no-discovery", "--recording-fps", "5"];
+    let recs = records(&pancap(&args));
+    assert_eq!(recs.len(), 10);
+    let truck = |i: usize| entity_near(&recs[i], "truck", 0.7).and_then(|e| e.get("motion")).cloned();
+    let forward = truck(4).expect("the truck's motion is measured by the fifth frame");
+    assert_eq!((forward["state"].as_str(), forward["direction"].as_str()), (Some("moving"), Some("left")), "{forward}");
+    let backward = truck(9).expect("and at the end");
+    assert_eq!((backward["state"].as_str(), backward["direction"].as_str()), (Some("moving"), Some("right")), "{backward}");
+    // the two people waiting at the kerb (x ≈ 0.26 and 0.38) never move
+    for (i, r) in recs.iter().enumerate().skip(4) {
+        for x in [0.26, 0.38] {
+            let m = entity_near(r, "person", x).and_then(|e| e.get("motion")).cloned();
+            if let Some(m) = m {
+                assert_eq!(m["state"], "standing-still", "record {i}, person at {x}: {m}");
+            }
+        }
+    }
+    // a record caption says the motion; events say who entered, and the truck's reversal is no stop (it keeps
+    // moving through the turn at this frame rate) or is reported as one
+    assert!(recs.iter().any(|r| r["caption"].as_str().unwrap().contains("truck") && r["caption"].as_str().unwrap().contains("moves to the left")));
+    let events: Vec<&serde_json::Value> = recs.iter().flat_map(|r| r["motion_events"].as_array().into_iter().flatten()).collect();
+    assert!(events.iter().any(|e| e["kind"] == "entered" && e["tag"] == "truck"), "{events:?}");
+}
+
+#[test]
+fn a_camera_pan_over_a_still_photo_moves_nobody() {
+    // a 440-pixel window sliding right over the darknet photo (a man, a dog, a horse, a sheep) 12 pixels a frame:
+    // everything in view slides left together; with the camera's motion taken out, nothing walks or moves
+    let photo = image::open(common::data("darknet-images-unannotated/person.jpg")).unwrap().to_rgb8();
+    let mut data = Vec::new();
+    for i in 0..14u32 {
+        let crop = image::imageops::crop_imm(&photo, 12 * i, 0, 440, photo.height()).to_image();
+        let mut jpg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpg, 90).encode_image(&crop).unwrap();
+        data.extend_from_slice(&jpg);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("pan.mjpeg");
+    std::fs::write(&rec, &data).unwrap();
+    let args = ["stream", "--replay", rec.to_str().unwrap(), "--every-frame", "--no-stuff", "--no-text", "--no-discovery", "--recording-fps", "10"];
+    let recs = records(&pancap(&args));
+    assert_eq!(recs.len(), 14);
+    let mut measured = 0;
+    for r in &recs[7..] {
+        for e in r["entities"].as_array().unwrap() {
+            if let Some(m) = e.get("motion") {
+                measured += 1;
+                assert!(m["state"] == "standing-still" || m["state"] == "stopped", "{}: {m}", e["tag"]);
+            }
+        }
+        assert!(!r["caption"].as_str().unwrap().contains("walks"), "{}", r["caption"]);
+    }
+    assert!(measured >= 7, "the man and the horse are measured in the last frames");
+}

@@ -53,6 +53,41 @@ fn rect(img: &mut RgbImage, x1: i64, y1: i64, x2: i64, y2: i64, c: [u8; 3], thic
     }
 }
 
+/// A straight line `thickness` pixels wide (a square brush stepped along the longer axis), clipped to the image.
+fn line(img: &mut RgbImage, from: (f32, f32), to: (f32, f32), c: [u8; 3], thickness: i64) {
+    let steps = (to.0 - from.0).abs().max((to.1 - from.1).abs()).ceil().clamp(1.0, 1e5) as i64;
+    let r = thickness / 2;
+    for i in 0..=steps {
+        let t = i as f32 / steps as f32;
+        let (x, y) = ((from.0 + t * (to.0 - from.0)).round() as i64, (from.1 + t * (to.1 - from.1)).round() as i64);
+        for dy in -r..=r {
+            for dx in -r..=r {
+                if let (Ok(px), Ok(py)) = (u32::try_from(x + dx), u32::try_from(y + dy)) {
+                    if let Some(p) = img.get_pixel_mut_checked(px, py) {
+                        *p = Rgb(c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A person's skeleton: the limbs between visible keypoints in the entity's colour, the joints as white dots.
+fn skeleton(img: &mut RgbImage, e: &Entity, thickness: i64) {
+    let (w, h) = (img.width(), img.height());
+    let c = colour_of(e.id);
+    for (a, b) in crate::scene::pose::SKELETON {
+        if let (Some(p), Some(q)) = (e.joint(a, w, h), e.joint(b, w, h)) {
+            line(img, (p.x, p.y), (q.x, q.y), c, thickness);
+        }
+    }
+    for j in crate::scene::pose::Joint::ALL {
+        if let Some(p) = e.joint(j, w, h) {
+            line(img, (p.x, p.y), (p.x, p.y), [255, 255, 255], thickness + 2);
+        }
+    }
+}
+
 /// Draws `text` with an 8×8 bitmap font scaled by `scale`, on a dark background box, top-left at (x, y).
 fn label(img: &mut RgbImage, x: i64, y: i64, text: &str, c: [u8; 3], scale: i64) {
     let (w, h) = (i64::from(img.width()), i64::from(img.height()));
@@ -160,6 +195,9 @@ pub fn render(img: &RgbImage, entities: &[Entity]) -> RgbImage {
         let [x1, y1, x2, y2] = e.box_px.map(|v| v.round() as i64);
         rect(&mut out, x1, y1, x2, y2, colour_of(e.id), 2);
     }
+    for e in entities.iter().filter(|e| e.pose.is_some()) {
+        skeleton(&mut out, e, scale + 1);
+    }
     for e in entities {
         let [x1, y1, x2, y2] = e.box_px.map(|v| v.round() as i64);
         let text = label_text(e.id, &e.tag, e.attributes.text.as_ref().map(|t| t.text.as_str()));
@@ -202,5 +240,30 @@ mod tests {
         assert_ne!(out.get_pixel(20, 40).0, [128, 128, 128], "inside the person's mask");
         assert_eq!(out.get_pixel(30, 40).0, [128, 128, 128], "in the box, outside the mask");
         assert_eq!(out.get_pixel(70, 50).0, [128, 128, 128], "an ellipse is not drawn as a mask");
+    }
+
+    #[test]
+    fn visible_keypoints_are_drawn_as_a_skeleton() {
+        use crate::scene::pose::{Joint, Keypoint, PoseInfo, PoseSource};
+        let img = RgbImage::from_pixel(100, 100, Rgb([128, 128, 128]));
+        let mut person = crate::scene::test_entity(3, "person", Kind::Thing, [10.0, 10.0, 90.0, 90.0], 0.5, Position::Centre);
+        person.pose = Some(PoseInfo { score: 0.9, source: PoseSource::Frame, visible: 2, threshold: 0.3 });
+        person.keypoints = Joint::ALL
+            .iter()
+            .map(|&name| {
+                let (x, y, score) = match name {
+                    Joint::LeftHip => (0.3, 0.5, 0.9),
+                    Joint::LeftKnee => (0.3, 0.8, 0.9),
+                    Joint::RightHip => (0.7, 0.5, 0.1), // not visible
+                    _ => (0.5, 0.5, 0.0),
+                };
+                Keypoint { name, x, y, score }
+            })
+            .collect();
+        let out = render(&img, &[person]);
+        assert_eq!(out.get_pixel(30, 65).0, colour_of(3), "the thigh between hip and knee");
+        assert_eq!(out.get_pixel(30, 80).0, [255, 255, 255], "the knee");
+        assert_eq!(out.get_pixel(50, 50).0, [128, 128, 128], "no limb to an invisible hip");
+        assert_eq!(out.get_pixel(70, 50).0, [128, 128, 128], "an invisible joint is not drawn");
     }
 }

@@ -170,8 +170,22 @@ fn spread(group: &[&Entity]) -> String {
     }
 }
 
+/// The posture word said of a person ("standing"), unless an action of theirs already says it (sitting on,
+/// lying on) or it is unknown.
+fn posture_word(e: &Entity, relations: &[Relation]) -> Option<&'static str> {
+    let word = e.attributes.posture?.posture.word()?;
+    let said = relations
+        .iter()
+        .any(|r| r.subject == e.id && matches!(r.predicate, Predicate::SittingOn | Predicate::LyingOn | Predicate::Riding));
+    (!said).then_some(word)
+}
+
 fn thing_sentence(e: &Entity, lead: &str, relations: &[Relation], by_id: &BTreeMap<u32, &Entity>, g: Grounding) -> String {
-    let mut parts = vec![where_in_frame(e.attributes.position)];
+    let place = where_in_frame(e.attributes.position);
+    let mut parts = vec![match posture_word(e, relations) {
+        Some(w) => format!("{w} {place}"),
+        None => place,
+    }];
     parts.extend(relation_clauses(e, relations, by_id, g));
     let reading = reading_clause(e).map(|r| format!(", {r},")).unwrap_or_default();
     format!("{}{reading} is {}.", g.mention(e, lead), join_and(&parts))
@@ -229,8 +243,14 @@ fn main_relation(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, &Enti
     if let Some(o) = action.and_then(|r| by_id.get(&r.object).map(|o| (r, o))) {
         return Some(format!("{} {} {}", o.0.predicate.phrase(), article(&o.1.tag), o.1.tag));
     }
-    if let Some(r) = relations.iter().find(|r| r.object == e.id && r.predicate == Predicate::Riding) {
-        return by_id.get(&r.subject).map(|s| format!("ridden by {} {}", article(&s.tag), s.tag));
+    let passive = |p: Predicate| match p {
+        Predicate::Riding => Some("ridden by"),
+        Predicate::Holding => Some("held by"),
+        Predicate::Carrying => Some("carried by"),
+        _ => None,
+    };
+    if let Some((r, verb)) = relations.iter().filter(|r| r.object == e.id).find_map(|r| Some((r, passive(r.predicate)?))) {
+        return by_id.get(&r.subject).map(|s| format!("{verb} {} {}", article(&s.tag), s.tag));
     }
     let r = relations.iter().find(as_subject)?;
     let o = by_id.get(&r.object)?;
@@ -250,7 +270,11 @@ pub fn region_caption(e: &Entity, relations: &[Relation], by_id: &BTreeMap<u32, 
         }
     };
     let lead = if e.kind == Kind::Thing { format!("{} {d}", article(&d)) } else { format!("the {d}") };
-    let mut out = format!("{} {}", capitalise(&lead), where_in_frame(e.attributes.position));
+    let place = where_in_frame(e.attributes.position);
+    let mut out = match posture_word(e, relations) {
+        Some(w) => format!("{} {w} {place}", capitalise(&lead)),
+        None => format!("{} {place}", capitalise(&lead)),
+    };
     if let Some(r) = reading_clause(e) {
         out.push_str(", ");
         out.push_str(&r);

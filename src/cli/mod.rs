@@ -100,6 +100,9 @@ pub struct SuiteArgs {
     /// Skip the person segmenter (people then get the stuff segmenter's person pixels or their box's ellipse)
     #[arg(long)]
     pub no_person_masks: bool,
+    /// Skip the pose model (people then get no keypoints, posture or pose-based actions)
+    #[arg(long)]
+    pub no_pose: bool,
     /// Skip text reading (OCR)
     #[arg(long)]
     pub no_text: bool,
@@ -135,12 +138,12 @@ impl SuiteArgs {
     pub fn resolve_unchecked(&self, models_dir: &Path) -> Result<(PipelineConfig, Option<TargetProfile>)> {
         let target = self.target.as_deref().map(TargetProfile::load).transpose().context("--target")?;
         let defaults = PipelineConfig::default();
-        let (detectors, stuff, discovery, person_masks, text, backend) = match &target {
+        let (detectors, stuff, discovery, person_masks, pose, text, backend) = match &target {
             Some(t) => {
                 let s = &t.suite;
-                (s.detectors.clone(), s.stuff, s.discovery, s.person_masks, s.text, t.backend.clone())
+                (s.detectors.clone(), s.stuff, s.discovery, s.person_masks, s.pose, s.text, t.backend.clone())
             }
-            None => (defaults.detectors.clone(), true, true, true, true, BackendConfig::default()),
+            None => (defaults.detectors.clone(), true, true, true, true, true, BackendConfig::default()),
         };
         let segmenter = self
             .segmenter
@@ -154,6 +157,7 @@ impl SuiteArgs {
             segmenter: if stuff && !self.no_stuff { segmenter } else { None },
             discovery: if discovery && !self.no_discovery { defaults.discovery } else { None },
             person_segmenter: if person_masks && !self.no_person_masks { defaults.person_segmenter.clone() } else { None },
+            pose: if pose && !self.no_pose { defaults.pose.clone() } else { None },
             text_reader: if text && !self.no_text { defaults.text_reader.clone() } else { None },
             caption_threshold: self.threshold,
             merge: MergeParams { fusion: self.fusion.unwrap_or(defaults.merge.fusion), ..defaults.merge },

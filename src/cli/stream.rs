@@ -67,6 +67,14 @@ pub struct StreamArgs {
     /// box [default: 5, or the target's]
     #[arg(long)]
     person_masks_every: Option<u32>,
+    /// Run the pose model on every Nth frame (0: never); in between, each person's last keypoints follow its box
+    /// [default: 5, or the target's]
+    #[arg(long)]
+    pose_every: Option<u32>,
+    /// The recording's own frame rate, for motion speeds (walking, running, moving) when it is replayed faster than
+    /// it was made [default: --realtime's pace, else capture times]
+    #[arg(long)]
+    recording_fps: Option<f64>,
     /// Hand a frame to the stuff segmenter (on its own thread) when N frames passed since the last and it is idle
     /// (1: whenever it is idle) [default: 10, or the target's]
     #[arg(long)]
@@ -224,6 +232,7 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         suite.map(|s| s.person_masks_every),
         defaults.person_masks_every,
     );
+    let pose_every = cadence(cfg.pose.is_some(), args.pose_every, suite.map(|s| s.pose_every), defaults.pose_every);
     let stuff_every = cadence(true, args.stuff_every, suite.map(|s| s.stuff_every), defaults.stuff_every);
     // measured on a 2-core box (issue 14): the segmenter and text reader on their own threads with all the cores
     // took them from the detectors (6.8 fps); with one thread and stuff every 10th frame, 10.1 fps
@@ -254,6 +263,8 @@ pub fn stream_cmd(args: StreamArgs, models_dir: PathBuf) -> Result<i32> {
         discovery_every,
         text_every,
         person_masks_every,
+        pose_every,
+        recording_fps: args.recording_fps,
         stuff_every,
         max_frames: args.max_frames,
         slow_down: Duration::from_millis(args.slow_ms),

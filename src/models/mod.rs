@@ -28,6 +28,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("deeplabv3_mnv2_ade20k32_uint8", include_str!("../../models/deeplabv3_mnv2_ade20k32_uint8.toml")),
     ("deeplabv3_mnv2_ade20k32_f32", include_str!("../../models/deeplabv3_mnv2_ade20k32_f32.toml")),
     ("selfie_person_256", include_str!("../../models/selfie_person_256.toml")),
+    ("movenet_multipose_lightning", include_str!("../../models/movenet_multipose_lightning.toml")),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,8 @@ pub enum Role {
     /// A per-pixel person probability, run on person crops to give them masks.
     #[serde(rename = "person-segmenter")]
     PersonSegmenter,
+    /// People's keypoints (posture, actions).
+    Pose,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +170,10 @@ pub enum DecoderManifest {
     UpsampleArgmax { factor: u32 },
     /// One probability per pixel `[1, H, W, 1]`, foreground at or above `threshold`.
     Probability { threshold: f32 },
+    /// MoveNet MultiPose `[1, N, 56]`: per person 17 COCO keypoints as (y, x, score) normalised to the input
+    /// canvas, then its box (ymin, xmin, ymax, xmax) and score. People below `person_score` are dropped,
+    /// keypoints below `keypoint_score` count as not visible.
+    Movenet { person_score: f32, keypoint_score: f32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -239,7 +246,8 @@ impl Manifest {
             DecoderManifest::Yolox { .. }
             | DecoderManifest::Argmax
             | DecoderManifest::UpsampleArgmax { .. }
-            | DecoderManifest::Probability { .. } => 1,
+            | DecoderManifest::Probability { .. }
+            | DecoderManifest::Movenet { .. } => 1,
             DecoderManifest::Gfl { strides, .. } => 2 * strides.len(),
             DecoderManifest::Detr { .. } => 3,
         };

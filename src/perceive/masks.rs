@@ -179,7 +179,7 @@ pub struct BoxMask {
 
 impl BoxMask {
     /// The integer pixel rectangle covering `bbox` inside a `width × height` image.
-    fn frame(bbox: &BoxF, width: u32, height: u32) -> (u32, u32, u32, u32) {
+    pub(crate) fn frame(bbox: &BoxF, width: u32, height: u32) -> (u32, u32, u32, u32) {
         let b = bbox.clamp(width as f32, height as f32);
         let (x0, y0) = (b.x1.floor().max(0.0) as u32, b.y1.floor().max(0.0) as u32);
         let (x1, y1) = ((b.x2.ceil() as u32).min(width), (b.y2.ceil() as u32).min(height));

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod masks;
 pub mod merge;
 pub mod ocr;
+pub mod pose;
 pub mod preprocess;
 pub mod stuff;
 
@@ -93,7 +94,10 @@ impl Detector {
         if manifest.role != Role::Detector
             || matches!(
                 manifest.decoder,
-                DecoderManifest::Argmax | DecoderManifest::UpsampleArgmax { .. } | DecoderManifest::Probability { .. }
+                DecoderManifest::Argmax
+                | DecoderManifest::UpsampleArgmax { .. }
+                | DecoderManifest::Probability { .. }
+                | DecoderManifest::Movenet { .. }
             )
         {
             return Err(wrong("its manifest does not describe a detector"));
@@ -154,7 +158,10 @@ impl Detector {
                 (decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p)?, *nms_iou)
             }
             DecoderManifest::Detr { nms_iou, .. } => (decode::decode_detr(&outputs, &p)?, *nms_iou),
-            DecoderManifest::Argmax | DecoderManifest::UpsampleArgmax { .. } | DecoderManifest::Probability { .. } => {
+            DecoderManifest::Argmax
+                | DecoderManifest::UpsampleArgmax { .. }
+                | DecoderManifest::Probability { .. }
+                | DecoderManifest::Movenet { .. } => {
                 return Err(PerceiveError::BadOutput("segmenter used as detector".into()))
             }
         };

@@ -70,6 +70,32 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
             }
             TensorData::U8(v)
         }
+        DType::I32 => {
+            // raw 0..255 pixel values (MoveNet); scale, mean and std must be the identity
+            if input.scale != 1.0 || input.mean != [0.0; 3] || input.std != [1.0; 3] {
+                return Err(PerceiveError::UnsupportedInput("i32 image input with a normalisation (it takes raw pixel values)".into()));
+            }
+            let mut v = vec![0i32; n * 3];
+            match input.layout {
+                Layout::Nhwc => {
+                    for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
+                        for (d, &c) in dst.iter_mut().zip(&order) {
+                            *d = i32::from(px.0.get(c).copied().unwrap_or(0));
+                        }
+                    }
+                }
+                Layout::Nchw => {
+                    for (i, px) in canvas.pixels().enumerate() {
+                        for (plane, &c) in order.iter().enumerate() {
+                            if let Some(d) = v.get_mut(plane * n + i) {
+                                *d = i32::from(px.0.get(c).copied().unwrap_or(0));
+                            }
+                        }
+                    }
+                }
+            }
+            TensorData::I32(v)
+        }
         DType::F32 => {
             let mut lut = [[0f32; 256]; 3];
             for (ch, table) in lut.iter_mut().enumerate() {

@@ -932,6 +932,7 @@ mod tests {
                 disappeared: vec![],
                 stuff_from_seq: None,
                 rss_kb: 0,
+                motion_events: vec![],
             };
             p.record(&r);
         }

@@ -413,6 +413,9 @@ pub struct Attributes {
     /// Text read on the entity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<super::text::TextAttr>,
+    /// A person's posture from their keypoints, with the measurements behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posture: Option<super::pose::PostureAttr>,
 }
 
 #[cfg(test)]

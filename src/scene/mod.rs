@@ -4,6 +4,7 @@
 pub mod attributes;
 pub mod global;
 pub mod plausible;
+pub mod pose;
 pub mod relations;
 pub mod text;
 
@@ -74,6 +75,12 @@ pub struct Entity {
     /// The entity's own short region caption (Pix2Cap style).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// A person's 17 COCO keypoints (normalised), when the pose model found them.
+    #[serde(default, skip_serializing_if = "heapless::Vec::is_empty")]
+    pub keypoints: heapless::Vec<pose::Keypoint, { pose::JOINTS }>,
+    /// How the keypoints were found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pose: Option<pose::PoseInfo>,
 }
 
 /// What an entity is, as evaluation against a dataset sees it: a thing, a stuff region, or text read on nothing
@@ -114,6 +121,8 @@ impl Entity {
             mask: None,
             mask_source: None,
             description: String::new(),
+            keypoints: heapless::Vec::new(),
+            pose: None,
         }
     }
 
@@ -149,6 +158,13 @@ impl Entity {
     pub fn bbox(&self) -> BoxF {
         let [x1, y1, x2, y2] = self.box_px;
         BoxF::new(x1, y1, x2, y2)
+    }
+
+    /// A visible keypoint of this person in image pixels (`width × height`), or None.
+    pub fn joint(&self, j: pose::Joint, width: u32, height: u32) -> Option<pose::Point> {
+        let info = self.pose?;
+        let k = self.keypoints.iter().find(|k| k.name == j)?;
+        (k.score >= info.threshold).then_some(pose::Point { x: k.x * width as f32, y: k.y * height as f32, score: k.score })
     }
 
     /// Box mention as written in captions: `[[x1, y1, x2, y2]]`, normalised, 3 decimals.
@@ -228,6 +244,7 @@ impl Placement {
             position: Position::of(&self.bbox, self.width, self.height),
             area_fraction: self.area_fraction,
             text: None,
+            posture: None,
         }
     }
 }
@@ -312,10 +329,12 @@ pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area
         sources: heapless::Vec::new(),
         discovered: false,
         alternatives: heapless::Vec::new(),
-        attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction, text: None },
+        attributes: Attributes { colour: None, size: SizeClass::from_area_fraction(area_fraction), position, area_fraction, text: None, posture: None },
         mask: None,
         mask_source: None,
         description: String::new(),
+        keypoints: heapless::Vec::new(),
+        pose: None,
     }
 }
 

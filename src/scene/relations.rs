@@ -1,9 +1,11 @@
 //! Relations between entities from geometry alone: spatial (left/right, above/below, on top of, inside, next to,
 //! overlapping), part-whole (only for region pairs that are parts by definition), scale (larger than) and a
 //! few actions where geometry is real evidence for them (a person seated over a bicycle, motorcycle, horse or
-//! elephant rides it; a person holding or next to a frisbee, kite, ball, racket, bat or glove plays with it),
-//! each carrying the measurements that justified it.
+//! elephant rides it; a person holding or next to a frisbee, kite, ball, racket, bat or glove plays with it), and
+//! actions read from a person's keypoints (sitting on, lying on, holding, carrying), each carrying the
+//! measurements that justified it.
 
+use super::pose::{Joint, Point, Posture};
 use super::{Entity, Kind};
 use crate::geometry::BoxF;
 use crate::perceive::masks::RleLookup;
@@ -25,6 +27,10 @@ pub enum Predicate {
     LargerThan,
     Riding,
     PlayingWith,
+    SittingOn,
+    LyingOn,
+    Holding,
+    Carrying,
 }
 
 impl Predicate {
@@ -43,6 +49,10 @@ impl Predicate {
             Predicate::LargerThan => "larger than",
             Predicate::Riding => "riding",
             Predicate::PlayingWith => "playing with",
+            Predicate::SittingOn => "sitting on",
+            Predicate::LyingOn => "lying on",
+            Predicate::Holding => "holding",
+            Predicate::Carrying => "carrying",
         }
     }
 
@@ -50,7 +60,12 @@ impl Predicate {
         match self {
             Predicate::PartOf => RelationKind::PartWhole,
             Predicate::LargerThan => RelationKind::Scale,
-            Predicate::Riding | Predicate::PlayingWith => RelationKind::Action,
+            Predicate::Riding
+            | Predicate::PlayingWith
+            | Predicate::SittingOn
+            | Predicate::LyingOn
+            | Predicate::Holding
+            | Predicate::Carrying => RelationKind::Action,
             _ => RelationKind::Spatial,
         }
     }
@@ -93,6 +108,39 @@ pub struct ActionEvidence {
     pub gap: f32,
     /// Fraction of the object's box inside the person's box.
     pub held: f32,
+    /// For actions read from keypoints: the body part and how it meets the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pose: Option<PoseEvidence>,
+}
+
+/// The part of a body whose keypoints support an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BodyPart {
+    LeftWrist,
+    RightWrist,
+    LeftElbow,
+    RightElbow,
+    LeftShoulder,
+    RightShoulder,
+    /// The middle of the visible hips.
+    Hips,
+    /// The middle of the visible shoulders and hips.
+    Torso,
+}
+
+/// How a body part meets the object of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PoseEvidence {
+    pub part: BodyPart,
+    /// The person's posture when the action was read.
+    pub posture: Posture,
+    /// From the part to the object's box (0 inside), in person heights.
+    pub distance: f32,
+    /// Where the part lies down the object's box (0 its top edge, 1 its bottom edge; outside: below 0 or above 1).
+    pub depth: f32,
+    /// The lowest keypoint score behind the part.
+    pub score: f32,
 }
 
 /// Vehicles and animals a person seated over is riding.
@@ -115,6 +163,7 @@ fn evidence(person: &BoxF, object: &BoxF) -> ActionEvidence {
         seat: (person.y2 - object.y1) / object.height().max(1.0),
         gap: gap_between(person, object) / ph,
         held: object.covered_by(person),
+        pose: None,
     }
 }
 
@@ -171,6 +220,200 @@ fn actions(entities: &[Entity]) -> Vec<Relation> {
         if let Some((p, e)) = best {
             out.push(Relation { evidence: Some(e), ..Relation::new(p.id, predicate, o.id) });
         }
+    }
+    out
+}
+
+/// Things a sitting person's hips rest on.
+const SEATS: &[&str] = &["chair", "couch", "bench", "bed", "toilet", "motorcycle", "bicycle"];
+/// Things a lying person's torso rests on.
+const BEDS: &[&str] = &["bed", "couch", "bench"];
+/// Stuff people sit or lie on.
+const GROUND_STUFF: &[&str] = &["grass", "sand", "floor", "earth", "field", "rug", "snow", "road", "sidewalk"];
+/// Things held in a hand.
+const HOLDABLE: &[&str] = &[
+    "cup", "bottle", "wine glass", "cell phone", "umbrella", "tennis racket", "baseball bat", "baseball glove", "knife",
+    "fork", "spoon", "remote", "book", "toothbrush", "scissors", "hair drier", "teddy bear", "frisbee", "sports ball",
+    "banana", "apple", "orange", "sandwich", "hot dog", "donut", "mouse",
+];
+/// Things carried on a shoulder or back, or by hand.
+const CARRIED: &[&str] = &["backpack", "handbag", "suitcase"];
+
+/// A hand touches an object when the wrist lies within this many person heights of its box.
+const TOUCH: f32 = 0.05;
+
+/// How far `p` lies from box `b` (0 inside), in pixels.
+fn point_gap(p: Point, b: &BoxF) -> f32 {
+    let dx = (b.x1 - p.x).max(p.x - b.x2).max(0.0);
+    let dy = (b.y1 - p.y).max(p.y - b.y2).max(0.0);
+    dx.hypot(dy)
+}
+
+/// The middle of the visible joints among `joints`, with their lowest score.
+fn middle(person: &Entity, joints: &[Joint], width: u32, height: u32) -> Option<Point> {
+    let pts: Vec<Point> = joints.iter().filter_map(|j| person.joint(*j, width, height)).collect();
+    let n = pts.len() as f32;
+    (!pts.is_empty()).then(|| Point {
+        x: pts.iter().map(|p| p.x).sum::<f32>() / n,
+        y: pts.iter().map(|p| p.y).sum::<f32>() / n,
+        score: pts.iter().map(|p| p.score).fold(f32::INFINITY, f32::min),
+    })
+}
+
+fn pose_evidence(person: &Entity, object: &BoxF, part: BodyPart, at: Point, posture: Posture) -> ActionEvidence {
+    let ph = person.bbox().height().max(1.0);
+    ActionEvidence {
+        pose: Some(PoseEvidence {
+            part,
+            posture,
+            distance: point_gap(at, object) / ph,
+            depth: (at.y - object.y1) / object.height().max(1.0),
+            score: at.score,
+        }),
+        ..evidence(&person.bbox(), object)
+    }
+}
+
+/// Where a resting body part (hips, torso) lies on a support: horizontally within its box (5 % slack) and
+/// between `top` and `bottom` of its height.
+fn rests_on(at: Point, b: &BoxF, top: f32, bottom: f32) -> bool {
+    let slack = 0.05 * b.width();
+    let depth = (at.y - b.y1) / b.height().max(1.0);
+    at.x >= b.x1 - slack && at.x <= b.x2 + slack && depth >= top && depth <= bottom
+}
+
+/// The ground stuff at `at` or a little below it (within `below` pixels), if any.
+fn ground_under<'a>(at: Point, below: f32, stuff: &[(&'a Entity, &RleLookup)]) -> Option<&'a Entity> {
+    [0.0, 0.5, 1.0].iter().find_map(|f| {
+        let (x, y) = (at.x.max(0.0) as u32, (at.y + f * below).max(0.0) as u32);
+        stuff.iter().find(|(_, m)| m.get(x, y)).map(|(s, _)| *s)
+    })
+}
+
+/// Actions read from people's keypoints, for pairs the box-based actions (`taken`) leave free:
+/// - sitting on: a sitting person whose hips rest in the upper part of a seat's box, or on ground stuff when
+///   the hips are near the ankles' height (sitting on the ground);
+/// - lying on: a lying person whose torso rests on a bed, couch or bench, or on ground stuff;
+/// - holding: a wrist on or within [`TOUCH`] of a hand-held object's box (each wrist holds one object, each
+///   object is held by one person, the nearest wrist);
+/// - carrying: a backpack, handbag or suitcase touched by a shoulder or hand (a backpack also when it covers the
+///   torso's middle).
+fn pose_actions(entities: &[Entity], masks: &BTreeMap<u32, RleLookup>, width: u32, height: u32, taken: &[Relation]) -> Vec<Relation> {
+    let people: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing && e.tag == "person" && e.pose.is_some()).collect();
+    let things: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing && e.tag != "person").collect();
+    let ground: Vec<(&Entity, &RleLookup)> = entities
+        .iter()
+        .filter(|e| e.kind == Kind::Stuff && GROUND_STUFF.contains(&e.tag.as_str()))
+        .filter_map(|e| Some((e, masks.get(&e.id)?)))
+        .collect();
+    let free = |o: &Entity| !taken.iter().any(|r| r.object == o.id);
+    let mut out: Vec<Relation> = Vec::new();
+    for p in &people {
+        let posture = p.attributes.posture.map_or(Posture::Unknown, |a| a.posture);
+        if taken.iter().any(|r| r.subject == p.id && r.predicate == Predicate::Riding) {
+            continue;
+        }
+        let ph = p.bbox().height().max(1.0);
+        let (predicate, part, at, supports): (Predicate, BodyPart, Option<Point>, &[&str]) = match posture {
+            Posture::Sitting => {
+                (Predicate::SittingOn, BodyPart::Hips, middle(p, &[Joint::LeftHip, Joint::RightHip], width, height), SEATS)
+            }
+            Posture::Lying => (
+                Predicate::LyingOn,
+                BodyPart::Torso,
+                middle(p, &[Joint::LeftShoulder, Joint::RightShoulder, Joint::LeftHip, Joint::RightHip], width, height),
+                BEDS,
+            ),
+            _ => continue,
+        };
+        let Some(at) = at else { continue };
+        let (top, bottom) = if predicate == Predicate::SittingOn { (-0.15, 0.8) } else { (-0.1, 1.0) };
+        let seat = things
+            .iter()
+            .filter(|o| supports.contains(&o.tag.as_str()) && free(o) && rests_on(at, &o.bbox(), top, bottom))
+            .min_by(|a, b| {
+                let d = |o: &Entity| (o.bbox().centre().0 - at.x).abs() / o.bbox().width().max(1.0);
+                d(a).total_cmp(&d(b))
+            });
+        if let Some(o) = seat {
+            let ev = pose_evidence(p, &o.bbox(), part, at, posture);
+            out.push(Relation { evidence: Some(ev), ..Relation::new(p.id, predicate, o.id) });
+            continue;
+        }
+        // on the ground: a seated person's hips near the ankles' height (legs out, cross-legged), or a body lying
+        let low = predicate == Predicate::LyingOn
+            || p.attributes.posture.and_then(|a| a.evidence.hip_height).is_some_and(|h| h <= 0.5);
+        if let Some(s) = ground_under(at, 0.05 * ph, &ground).filter(|_| low) {
+            let ev = pose_evidence(p, &s.bbox(), part, at, posture);
+            out.push(Relation { evidence: Some(ev), ..Relation::new(p.id, predicate, s.id) });
+        }
+    }
+    // hands and shoulders on objects: every (person, part, object) within reach, nearest first
+    let mut reach: Vec<(f32, usize, BodyPart, Point, usize, Predicate)> = Vec::new();
+    let parts = [
+        (BodyPart::LeftWrist, Joint::LeftWrist),
+        (BodyPart::RightWrist, Joint::RightWrist),
+        (BodyPart::LeftElbow, Joint::LeftElbow),
+        (BodyPart::RightElbow, Joint::RightElbow),
+        (BodyPart::LeftShoulder, Joint::LeftShoulder),
+        (BodyPart::RightShoulder, Joint::RightShoulder),
+    ];
+    for (pi, p) in people.iter().enumerate() {
+        let ph = p.bbox().height().max(1.0);
+        let torso = middle(p, &[Joint::LeftShoulder, Joint::RightShoulder, Joint::LeftHip, Joint::RightHip], width, height);
+        for (oi, o) in things.iter().enumerate().filter(|(_, o)| free(o)) {
+            let ob = o.bbox();
+            let tag = o.tag.as_str();
+            let (predicate, allowed): (Predicate, &[BodyPart]) = if HOLDABLE.contains(&tag) {
+                // a hand-held object is smaller than its holder (an umbrella's canopy need not be)
+                if tag != "umbrella" && ob.area() > p.bbox().area() {
+                    continue;
+                }
+                (Predicate::Holding, &[BodyPart::LeftWrist, BodyPart::RightWrist])
+            } else if CARRIED.contains(&tag) {
+                let by: &[BodyPart] = match tag {
+                    "suitcase" => &[BodyPart::LeftWrist, BodyPart::RightWrist],
+                    "backpack" => &[BodyPart::LeftShoulder, BodyPart::RightShoulder],
+                    _ => &[
+                        BodyPart::LeftWrist,
+                        BodyPart::RightWrist,
+                        BodyPart::LeftElbow,
+                        BodyPart::RightElbow,
+                        BodyPart::LeftShoulder,
+                        BodyPart::RightShoulder,
+                    ],
+                };
+                (Predicate::Carrying, by)
+            } else {
+                continue;
+            };
+            for (part, joint) in parts.iter().filter(|(part, _)| allowed.contains(part)) {
+                let Some(at) = p.joint(*joint, width, height) else { continue };
+                let d = point_gap(at, &ob) / ph;
+                if d <= TOUCH {
+                    reach.push((d, pi, *part, at, oi, predicate));
+                }
+            }
+            if tag == "backpack" {
+                if let Some(t) = torso.filter(|t| point_gap(*t, &ob) == 0.0) {
+                    reach.push((0.0, pi, BodyPart::Torso, t, oi, predicate));
+                }
+            }
+        }
+    }
+    reach.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.4.cmp(&b.4)));
+    let mut used_parts: Vec<(usize, BodyPart)> = Vec::new();
+    let mut used_objects: Vec<usize> = Vec::new();
+    for (_, pi, part, at, oi, predicate) in reach {
+        if used_objects.contains(&oi) || used_parts.contains(&(pi, part)) {
+            continue;
+        }
+        let (Some(p), Some(o)) = (people.get(pi), things.get(oi)) else { continue };
+        used_objects.push(oi);
+        used_parts.push((pi, part));
+        let posture = p.attributes.posture.map_or(Posture::Unknown, |a| a.posture);
+        let ev = pose_evidence(p, &o.bbox(), part, at, posture);
+        out.push(Relation { evidence: Some(ev), ..Relation::new(p.id, predicate, o.id) });
     }
     out
 }
@@ -301,7 +544,12 @@ fn stuff_stuff(a: &Entity, b: &Entity) -> Option<Predicate> {
 /// Ranks candidate relations: containment and support first, then nearness.
 fn strength(p: Predicate) -> u8 {
     match p {
-        Predicate::Riding | Predicate::PlayingWith => 0,
+        Predicate::Riding
+        | Predicate::PlayingWith
+        | Predicate::SittingOn
+        | Predicate::LyingOn
+        | Predicate::Holding
+        | Predicate::Carrying => 0,
         Predicate::PartOf => 0,
         Predicate::OnTopOf => 1,
         Predicate::Inside => 2,
@@ -323,7 +571,9 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
         .collect();
     let diag = ((width as f32).powi(2) + (height as f32).powi(2)).sqrt().max(1.0);
     let mut dropped = 0u32;
-    let acts = actions(entities);
+    let mut acts = actions(entities);
+    let from_pose = pose_actions(entities, &masks, width, height, &acts);
+    acts.extend(from_pose);
     for a in entities {
         let mut cands: Vec<(u8, f32, Relation)> = Vec::new();
         for r in acts.iter().filter(|r| r.subject == a.id) {

@@ -5,6 +5,7 @@
 //! ids, and JSON Lines records go out when the scene changes, on a heartbeat, or per frame on request.
 
 pub mod events;
+pub mod motion;
 pub mod queue;
 pub mod sources;
 pub mod track;
@@ -84,7 +85,14 @@ pub struct StreamOptions {
     /// Run the person segmenter on every Nth frame (0: never); in between, each person's last mask is moved and
     /// scaled to the person's new box.
     pub person_masks_every: u32,
+    /// Run the pose model on every Nth frame (0: never); in between, each person's last keypoints move with its
+    /// box.
+    pub pose_every: u32,
     pub track: TrackParams,
+    pub motion: motion::MotionParams,
+    /// The recording's own frame rate, for motion speeds when it is replayed faster than it was made (none: the
+    /// `realtime_fps` pace, else capture times).
+    pub recording_fps: Option<f64>,
     /// Stop after this many frames from the source.
     pub max_frames: Option<u64>,
     /// Extra delay per frame, to exercise dropping (tests, drills).
@@ -112,8 +120,11 @@ impl Default for StreamOptions {
             discovery_every: 10,
             text_every: 10,
             person_masks_every: 5,
+            pose_every: 5,
             stuff_every: 10,
             track: TrackParams::default(),
+            motion: motion::MotionParams::default(),
+            recording_fps: None,
             max_frames: None,
             slow_down: Duration::ZERO,
             max_reopen: 20,
@@ -150,6 +161,9 @@ pub struct TrackedEntity {
     /// The text read on it, when the text reader read any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// How a tracked person or vehicle moves (once its track is long enough to measure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion: Option<motion::Motion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -178,6 +192,10 @@ pub struct StreamRecord {
     pub stuff_from_seq: Option<u64>,
     /// Resident memory of the process when the record was written (kB; 0 where /proc is not available).
     pub rss_kb: u64,
+    /// What happened to tracked entities' motion since the previous record (entered, left, started moving,
+    /// stopped); a frame with such an event is always recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub motion_events: Vec<motion::MotionEvent>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -511,6 +529,10 @@ pub fn run_with_sink(
     let mut line = Vec::with_capacity(64 * 1024);
     let mut event_tracker = events::EventTracker::new(opts.events);
     let mut frame_events: Vec<events::EntityEvent> = Vec::new();
+    let mut motion_tracker = motion::MotionTracker::new(opts.motion);
+    // motion events wait here for the next record (every frame with one is recorded, so none is lost)
+    let mut motion_events: Vec<motion::MotionEvent> = Vec::new();
+    let mut first_unix_ms: Option<u64> = None;
     let mut interval = crate::math::LatencyHistogram::default();
     let (mut interval_start, mut interval_frames) = (Instant::now(), 0u64);
 
@@ -534,6 +556,7 @@ pub fn run_with_sink(
             w.offer_every(&frame, summary.frames, opts.text_every);
         }
         let person_masks = opts.person_masks_every > 0 && summary.frames.is_multiple_of(u64::from(opts.person_masks_every));
+        let pose = opts.pose_every > 0 && summary.frames.is_multiple_of(u64::from(opts.pose_every));
         let discovery = opts.discovery_every > 0 && summary.frames.is_multiple_of(u64::from(opts.discovery_every));
         let stuff_input = match &latest_stuff {
             Some((_, m)) => StuffInput::Given(m),
@@ -545,7 +568,7 @@ pub fn run_with_sink(
             Some((_, lines)) => TextInput::Given(lines),
             None => TextInput::Skip,
         };
-        let opts_frame = FrameOptions { stuff: stuff_input, discovery, text, person_masks };
+        let opts_frame = FrameOptions { stuff: stuff_input, discovery, text, person_masks, pose };
         let result = pipeline.process_with(&frame, Timings::default(), opts_frame);
         let caption = match result {
             Ok(r) => r.caption,
@@ -562,14 +585,30 @@ pub fn run_with_sink(
         let observations: Vec<Observation<'_>> =
             caption.entities.iter().map(|e| Observation { tag: e.tag.as_str(), bbox: e.box_norm }).collect();
         let ids = tracker.update(&observations);
-        let (entities, relations) = tracked(&caption, &ids, &tracker);
+        let (mut entities, relations) = tracked(&caption, &ids, &tracker);
+        // the stream's clock: the recording's frame rate when known, else capture times
+        let t_s = match opts.recording_fps.or(opts.realtime_fps).filter(|f| *f > 0.0) {
+            Some(fps) => frame.seq as f64 / fps,
+            None => (item.unix_ms - *first_unix_ms.get_or_insert(item.unix_ms)) as f64 / 1e3,
+        };
+        let sightings: Vec<motion::Sighting<'_>> = entities
+            .iter()
+            .filter(|t| t.confirmed && t.kind == Kind::Thing)
+            .map(|t| motion::Sighting { id: t.id, tag: t.tag.as_str(), bbox: t.bbox })
+            .collect();
+        let events_before = motion_events.len();
+        motion_tracker.update(t_s, frame.width(), frame.height(), &sightings, |id| tracker.is_confirmed(id), &mut motion_events);
+        let motion_now = motion_events.len() > events_before;
+        for t in entities.iter_mut() {
+            t.motion = motion_tracker.motion(t.id);
+        }
         // the scene is the set of confirmed live tracks: an instance missed for a frame or two is still there
         let signature: Signature = (
             tracker.tracks().iter().filter(|t| t.confirmed).map(|t| (t.id, t.tag.clone())).collect(),
             relations.iter().cloned().collect(),
         );
         let changed = last.as_ref() != Some(&signature);
-        let kind = if changed {
+        let kind = if changed || motion_now {
             Some(RecordKind::Update)
         } else if last_record.elapsed() >= opts.heartbeat {
             Some(RecordKind::Heartbeat)
@@ -641,6 +680,10 @@ pub fn run_with_sink(
         if let Some(kind) = kind {
             let before: BTreeSet<u32> = last.as_ref().map(|(s, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
             let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
+            let caption_text = match motion_sentences(&entities, &motion_events) {
+                m if m.is_empty() => caption.caption,
+                m => format!("{} {m}", caption.caption),
+            };
             let record = StreamRecord {
                 kind,
                 seq,
@@ -648,7 +691,8 @@ pub fn run_with_sink(
                 latency_ms,
                 entities,
                 relations,
-                caption: caption.caption,
+                caption: caption_text,
+                motion_events: std::mem::take(&mut motion_events),
                 appeared: now.difference(&before).copied().collect(),
                 disappeared: before.difference(&now).copied().collect(),
                 stuff_from_seq: latest_stuff.as_ref().map(|(s, _)| *s),
@@ -707,6 +751,51 @@ pub fn run_with_sink(
     Ok(summary)
 }
 
+/// What a record's caption says of motion: each moving person or vehicle with its verb and direction ("A person
+/// [[…]] walks to the left."), then the events since the last record ("A car entered from the right.").
+fn motion_sentences(entities: &[TrackedEntity], events: &[motion::MotionEvent]) -> String {
+    let mention = |t: &TrackedEntity| {
+        let [a, b, c, d] = t.bbox;
+        format!("{} {} [[{a:.3}, {b:.3}, {c:.3}, {d:.3}]]", crate::caption::text::article(&t.tag), t.tag)
+    };
+    let mut out: Vec<String> = Vec::new();
+    for t in entities.iter().filter(|t| t.confirmed) {
+        let Some(m) = t.motion.filter(|m| m.state.moving()) else { continue };
+        let direction = m.direction.map(|d| format!(" {}", d.phrase())).unwrap_or_default();
+        out.push(format!("{} {}{direction}.", capitalise_first(&mention(t)), m.state.verb()));
+    }
+    for e in events {
+        let what = format!("{} {}", crate::caption::text::article(&e.tag), e.tag);
+        let side = |s: Option<motion::Side>, from: bool| match (s, from) {
+            (Some(s), true) => format!(" from the {}", side_word(s)),
+            (Some(s), false) => format!(" through the {} edge", side_word(s)),
+            (None, _) => String::new(),
+        };
+        let sentence = match e.kind {
+            motion::MotionEventKind::Entered => format!("{what} entered{}.", side(e.side, true)),
+            motion::MotionEventKind::Left => format!("{what} left{}.", side(e.side, false)),
+            motion::MotionEventKind::StartedMoving => format!("{what} started moving."),
+            motion::MotionEventKind::Stopped => format!("{what} stopped."),
+        };
+        out.push(capitalise_first(&sentence));
+    }
+    out.join(" ")
+}
+
+fn side_word(s: motion::Side) -> &'static str {
+    match s {
+        motion::Side::Left => "left",
+        motion::Side::Right => "right",
+        motion::Side::Top => "top",
+        motion::Side::Bottom => "bottom",
+    }
+}
+
+fn capitalise_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
 /// The caption's entities and relations under track ids.
 fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<TrackedEntity>, Vec<TrackedRelation>) {
     let entities: Vec<TrackedEntity> = caption
@@ -721,6 +810,7 @@ fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<Tr
             bbox: e.box_norm,
             confirmed: tracker.is_confirmed(*id),
             text: e.attributes.text.as_ref().map(|t| t.text.to_string()),
+            motion: None,
         })
         .collect();
     let track_of = |entity_id: u32| caption.entities.iter().position(|e| e.id == entity_id).and_then(|i| ids.get(i)).copied();

@@ -1,0 +1,280 @@
+//! The pose model (MoveNet MultiPose): people's 17 COCO keypoints, on the whole frame and on people's widened
+//! boxes, matched to the detected people. `preprocess → engine.run → decode`, the crop and letterbox carried as
+//! values.
+
+use super::{preprocess, PerceiveError};
+use crate::engine::{Engine, Tensor};
+use crate::geometry::{BoxF, Letterbox};
+use crate::models::{DecoderManifest, Manifest, Role};
+use crate::scene::pose::{Point, JOINTS};
+use crate::timing::{ModelName, Stage, Timings};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Values per person in MoveNet's output: 17 × (y, x, score), then ymin, xmin, ymax, xmax, score.
+const ROW: usize = 3 * JOINTS + 5;
+
+/// One person the pose model found, in image pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pose {
+    pub bbox: BoxF,
+    pub score: f32,
+    pub keypoints: [Point; JOINTS],
+}
+
+impl Pose {
+    /// Keypoints at or above `threshold`.
+    pub fn visible(&self, threshold: f32) -> usize {
+        self.keypoints.iter().filter(|p| p.score >= threshold).count()
+    }
+
+    /// How well this pose fits a detected person's box: the IoU of the two boxes.
+    pub fn fit(&self, person: &BoxF) -> f32 {
+        self.bbox.iou(person)
+    }
+}
+
+/// Where the pose model looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoseMode {
+    /// Once on the whole frame.
+    Frame,
+    /// Once per person, on the person's widened box.
+    Crops,
+    /// On the whole frame, then on the widened box of each person the frame run did not find well.
+    FrameThenCrops,
+}
+
+/// How the pose stage runs and matches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PoseParams {
+    pub mode: PoseMode,
+    /// Most crop runs per frame (largest people first).
+    pub max_crops: usize,
+    /// People shorter than this (pixels) get no crop run: too small to show their joints.
+    pub min_crop_height: f32,
+    /// A frame-run pose with fewer visible keypoints than this sends its person to a crop run.
+    pub min_visible: usize,
+    /// A pose belongs to a person when their boxes overlap at least this much (IoU).
+    pub min_fit: f32,
+    /// How much a person's box is widened on each side for a crop run (fraction of its longer side).
+    pub crop_context: f32,
+}
+
+impl Default for PoseParams {
+    fn default() -> Self {
+        PoseParams {
+            mode: PoseMode::FrameThenCrops,
+            max_crops: 4,
+            min_crop_height: 48.0,
+            min_visible: 10,
+            min_fit: 0.3,
+            crop_context: 0.15,
+        }
+    }
+}
+
+/// MoveNet's output `[1, N, 56]` as poses in image pixels: `lb` maps the model canvas back to the region the
+/// model saw, `origin` is that region's top-left corner in the image. People below `person_score` are dropped.
+pub fn decode_movenet(out: &Tensor, lb: &Letterbox, origin: (f32, f32), person_score: f32) -> Result<Vec<Pose>, PerceiveError> {
+    let values = out.as_f32()?;
+    let n = match out.shape.as_slice() {
+        [1, n, row] | [n, row] if *row == ROW => *n,
+        s => return Err(PerceiveError::BadOutput(format!("pose output shape {s:?}, expected [1, N, {ROW}]"))),
+    };
+    if values.len() < n * ROW {
+        return Err(PerceiveError::BadOutput(format!("pose output holds {} values for {n} people", values.len())));
+    }
+    let (mw, mh) = (lb.model_w as f32, lb.model_h as f32);
+    let to_image = |y: f32, x: f32| {
+        let (ix, iy) = lb.image_from_model(x * mw, y * mh);
+        (ix + origin.0, iy + origin.1)
+    };
+    let mut poses = Vec::new();
+    for row in values.chunks_exact(ROW).take(n) {
+        let (Some(kps), Some(tail)) = (row.get(..3 * JOINTS), row.get(3 * JOINTS..)) else { continue };
+        let &[ymin, xmin, ymax, xmax, score] = tail else { continue };
+        if score.is_nan() || score < person_score {
+            continue;
+        }
+        let mut keypoints = [Point::default(); JOINTS];
+        for (k, v) in keypoints.iter_mut().zip(kps.chunks_exact(3)) {
+            let &[y, x, s] = v else { continue };
+            let (ix, iy) = to_image(y, x);
+            *k = Point { x: ix, y: iy, score: if s.is_finite() { s } else { 0.0 } };
+        }
+        let (x1, y1) = to_image(ymin, xmin);
+        let (x2, y2) = to_image(ymax, xmax);
+        poses.push(Pose { bbox: BoxF::new(x1, y1, x2, y2), score, keypoints });
+    }
+    Ok(poses)
+}
+
+/// Assigns poses to people, best fit first, each pose to at most one person and only at `min_fit` or more.
+pub fn match_poses(people: &[BoxF], poses: &[Pose], min_fit: f32) -> Vec<Option<usize>> {
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, b) in people.iter().enumerate() {
+        for (j, p) in poses.iter().enumerate() {
+            let f = p.fit(b);
+            if f >= min_fit {
+                pairs.push((f, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut out = vec![None; people.len()];
+    let mut used = vec![false; poses.len()];
+    for (_, i, j) in pairs {
+        if out.get(i).is_some_and(Option::is_none) && used.get(j) == Some(&false) {
+            if let (Some(o), Some(u)) = (out.get_mut(i), used.get_mut(j)) {
+                *o = Some(j);
+                *u = true;
+            }
+        }
+    }
+    out
+}
+
+/// The region a crop run sees around a person: the box widened by `context` of its longer side on each side,
+/// clamped to the image.
+pub fn crop_region(person: &BoxF, context: f32, width: u32, height: u32) -> BoxF {
+    let m = context * person.width().max(person.height());
+    BoxF::new(person.x1 - m, person.y1 - m, person.x2 + m, person.y2 + m).clamp(width as f32, height as f32)
+}
+
+pub struct PoseEstimator {
+    manifest: Manifest,
+    engine: Box<dyn Engine>,
+    person_score: f32,
+    keypoint_score: f32,
+    label: ModelName,
+}
+
+impl PoseEstimator {
+    pub fn new(manifest: Manifest, engine: Box<dyn Engine>) -> Result<Self, PerceiveError> {
+        let (person_score, keypoint_score) = match (&manifest.role, &manifest.decoder) {
+            (Role::Pose, DecoderManifest::Movenet { person_score, keypoint_score }) => (*person_score, *keypoint_score),
+            _ => {
+                return Err(PerceiveError::WrongModel {
+                    name: manifest.name.clone(),
+                    want: "pose model",
+                    reason: "its manifest does not describe MoveNet keypoints".into(),
+                })
+            }
+        };
+        let label = ModelName::from(manifest.name.as_str());
+        Ok(PoseEstimator { manifest, engine, person_score, keypoint_score, label })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub fn provider(&self) -> String {
+        self.engine.provider()
+    }
+
+    /// The score at or above which a keypoint is visible.
+    pub fn keypoint_score(&self) -> f32 {
+        self.keypoint_score
+    }
+
+    /// The people the model finds in `region` of the image (the whole image when none), in image pixels.
+    pub fn estimate(&mut self, rgb: &RgbImage, region: Option<&BoxF>, timings: &mut Timings) -> Result<Vec<Pose>, PerceiveError> {
+        let t = Instant::now();
+        let (w, h) = (rgb.width(), rgb.height());
+        let cropped;
+        let (view, origin) = match region {
+            Some(r) => {
+                let (x, y, cw, ch) = crate::perceive::masks::BoxMask::frame(&r.clamp(w as f32, h as f32), w, h);
+                if cw == 0 || ch == 0 {
+                    return Ok(Vec::new());
+                }
+                cropped = image::imageops::crop_imm(rgb, x, y, cw, ch).to_image();
+                (&cropped, (x as f32, y as f32))
+            }
+            None => (rgb, (0.0, 0.0)),
+        };
+        let (tensor, lb) = preprocess::preprocess(view, &self.manifest.input)?;
+        timings.record(Stage::Preprocess, Some(&self.label), t);
+        let t = Instant::now();
+        let outputs = self.engine.run(&[tensor])?;
+        timings.record(Stage::Inference, Some(&self.label), t);
+        let t = Instant::now();
+        let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("pose model: no output".into()))?;
+        let poses = decode_movenet(out, &lb, origin, self.person_score)?;
+        timings.record(Stage::Postprocess, Some(&self.label), t);
+        Ok(poses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::TensorData;
+    use crate::geometry::ResizeMode;
+
+    fn output(people: &[[f32; ROW]]) -> Tensor {
+        let data: Vec<f32> = people.iter().flatten().copied().collect();
+        Tensor::new(vec![1, people.len(), ROW], TensorData::F32(data)).unwrap()
+    }
+
+    fn person(y1: f32, x1: f32, y2: f32, x2: f32, score: f32) -> [f32; ROW] {
+        let mut r = [0.0; ROW];
+        for j in 0..JOINTS {
+            // joints down the middle of the box, score rising with the index
+            r[3 * j] = y1 + (y2 - y1) * j as f32 / 16.0;
+            r[3 * j + 1] = 0.5 * (x1 + x2);
+            r[3 * j + 2] = j as f32 / 16.0;
+        }
+        r[3 * JOINTS..].copy_from_slice(&[y1, x1, y2, x2, score]);
+        r
+    }
+
+    #[test]
+    fn decoding_undoes_the_letterbox_and_the_crop_offset() {
+        // a 512x256 region letterboxed top-left into 256x256: content 256x128, scale 0.5
+        let lb = Letterbox::new(512, 256, 256, 256, ResizeMode::LetterboxTopLeft);
+        let out = output(&[person(0.0, 0.25, 0.5, 0.5, 0.8), person(0.1, 0.1, 0.2, 0.2, 0.1)]);
+        let poses = decode_movenet(&out, &lb, (100.0, 50.0), 0.2).unwrap();
+        assert_eq!(poses.len(), 1, "the second person is below the score");
+        let p = &poses[0];
+        // box: x 0.25..0.5 of 256 = 64..128 model px = 128..256 region px, + 100; y 0..0.5 → 0..256, + 50
+        assert_eq!((p.bbox.x1, p.bbox.y1, p.bbox.x2, p.bbox.y2), (228.0, 50.0, 356.0, 306.0));
+        assert_eq!(p.score, 0.8);
+        assert_eq!((p.keypoints[0].x, p.keypoints[0].y), (292.0, 50.0));
+        assert_eq!(p.keypoints[16].y, 306.0);
+        assert_eq!(p.visible(0.5), 9);
+    }
+
+    #[test]
+    fn bad_outputs_are_errors_not_empty_poses() {
+        let lb = Letterbox::new(256, 256, 256, 256, ResizeMode::LetterboxTopLeft);
+        let wrong = Tensor::new(vec![1, 6, 55], TensorData::F32(vec![0.0; 330])).unwrap();
+        assert!(decode_movenet(&wrong, &lb, (0.0, 0.0), 0.2).is_err());
+        let ints = Tensor::new(vec![1, 1, ROW], TensorData::I32(vec![0; ROW])).unwrap();
+        assert!(decode_movenet(&ints, &lb, (0.0, 0.0), 0.2).is_err());
+        let mut nan = person(0.0, 0.0, 1.0, 1.0, 0.9);
+        nan[ROW - 1] = f32::NAN;
+        assert!(decode_movenet(&output(&[nan]), &lb, (0.0, 0.0), 0.2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_pose_goes_to_its_best_fitting_person_once() {
+        let pose = |b: BoxF| Pose { bbox: b, score: 0.9, keypoints: [Point::default(); JOINTS] };
+        let people = [BoxF::new(0.0, 0.0, 10.0, 20.0), BoxF::new(2.0, 0.0, 12.0, 20.0), BoxF::new(50.0, 0.0, 60.0, 20.0)];
+        let poses = [pose(BoxF::new(2.0, 0.0, 12.0, 20.0)), pose(BoxF::new(100.0, 0.0, 110.0, 20.0))];
+        // person 1 fits pose 0 exactly; person 0 overlaps it too but loses it; nobody fits pose 1
+        assert_eq!(match_poses(&people, &poses, 0.3), vec![None, Some(0), None]);
+    }
+
+    #[test]
+    fn crop_regions_widen_by_the_longer_side_and_stay_inside() {
+        let r = crop_region(&BoxF::new(100.0, 100.0, 140.0, 200.0), 0.1, 1000, 1000);
+        assert_eq!((r.x1, r.y1, r.x2, r.y2), (90.0, 90.0, 150.0, 210.0));
+        let r = crop_region(&BoxF::new(0.0, 0.0, 40.0, 100.0), 0.5, 60, 120);
+        assert_eq!((r.x1, r.y1, r.x2, r.y2), (0.0, 0.0, 60.0, 120.0));
+    }
+}
