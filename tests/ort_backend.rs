@@ -122,9 +122,10 @@ fn caption_with_ort_cpu_finds_the_same_entities_as_tract_and_reports_its_provide
     };
     let (t, o) = (run("tract"), run("ort-cpu"));
     let providers = o["providers"].as_array().unwrap();
-    // two detectors, the stuff segmenter, the person segmenter and the text reader
-    assert_eq!(providers.len(), 5, "{providers:?}");
+    // two detectors, the stuff segmenter, the person segmenter, the pose model and the text reader
+    assert_eq!(providers.len(), 6, "{providers:?}");
     assert!(providers.iter().any(|p| p["model"] == "selfie_person_256"), "{providers:?}");
+    assert!(providers.iter().any(|p| p["model"] == "movenet_multipose_lightning"), "{providers:?}");
     assert!(providers.iter().any(|p| p["model"] == "ppocr_v4"), "{providers:?}");
     assert!(providers.iter().all(|p| p["provider"].as_str().unwrap().contains("CPUExecutionProvider")), "{providers:?}");
     assert!(t["providers"][0]["provider"].as_str().unwrap().starts_with("tract, "), "{}", t["providers"]);
@@ -348,4 +349,32 @@ fn the_derived_float_segmenter_on_tract_labels_as_the_uint8_one_on_ort_cpu() {
         common::segmenter_agreement("deeplabv3_mnv2_ade20k32_uint8", &ort_cpu(), "deeplabv3_mnv2_ade20k32_f32", &tract);
     eprintln!("derived float on tract vs uint8 on ort-cpu: {:.2} % of pixels alike (least {:.2} %)", share * 100.0, least * 100.0);
     assert!(share >= 0.97, "only {:.2} % of pixels labelled alike", share * 100.0);
+}
+
+/// The pose model on ONNX Runtime finds the same people with the same keypoints as on tract: on the darknet photo
+/// of a man (the whole frame) and on a crop of him (the crop path), keypoints within a pixel, scores within 0.01.
+#[test]
+fn the_pose_model_gives_the_same_keypoints_on_ort_cpu_as_on_tract() {
+    use pancap::geometry::BoxF;
+    use pancap::perceive::pose::PoseEstimator;
+    let m = Manifest::by_name("movenet_multipose_lightning").unwrap();
+    let rgb = image("darknet-images-unannotated/person.jpg");
+    let estimate = |backend: &BackendConfig, region: Option<&BoxF>| {
+        let e = engine::load(backend, m.model_spec(&common::models_dir())).unwrap();
+        let mut p = PoseEstimator::new(m.clone(), e).unwrap();
+        p.estimate(&rgb, region, &mut Default::default()).unwrap()
+    };
+    let crop = BoxF::new(150.0, 60.0, 320.0, 410.0);
+    for region in [None, Some(&crop)] {
+        let (a, b) = (estimate(&BackendConfig::default(), region), estimate(&ort_cpu(), region));
+        assert!(!a.is_empty(), "the man is found ({region:?})");
+        assert_eq!(a.len(), b.len(), "{region:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.score - y.score).abs() < 1e-2, "{} vs {}", x.score, y.score);
+            for (p, q) in x.keypoints.iter().zip(&y.keypoints) {
+                assert!((p.x - q.x).abs() < 1.0 && (p.y - q.y).abs() < 1.0, "{p:?} vs {q:?}");
+                assert!((p.score - q.score).abs() < 1e-2, "{p:?} vs {q:?}");
+            }
+        }
+    }
 }
