@@ -781,14 +781,27 @@ impl Pipeline {
                     let area = |i: usize| boxes.get(i).map_or(0.0, BoxF::area);
                     area(b).total_cmp(&area(a))
                 });
-                for i in todo.into_iter().take(p.max_crops) {
-                    let Some(b) = boxes.get(i) else { continue };
-                    let region = pose_model::crop_region(b, p.crop_context, w, h);
-                    let poses = estimator.estimate(rgb, Some(&region), timings)?;
-                    let best = poses.into_iter().filter(|q| q.fit(b) >= p.min_fit).max_by(|x, y| x.fit(b).total_cmp(&y.fit(b)));
-                    if let (Some(best), Some(slot)) = (best, found.get_mut(i)) {
-                        if slot.as_ref().is_none_or(|(old, _)| best.visible(visible) > old.visible(visible)) {
-                            *slot = Some((best, PoseSource::Crop));
+                todo.truncate(p.max_crops);
+                let group = if p.mosaic { pose_model::MOSAIC } else { 1 };
+                for chunk in todo.chunks(group) {
+                    let regions: Vec<BoxF> =
+                        chunk.iter().filter_map(|&i| boxes.get(i)).map(|b| pose_model::crop_region(b, p.crop_context, w, h)).collect();
+                    let per_region = if p.mosaic {
+                        estimator.estimate_mosaic(rgb, &regions, timings)?
+                    } else {
+                        let mut v = Vec::with_capacity(regions.len());
+                        for r in &regions {
+                            v.push(estimator.estimate(rgb, Some(r), timings)?);
+                        }
+                        v
+                    };
+                    for (&i, poses) in chunk.iter().zip(per_region) {
+                        let Some(b) = boxes.get(i) else { continue };
+                        let best = poses.into_iter().filter(|q| q.fit(b) >= p.min_fit).max_by(|x, y| x.fit(b).total_cmp(&y.fit(b)));
+                        if let (Some(best), Some(slot)) = (best, found.get_mut(i)) {
+                            if slot.as_ref().is_none_or(|(old, _)| best.visible(visible) > old.visible(visible)) {
+                                *slot = Some((best, PoseSource::Crop));
+                            }
                         }
                     }
                 }

@@ -50,7 +50,7 @@ pub struct SuiteProfile {
     #[serde(default = "on")]
     pub pose: bool,
     /// In `pancap stream`: the pose model every Nth frame (keypoints follow their boxes in between).
-    #[serde(default = "five")]
+    #[serde(default = "ten")]
     pub pose_every: u32,
     /// In `pancap stream`: a frame for the stuff segmenter every Nth frame (when it is idle).
     #[serde(default = "ten")]

@@ -68,7 +68,7 @@ pub struct StreamArgs {
     #[arg(long)]
     person_masks_every: Option<u32>,
     /// Run the pose model on every Nth frame (0: never); in between, each person's last keypoints follow its box
-    /// [default: 5, or the target's]
+    /// [default: 10, or the target's]
     #[arg(long)]
     pose_every: Option<u32>,
     /// The recording's own frame rate, for motion speeds (walking, running, moving) when it is replayed faster than

@@ -61,7 +61,18 @@ pub struct PoseParams {
     pub min_fit: f32,
     /// How much a person's box is widened on each side for a crop run (fraction of its longer side).
     pub crop_context: f32,
+    /// Crop runs share one model run four at a time, each crop in a quarter of the input (a 2 × 2 mosaic; a crop
+    /// is seen at half the input size, as large as most people it is run for are in the frame).
+    #[serde(default = "yes")]
+    pub mosaic: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+/// Crops per mosaic run.
+pub const MOSAIC: usize = 4;
 
 impl Default for PoseParams {
     fn default() -> Self {
@@ -72,6 +83,7 @@ impl Default for PoseParams {
             min_visible: 10,
             min_fit: 0.3,
             crop_context: 0.15,
+            mosaic: true,
         }
     }
 }
@@ -207,6 +219,76 @@ impl PoseEstimator {
         let poses = decode_movenet(out, &lb, origin, self.person_score)?;
         timings.record(Stage::Postprocess, Some(&self.label), t);
         Ok(poses)
+    }
+}
+
+impl PoseEstimator {
+    /// The people the model finds in each of up to [`MOSAIC`] regions of the image, in one run: each region
+    /// letterboxed into its quarter of the input (left to right, top to bottom). A pose is given to the quarter
+    /// holding its box's centre and kept only if its box stays within that quarter (a pose straddling two
+    /// quarters is two people run together); keypoints are mapped back through that region's own letterbox.
+    pub fn estimate_mosaic(&mut self, rgb: &RgbImage, regions: &[BoxF], timings: &mut Timings) -> Result<Vec<Vec<Pose>>, PerceiveError> {
+        let t = Instant::now();
+        let (w, h) = (rgb.width(), rgb.height());
+        let (mw, mh) = self.manifest.input.size();
+        let (cw, ch) = (mw / 2, mh / 2);
+        let pad = self.manifest.input.pad_value;
+        let mut canvas = RgbImage::from_pixel(mw, mh, image::Rgb([pad, pad, pad]));
+        let mut cell_input = self.manifest.input.clone();
+        cell_input.shape = match self.manifest.input.layout {
+            crate::models::Layout::Nhwc => [1, ch as usize, cw as usize, 3],
+            crate::models::Layout::Nchw => [1, 3, ch as usize, cw as usize],
+        };
+        // per region: its letterbox into the cell and its origin in the image (none: an empty region)
+        let mut placed: Vec<Option<(Letterbox, (f32, f32))>> = Vec::with_capacity(MOSAIC);
+        for (k, r) in regions.iter().take(MOSAIC).enumerate() {
+            let (x, y, rw, rh) = crate::perceive::masks::BoxMask::frame(&r.clamp(w as f32, h as f32), w, h);
+            if rw == 0 || rh == 0 {
+                placed.push(None);
+                continue;
+            }
+            let crop = image::imageops::crop_imm(rgb, x, y, rw, rh).to_image();
+            let (cell, lb) = preprocess::letterbox_image(&crop, &cell_input)?;
+            let (ox, oy) = ((k as u32 % 2) * cw, (k as u32 / 2) * ch);
+            image::imageops::replace(&mut canvas, &cell, i64::from(ox), i64::from(oy));
+            placed.push(Some((lb, (x as f32, y as f32))));
+        }
+        let tensor = preprocess::canvas_to_tensor(&canvas, &self.manifest.input)?;
+        timings.record(Stage::Preprocess, Some(&self.label), t);
+        let t = Instant::now();
+        let outputs = self.engine.run(&[tensor])?;
+        timings.record(Stage::Inference, Some(&self.label), t);
+        let t = Instant::now();
+        let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("pose model: no output".into()))?;
+        let whole = Letterbox::new(mw, mh, mw, mh, crate::geometry::ResizeMode::Stretch);
+        let poses = decode_movenet(out, &whole, (0.0, 0.0), self.person_score)?;
+        let mut per_region: Vec<Vec<Pose>> = vec![Vec::new(); placed.len()];
+        for pose in poses {
+            let (px, py) = pose.bbox.centre();
+            let (col, row) = (u32::from(px >= cw as f32), u32::from(py >= ch as f32));
+            let k = (row * 2 + col) as usize;
+            let (x0, y0) = ((col * cw) as f32, (row * ch) as f32);
+            // a box may reach a little past its quarter (a limb at the edge), not into the next person
+            let (sx, sy) = (0.1 * cw as f32, 0.1 * ch as f32);
+            let inside = pose.bbox.x1 >= x0 - sx && pose.bbox.x2 <= x0 + cw as f32 + sx && pose.bbox.y1 >= y0 - sy && pose.bbox.y2 <= y0 + ch as f32 + sy;
+            let (Some(Some((lb, origin))), Some(slot)) = (placed.get(k), per_region.get_mut(k)) else { continue };
+            if !inside {
+                continue;
+            }
+            let back = |x: f32, y: f32| {
+                let (ix, iy) = lb.image_from_model(x - x0, y - y0);
+                (ix + origin.0, iy + origin.1)
+            };
+            let mut keypoints = pose.keypoints;
+            for kp in keypoints.iter_mut() {
+                (kp.x, kp.y) = back(kp.x, kp.y);
+            }
+            let (x1, y1) = back(pose.bbox.x1, pose.bbox.y1);
+            let (x2, y2) = back(pose.bbox.x2, pose.bbox.y2);
+            slot.push(Pose { bbox: BoxF::new(x1, y1, x2, y2), score: pose.score, keypoints });
+        }
+        timings.record(Stage::Postprocess, Some(&self.label), t);
+        Ok(per_region)
     }
 }
 

@@ -120,7 +120,7 @@ impl Default for StreamOptions {
             discovery_every: 10,
             text_every: 10,
             person_masks_every: 5,
-            pose_every: 5,
+            pose_every: 10,
             stuff_every: 10,
             track: TrackParams::default(),
             motion: motion::MotionParams::default(),
