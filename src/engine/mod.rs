@@ -4,6 +4,7 @@ pub mod dequantize;
 mod fake;
 mod gpu_rewrite;
 mod grid_sample;
+mod reduce;
 mod resize;
 pub mod mirror;
 #[cfg(feature = "ort")]

@@ -59,8 +59,10 @@ impl TractEngine {
         }
         let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
         let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
-        // tract's Resize sweeps its last axis one element at a time through slices
+        // tract's Resize sweeps its last axis one element at a time through slices; its Reduce allocates per output
+        // element
         super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
+        super::reduce::replace_reduces(&mut model).map_err(|e| err(e.into()))?;
         let plan = model.into_runnable_with_options(&options).map_err(|e| err(e.into()))?;
         let state = plan.spawn().map_err(|e| err(e.into()))?;
         let mut provider = match threads {
