@@ -429,38 +429,36 @@ impl Pipeline {
         })
     }
 
-    /// Adds (or removes) the text reader.
-    pub fn with_text_reader(mut self, reader: Option<TextReader>) -> Self {
+    /// The provider list with `old`'s entry (a model being replaced) dropped and `new`'s (model, provider) added.
+    fn swap_provider(&mut self, old: Option<&str>, new: Option<(&str, String)>) {
         let mut providers = self.providers.to_vec();
-        providers.retain(|p| self.text_reader.as_ref().is_none_or(|r| r.name() != p.model));
-        if let Some(r) = &reader {
-            providers.push(ModelProvider { model: r.name().to_string(), provider: r.provider() });
+        providers.retain(|p| old.is_none_or(|name| name != p.model));
+        if let Some((model, provider)) = new {
+            providers.push(ModelProvider { model: model.to_string(), provider });
         }
         self.providers = providers.into();
+    }
+
+    /// Adds (or removes) the text reader.
+    pub fn with_text_reader(mut self, reader: Option<TextReader>) -> Self {
+        let old = self.text_reader.as_ref().map(|r| r.name().to_string());
+        self.swap_provider(old.as_deref(), reader.as_ref().map(|r| (r.name(), r.provider())));
         self.text_reader = reader;
         self
     }
 
     /// Adds (or removes) the person segmenter that gives people their masks.
     pub fn with_person_segmenter(mut self, person: Option<PersonSegmenter>) -> Self {
-        let mut providers = self.providers.to_vec();
-        providers.retain(|p| self.person_segmenter.as_ref().is_none_or(|s| s.name() != p.model));
-        if let Some(s) = &person {
-            providers.push(ModelProvider { model: s.name().to_string(), provider: s.provider() });
-        }
-        self.providers = providers.into();
+        let old = self.person_segmenter.as_ref().map(|s| s.name().to_string());
+        self.swap_provider(old.as_deref(), person.as_ref().map(|s| (s.name(), s.provider())));
         self.person_segmenter = person;
         self
     }
 
     /// Adds (or removes) the pose model that gives people keypoints.
     pub fn with_pose(mut self, pose: Option<PoseEstimator>) -> Self {
-        let mut providers = self.providers.to_vec();
-        providers.retain(|p| self.pose.as_ref().is_none_or(|s| s.name() != p.model));
-        if let Some(s) = &pose {
-            providers.push(ModelProvider { model: s.name().to_string(), provider: s.provider() });
-        }
-        self.providers = providers.into();
+        let old = self.pose.as_ref().map(|s| s.name().to_string());
+        self.swap_provider(old.as_deref(), pose.as_ref().map(|s| (s.name(), s.provider())));
         self.pose = pose;
         self
     }

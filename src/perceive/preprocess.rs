@@ -38,6 +38,31 @@ pub fn letterbox_image(rgb: &RgbImage, input: &InputManifest) -> Result<(RgbImag
     Ok((canvas, lb))
 }
 
+/// The canvas's pixel values as they are, in `layout` and channel `order`.
+fn raw_pixels<T: From<u8> + Copy + Default>(canvas: &RgbImage, layout: Layout, order: [usize; 3]) -> Vec<T> {
+    let n = canvas.width() as usize * canvas.height() as usize;
+    let mut v = vec![T::default(); n * 3];
+    match layout {
+        Layout::Nhwc => {
+            for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
+                for (d, &c) in dst.iter_mut().zip(&order) {
+                    *d = T::from(px.0.get(c).copied().unwrap_or(0));
+                }
+            }
+        }
+        Layout::Nchw => {
+            for (i, px) in canvas.pixels().enumerate() {
+                for (plane, &c) in order.iter().enumerate() {
+                    if let Some(d) = v.get_mut(plane * n + i) {
+                        *d = T::from(px.0.get(c).copied().unwrap_or(0));
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
 /// Converts a model-sized RGB canvas into the input tensor (layout, colour order, dtype, normalisation).
 pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tensor, PerceiveError> {
     let (w, h) = (canvas.width() as usize, canvas.height() as usize);
@@ -48,53 +73,13 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
     let shape = input.shape.to_vec();
     let n = w * h;
     let data = match input.dtype {
-        DType::U8 => {
-            let mut v = vec![0u8; n * 3];
-            match input.layout {
-                Layout::Nhwc => {
-                    for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
-                        for (d, &c) in dst.iter_mut().zip(&order) {
-                            *d = px.0.get(c).copied().unwrap_or(0);
-                        }
-                    }
-                }
-                Layout::Nchw => {
-                    for (i, px) in canvas.pixels().enumerate() {
-                        for (plane, &c) in order.iter().enumerate() {
-                            if let Some(d) = v.get_mut(plane * n + i) {
-                                *d = px.0.get(c).copied().unwrap_or(0);
-                            }
-                        }
-                    }
-                }
-            }
-            TensorData::U8(v)
-        }
+        DType::U8 => TensorData::U8(raw_pixels(canvas, input.layout, order)),
         DType::I32 => {
             // raw 0..255 pixel values (MoveNet); scale, mean and std must be the identity
             if input.scale != 1.0 || input.mean != [0.0; 3] || input.std != [1.0; 3] {
                 return Err(PerceiveError::UnsupportedInput("i32 image input with a normalisation (it takes raw pixel values)".into()));
             }
-            let mut v = vec![0i32; n * 3];
-            match input.layout {
-                Layout::Nhwc => {
-                    for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
-                        for (d, &c) in dst.iter_mut().zip(&order) {
-                            *d = i32::from(px.0.get(c).copied().unwrap_or(0));
-                        }
-                    }
-                }
-                Layout::Nchw => {
-                    for (i, px) in canvas.pixels().enumerate() {
-                        for (plane, &c) in order.iter().enumerate() {
-                            if let Some(d) = v.get_mut(plane * n + i) {
-                                *d = i32::from(px.0.get(c).copied().unwrap_or(0));
-                            }
-                        }
-                    }
-                }
-            }
-            TensorData::I32(v)
+            TensorData::I32(raw_pixels(canvas, input.layout, order))
         }
         DType::F32 => {
             let mut lut = [[0f32; 256]; 3];
@@ -139,6 +124,21 @@ pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Lett
 mod tests {
     use super::*;
     use crate::models::Manifest;
+
+    #[test]
+    fn movenet_tensor_is_rgb_int32_raw_padded_bottom_right() {
+        let m = Manifest::by_name("movenet_multipose_lightning").unwrap();
+        let img = RgbImage::from_pixel(512, 256, image::Rgb([10, 20, 30]));
+        let (t, lb) = preprocess(&img, &m.input).unwrap();
+        assert_eq!(t.shape, vec![1, 256, 256, 3]);
+        assert_eq!((lb.content_w, lb.content_h, lb.pad_x, lb.pad_y), (256, 128, 0.0, 0.0));
+        let v = t.as_i32().unwrap();
+        assert_eq!(&v[..3], &[10, 20, 30], "top-left pixel, RGB, not scaled");
+        assert_eq!(&v[v.len() - 3..], &[0, 0, 0], "bottom rows padded with 0");
+        let mut scaled = m.input.clone();
+        scaled.scale = 1.0 / 255.0;
+        assert!(preprocess(&img, &scaled).is_err(), "an i32 input takes raw values only");
+    }
 
     #[test]
     fn yolox_tensor_is_bgr_raw_with_114_padding() {
