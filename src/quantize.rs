@@ -242,6 +242,7 @@ fn detector_map(manifest: &Manifest, models_dir: &Path, precision: Precision, se
         detectors: vec![manifest.name.clone()],
         segmenter: None,
         person_segmenter: None,
+        pose: None,
         text_reader: None,
         discovery: None,
         ..PipelineConfig::default()

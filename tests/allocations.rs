@@ -47,6 +47,7 @@ fn allocations_per_frame_stay_under_their_ceilings() {
         segmenter: None,
         discovery: None,
         person_segmenter: None,
+        pose: None,
         text_reader: None,
         ..common::config()
     };

@@ -56,7 +56,7 @@ fn yolox_int8_is_verified_tensorrt_compatible_and_keeps_its_ap() {
     let caption = |dir: &Path| {
         pancap_in(
             dir,
-            &["caption", dog.to_str().unwrap(), "--precision", "int8", "--detectors", "yolox_nano_416", "--no-stuff", "--no-discovery", "--no-person-masks", "--no-text", "--format", "json"],
+            &["caption", dog.to_str().unwrap(), "--precision", "int8", "--detectors", "yolox_nano_416", "--no-stuff", "--no-discovery", "--no-person-masks", "--no-pose", "--no-text", "--format", "json"],
         )
     };
     let out = caption(dir.path());
@@ -102,7 +102,7 @@ fn picodet_int8_loads_in_onnx_runtime_too() {
         dir.path(),
         &[
             "caption", dog.to_str().unwrap(), "--backend", "ort-cpu", "--ort-lib", &lib, "--precision", "int8", "--detectors",
-            "picodet_s_416_coco", "--no-stuff", "--no-discovery", "--no-person-masks", "--no-text", "--format", "json",
+            "picodet_s_416_coco", "--no-stuff", "--no-discovery", "--no-person-masks", "--no-pose", "--no-text", "--format", "json",
         ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
