@@ -485,7 +485,9 @@ fn text_worker(mut reader: TextReader) -> Worker<Vec<TextLine>> {
     })
 }
 
-type Signature = (BTreeSet<(u32, String)>, BTreeSet<TrackedRelation>);
+/// What makes a record worth writing: the confirmed tracks, their relations, and how the moving ones move (state
+/// and direction; speeds change every frame and are not part of it).
+type Signature = (BTreeSet<(u32, String)>, BTreeSet<TrackedRelation>, BTreeSet<(u32, motion::MotionState, Option<motion::Direction>)>);
 
 /// Runs a stream to its end (or until `stop`), writing records to `out`; returns the summary.
 pub fn run(
@@ -606,6 +608,7 @@ pub fn run_with_sink(
         let signature: Signature = (
             tracker.tracks().iter().filter(|t| t.confirmed).map(|t| (t.id, t.tag.clone())).collect(),
             relations.iter().cloned().collect(),
+            entities.iter().filter(|t| t.confirmed).filter_map(|t| t.motion.map(|m| (t.id, m.state, m.direction))).collect(),
         );
         let changed = last.as_ref() != Some(&signature);
         let kind = if changed || motion_now {
@@ -678,7 +681,7 @@ pub fn run_with_sink(
             }
         }
         if let Some(kind) = kind {
-            let before: BTreeSet<u32> = last.as_ref().map(|(s, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
+            let before: BTreeSet<u32> = last.as_ref().map(|(s, _, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
             let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
             let caption_text = match motion_sentences(&entities, &motion_events) {
                 m if m.is_empty() => caption.caption,
@@ -771,11 +774,13 @@ fn motion_sentences(entities: &[TrackedEntity], events: &[motion::MotionEvent]) 
             (Some(s), false) => format!(" through the {} edge", side_word(s)),
             (None, _) => String::new(),
         };
-        let sentence = match e.kind {
-            motion::MotionEventKind::Entered => format!("{what} entered{}.", side(e.side, true)),
-            motion::MotionEventKind::Left => format!("{what} left{}.", side(e.side, false)),
-            motion::MotionEventKind::StartedMoving => format!("{what} started moving."),
-            motion::MotionEventKind::Stopped => format!("{what} stopped."),
+        let sentence = match (e.kind, e.side) {
+            (motion::MotionEventKind::Entered, None) => format!("{what} came into view."),
+            (motion::MotionEventKind::Left, None) => format!("{what} went out of view."),
+            (motion::MotionEventKind::Entered, s) => format!("{what} entered{}.", side(s, true)),
+            (motion::MotionEventKind::Left, s) => format!("{what} left{}.", side(s, false)),
+            (motion::MotionEventKind::StartedMoving, _) => format!("{what} started moving."),
+            (motion::MotionEventKind::Stopped, _) => format!("{what} stopped."),
         };
         out.push(capitalise_first(&sentence));
     }

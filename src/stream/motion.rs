@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// Tags that move as vehicles.
 const VEHICLES: &[&str] = &["car", "truck", "bus", "motorcycle", "bicycle", "train", "boat", "airplane"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MotionState {
     /// A person not moving.
@@ -40,7 +40,7 @@ impl MotionState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Left,
@@ -168,6 +168,9 @@ struct TrackMotion {
 pub struct MotionTracker {
     params: MotionParams,
     tracks: BTreeMap<u32, TrackMotion>,
+    /// The time of the first frame with anything in it: what is there within half a window of it was already in
+    /// view when the stream started, and did not enter.
+    start_s: Option<f64>,
 }
 
 /// How far a box moved from `a` to `b` (pixels, x and y) in a `w × h` frame: by its centre, or where the frame
@@ -209,7 +212,7 @@ fn edge_of(b: &[f64; 4], margin: f64) -> Option<Side> {
 
 impl MotionTracker {
     pub fn new(params: MotionParams) -> MotionTracker {
-        MotionTracker { params, tracks: BTreeMap::new() }
+        MotionTracker { params, tracks: BTreeMap::new(), start_s: None }
     }
 
     /// The motion of track `id` now, if it is a person or vehicle seen long enough to measure.
@@ -255,17 +258,21 @@ impl MotionTracker {
         } else {
             (0.0, 0.0)
         };
+        let start = *self.start_s.get_or_insert(t_s);
+        let at_start = t_s - start <= 0.5 * p.window_s;
         for s in seen {
             let b = px(&s.bbox);
             let person = s.tag == "person";
             let vehicle = VEHICLES.contains(&s.tag);
             let t = self.tracks.entry(s.id).or_insert_with(|| {
-                out.push(MotionEvent {
-                    id: s.id,
-                    tag: s.tag.to_string(),
-                    kind: MotionEventKind::Entered,
-                    side: edge_of(&s.bbox, p.edge),
-                });
+                if !at_start {
+                    out.push(MotionEvent {
+                        id: s.id,
+                        tag: s.tag.to_string(),
+                        kind: MotionEventKind::Entered,
+                        side: edge_of(&s.bbox, p.edge),
+                    });
+                }
                 TrackMotion {
                     tag: s.tag.to_string(),
                     history: VecDeque::new(),
@@ -376,7 +383,7 @@ mod tests {
         let s = m.motion(1).unwrap();
         assert_eq!((s.state, s.direction), (MotionState::Walking, Some(Direction::Right)), "{s:?}");
         assert!((s.speed - 0.8).abs() < 0.05, "{s:?}");
-        assert_eq!(ev.first().map(|e| (e.kind, e.side)), Some((MotionEventKind::Entered, None)));
+        assert!(ev.is_empty(), "in view from the start: it did not enter, and it kept walking: {ev:?}");
         let mut m = MotionTracker::new(MotionParams::default());
         walk(&mut m, 20, 0.3, 2.5, &mut Vec::new());
         assert_eq!(m.motion(1).map(|s| s.state), Some(MotionState::Running));
@@ -411,15 +418,17 @@ mod tests {
     fn growing_is_coming_closer_and_edges_name_where_tracks_enter_and_leave() {
         let mut m = MotionTracker::new(MotionParams::default());
         let mut ev = Vec::new();
+        // the stream starts empty; the car comes in a second later
+        m.update(0.0, 1000, 1000, &[], |_| false, &mut ev);
         for i in 0..20 {
-            let t = i as f64 / 10.0;
-            let h = 0.2 * (1.0 + 0.5 * t); // 50 % taller per second, in place
+            let t = 1.0 + i as f64 / 10.0;
+            let h = 0.2 * (1.0 + 0.5 * (t - 1.0)); // 50 % taller per second, in place
             m.update(t, 1000, 1000, &[Sighting { id: 7, tag: "car", bbox: [0.0, 0.5, 2.0 * h, 0.5 + h] }], |_| false, &mut ev);
         }
         let s = m.motion(7).unwrap();
         assert_eq!((s.state, s.direction), (MotionState::Moving, Some(Direction::Towards)), "{s:?}");
         assert_eq!(ev.first().map(|e| (e.kind, e.side)), Some((MotionEventKind::Entered, Some(Side::Left))));
-        m.update(2.1, 1000, 1000, &[], |_| false, &mut ev);
+        m.update(3.1, 1000, 1000, &[], |_| false, &mut ev);
         assert_eq!(ev.last().map(|e| (e.kind, e.side)), Some((MotionEventKind::Left, Some(Side::Left))));
     }
 
