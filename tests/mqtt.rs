@@ -236,7 +236,7 @@ fn recording(dir: &Path, times: usize) -> PathBuf {
 }
 
 /// The stream flags shared by these tests: the fast part of the suite, a record per frame.
-const LIGHT: [&str; 5] = ["--every-frame", "--no-stuff", "--no-text", "--no-discovery", "--no-person-masks"];
+const LIGHT: [&str; 6] = ["--every-frame", "--no-stuff", "--no-text", "--no-discovery", "--no-person-masks", "--no-pose"];
 
 fn stream_cmd(broker: &Broker, rec: &Path, spool: &Path, output: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pancap"));
