@@ -172,15 +172,21 @@ impl From<engine::EngineError> for PipelineError {
     }
 }
 
-/// The mask the person segmenter gave the box that best overlaps `b` (IoU ≥ 0.5) on the last frame it ran,
-/// moved and scaled into `b` (nearest neighbour), or None.
-fn carried_mask(carried: &[(BoxF, BoxMask)], b: &BoxF, width: u32, height: u32) -> Option<BoxMask> {
-    let (old, mask) = carried
+/// What a model gave the same person on the last frame it ran: the item of the box that best overlaps `b`, at
+/// IoU ≥ 0.5, with that box.
+fn same_person<'a, T>(carried: &'a [(BoxF, T)], b: &BoxF) -> Option<(&'a BoxF, &'a T)> {
+    carried
         .iter()
-        .map(|(ob, m)| (ob.iou(b), ob, m))
+        .map(|(ob, item)| (ob.iou(b), ob, item))
         .filter(|(iou, _, _)| *iou >= 0.5)
         .max_by(|x, y| x.0.total_cmp(&y.0))
-        .map(|(_, ob, m)| (ob, m))?;
+        .map(|(_, ob, item)| (ob, item))
+}
+
+/// The mask the person segmenter gave the same person (`same_person`) on the last frame it ran, moved and scaled
+/// into `b` (nearest neighbour), or None.
+fn carried_mask(carried: &[(BoxF, BoxMask)], b: &BoxF, width: u32, height: u32) -> Option<BoxMask> {
+    let (old, mask) = same_person(carried, b)?;
     let (sx, sy) = (old.width() / b.width().max(1e-3), old.height() / b.height().max(1e-3));
     Some(BoxMask::from_fn(b, width, height, |x, y| {
         let ox = old.x1 + (x as f32 + 0.5 - b.x1) * sx;
@@ -201,15 +207,10 @@ fn seat_riders(entities: &mut [Entity], relations: &[crate::scene::Relation]) {
     }
 }
 
-/// The pose the pose model gave the box that best overlaps `b` (IoU ≥ 0.5) on the last frame it ran, moved and
-/// scaled with the box, or None.
+/// The pose the pose model gave the same person (`same_person`) on the last frame it ran, moved and scaled with
+/// the box, or None.
 fn carried_pose(carried: &[(BoxF, Pose)], b: &BoxF) -> Option<Pose> {
-    let (old, pose) = carried
-        .iter()
-        .map(|(ob, p)| (ob.iou(b), ob, p))
-        .filter(|(iou, _, _)| *iou >= 0.5)
-        .max_by(|x, y| x.0.total_cmp(&y.0))
-        .map(|(_, ob, p)| (ob, p))?;
+    let (old, pose) = same_person(carried, b)?;
     let (sx, sy) = (b.width() / old.width().max(1e-3), b.height() / old.height().max(1e-3));
     let moved = |x: f32, y: f32| (b.x1 + (x - old.x1) * sx, b.y1 + (y - old.y1) * sy);
     let mut out = pose.clone();
@@ -970,5 +971,22 @@ mod tests {
         assert_eq!(m.area(), 10 * 20);
         // somewhere else: nothing to carry
         assert!(carried_mask(&carried, &BoxF::new(50.0, 50.0, 60.0, 70.0), 100, 100).is_none());
+    }
+
+    #[test]
+    fn a_carried_pose_moves_and_scales_with_its_box() {
+        use crate::scene::pose::{Point, JOINTS};
+        let old = BoxF::new(10.0, 10.0, 20.0, 30.0);
+        let mut keypoints = [Point::default(); JOINTS];
+        keypoints[0] = Point { x: 15.0, y: 12.0, score: 0.9 };
+        let carried = [(old, Pose { bbox: old, score: 0.8, keypoints })];
+        // twice as wide (IoU 0.5): the nose keeps its place relative to the box
+        let p = carried_pose(&carried, &BoxF::new(10.0, 10.0, 30.0, 30.0)).unwrap_or_else(|| panic!("IoU is 0.5"));
+        assert_eq!((p.keypoints[0].x, p.keypoints[0].y, p.keypoints[0].score), (20.0, 12.0, 0.9));
+        assert_eq!((p.bbox.x1, p.bbox.y1, p.bbox.x2, p.bbox.y2), (10.0, 10.0, 30.0, 30.0));
+        // moved 2 px right and down, the same size: the nose moves with it
+        let p = carried_pose(&carried, &BoxF::new(12.0, 12.0, 22.0, 32.0)).unwrap_or_else(|| panic!("IoU is over 0.5"));
+        assert_eq!((p.keypoints[0].x, p.keypoints[0].y), (17.0, 14.0));
+        assert!(carried_pose(&carried, &BoxF::new(50.0, 50.0, 60.0, 70.0)).is_none());
     }
 }
