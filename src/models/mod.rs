@@ -24,6 +24,9 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("yolox_nano_416", include_str!("../../models/yolox_nano_416.toml")),
     ("picodet_s_416_coco", include_str!("../../models/picodet_s_416_coco.toml")),
     ("nanodet_m_416", include_str!("../../models/nanodet_m_416.toml")),
+    ("yolox_nano_416_opset13", include_str!("../../models/yolox_nano_416_opset13.toml")),
+    ("picodet_s_416_coco_opset13", include_str!("../../models/picodet_s_416_coco_opset13.toml")),
+    ("nanodet_m_416_opset13", include_str!("../../models/nanodet_m_416_opset13.toml")),
     ("deimv2_hgnetv2_femto_coco", include_str!("../../models/deimv2_hgnetv2_femto_coco.toml")),
     ("deeplabv3_mnv2_ade20k32_uint8", include_str!("../../models/deeplabv3_mnv2_ade20k32_uint8.toml")),
     ("deeplabv3_mnv2_ade20k32_f32", include_str!("../../models/deeplabv3_mnv2_ade20k32_f32.toml")),
@@ -114,6 +117,22 @@ pub struct Derivation {
     pub transform: Transform,
 }
 
+/// A mirror file made by the mirror from another mirror file (not by pancap: provisioning copies it and checks
+/// its own sha256). Recorded so the provenance is in the manifest, and checked against the manifest of the model
+/// it was made from: that one's file and sha256, and everything a run depends on (input, outputs, decoder,
+/// labels, score calibration), which a conversion that keeps the weights must keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorDerivation {
+    /// The manifest of the model it was made from.
+    pub model: String,
+    pub file: String,
+    pub sha256: String,
+    /// What the mirror did, and how it checked the result (from the mirror's sidecar).
+    pub how: String,
+    pub check: String,
+}
+
 /// Platt scaling of a detector's scores: `p = σ(a·logit(s) + b)`, fitted by `scripts/fit-score-calibration.py`
 /// on annotated images that are not the evaluation images. A detection is "right" when it overlaps an unclaimed
 /// reference box of its class at IoU ≥ 0.5 (greedy by score, as COCO matches), so `p` is the chance of that.
@@ -196,6 +215,9 @@ pub struct Manifest {
     /// Made by pancap from another provisioned file rather than copied from the mirror.
     #[serde(default)]
     pub derived: Option<Derivation>,
+    /// Made by the mirror from another model's file (same weights, another form).
+    #[serde(default)]
+    pub derived_from: Option<MirrorDerivation>,
     /// Detectors: the mapping from the model's scores to the probability that a detection is right, so that
     /// detectors' scores compare and combine (absent: scores are used as they come).
     #[serde(default)]
@@ -268,6 +290,13 @@ impl Manifest {
         if let Some(d) = &self.derived {
             check_hash(&self.name, &d.source_sha256)?;
             check_relative(&self.name, &d.source_file)?;
+        }
+        if let Some(d) = &self.derived_from {
+            check_hash(&self.name, &d.sha256)?;
+            check_relative(&self.name, &d.file)?;
+            if d.model == self.name || d.file == self.file {
+                return bad(format!("derived_from names the model itself ({})", d.model));
+            }
         }
         check_relative(&self.name, &self.file)
     }
@@ -432,6 +461,28 @@ mod tests {
         assert!(e.contains("a must be finite and positive"), "{e}");
         let text = include_str!("../../models/yolox_nano_416.toml").replace("true_positives = 102", "true_positives = 9999");
         assert!(Manifest::parse("yolox_nano_416", &text).is_err());
+    }
+
+    #[test]
+    fn mirror_derived_models_match_the_manifest_they_were_made_from() {
+        let all = Manifest::all().unwrap();
+        let copies: Vec<&Manifest> = all.iter().filter(|m| m.derived_from.is_some()).collect();
+        assert_eq!(copies.len(), 3, "the three opset-13 detectors");
+        for m in copies {
+            let d = m.derived_from.as_ref().unwrap();
+            let original = all.iter().find(|o| o.name == d.model).unwrap_or_else(|| panic!("{}: no manifest {}", m.name, d.model));
+            assert_eq!((&d.file, &d.sha256), (&original.file, &original.sha256), "{}", m.name);
+            assert_eq!(m.role, original.role, "{}", m.name);
+            assert_eq!(m.labels, original.labels, "{}", m.name);
+            assert_eq!(m.input, original.input, "{}", m.name);
+            assert_eq!(m.outputs, original.outputs, "{}", m.name);
+            assert_eq!(m.decoder, original.decoder, "{}", m.name);
+            assert_eq!(m.calibration, original.calibration, "{}", m.name);
+            assert_ne!(m.sha256, original.sha256, "{}", m.name);
+        }
+        let text = include_str!("../../models/yolox_nano_416_opset13.toml").replace("model = \"yolox_nano_416\"", "model = \"yolox_nano_416_opset13\"");
+        let e = Manifest::parse("yolox_nano_416_opset13", &text).unwrap_err().to_string();
+        assert!(e.contains("names the model itself"), "{e}");
     }
 
     #[test]
