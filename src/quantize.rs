@@ -65,6 +65,41 @@ impl From<PipelineError> for QuantizeError {
     }
 }
 
+/// How `static` sets each activation's range from what the calibration images produced.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum RangeMethod {
+    /// The whole observed range.
+    MinMax,
+    /// Outliers clipped at this percentile of |x| (e.g. 99.99).
+    Percentile(f32),
+    /// The clip that minimises the KL divergence of the quantized histogram (TensorRT's entropy calibrator).
+    Entropy,
+    /// The clip that minimises the mean squared quantization error.
+    Mse,
+}
+
+impl RangeMethod {
+    fn tool(self) -> quantize_rs::calibration::methods::CalibrationMethod {
+        use quantize_rs::calibration::methods::CalibrationMethod as C;
+        match self {
+            RangeMethod::MinMax => C::MinMax,
+            RangeMethod::Percentile(p) => C::Percentile(p),
+            RangeMethod::Entropy => C::Entropy,
+            RangeMethod::Mse => C::MSE,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            RangeMethod::MinMax => "MinMax".into(),
+            RangeMethod::Percentile(p) => format!("percentile {p}"),
+            RangeMethod::Entropy => "entropy (KL)".into(),
+            RangeMethod::Mse => "MSE".into(),
+        }
+    }
+}
+
 /// Annotated images for the AP check.
 pub struct MapSet<'a> {
     pub name: String,
@@ -81,6 +116,13 @@ pub struct Job<'a> {
     /// How the calibration images are named in the record.
     pub calibration_names: &'a [String],
     pub map: Option<MapSet<'a>>,
+    /// `static`: how activation ranges are set from the calibration images.
+    pub ranges: RangeMethod,
+    /// `static`: leave the first Conv (it reads the image) and the last ones (they write the outputs) in FP32.
+    pub keep_edges_fp32: bool,
+    /// `static`: re-centre activation ranges on zero (zero points 0: what TensorRT takes). Off: quantize-rs's
+    /// asymmetric ranges stay (finer steps for one-sided activations; ONNX Runtime only).
+    pub symmetric_activations: bool,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError + '_ {
@@ -115,7 +157,28 @@ pub fn quantize(job: &Job) -> Result<Int8Record, QuantizeError> {
             Ok(model_inputs(&frame.rgb, &manifest)?.0)
         })
         .collect::<Result<_, _>>()?;
-    let config = QuantConfig::int8().with_per_channel(true).with_symmetric(true);
+    let mut config = QuantConfig::int8().with_per_channel(true).with_symmetric(true);
+    let mut kept_fp32 = Vec::new();
+    if job.method == Method::Static {
+        let opset = opset_of(&read_model(&src)?);
+        if opset < 13 {
+            let copy = Manifest::all()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.derived_from.as_ref().is_some_and(|d| d.model == manifest.name))
+                .map(|m| format!("; its opset-13 copy is `{}`: run `pancap quantize --method static --models {}`", m.name, m.name))
+                .unwrap_or_default();
+            return Err(QuantizeError::Unsupported {
+                model: job.model.into(),
+                reason: format!("opset {opset}: quantize-rs calibrates activations only for opset >= 13 graphs{copy}"),
+            });
+        }
+        config.calibration_method = Some(job.ranges.tool());
+        if job.keep_edges_fp32 {
+            kept_fp32 = edge_conv_weights(&read_model(&src)?);
+            config.excluded_layers = kept_fp32.clone();
+        }
+    }
     let result = (|| -> Result<(), QuantizeError> {
         match job.method {
             Method::Weights => {
@@ -137,7 +200,9 @@ pub fn quantize(job: &Job) -> Result<Int8Record, QuantizeError> {
                 let (src_s, tmp_s) = (src.to_string_lossy(), tmp.to_string_lossy());
                 quantize_static(&src_s, &tmp_s, &dataset, config).map_err(tool)?;
                 upgrade_split_nodes(&tmp)?;
-                symmetrise_activations(&tmp)?;
+                if job.symmetric_activations {
+                    symmetrise_activations(&tmp)?;
+                }
             }
         }
         Ok(())
@@ -159,7 +224,12 @@ pub fn quantize(job: &Job) -> Result<Int8Record, QuantizeError> {
             tool: format!("quantize-rs {}", quantize_rs::VERSION),
             method: match job.method {
                 Method::Weights => "per-channel symmetric INT8 weights; FP32 activations".into(),
-                Method::Static => "per-channel symmetric INT8 weights; INT8 Conv activations calibrated (MinMax) and re-centred to zero point 0".into(),
+                Method::Static => format!(
+                    "per-channel symmetric INT8 weights; INT8 Conv activations calibrated ({}){}{}",
+                    job.ranges.describe(),
+                    if job.symmetric_activations { " and re-centred to zero point 0" } else { ", asymmetric (not for TensorRT)" },
+                    if kept_fp32.is_empty() { String::new() } else { format!("; FP32 kept for the edge Convs' weights {}", kept_fp32.join(", ")) }
+                ),
             },
             calibration_images: job.calibration_names.to_vec(),
         },
@@ -255,6 +325,52 @@ fn detector_map(manifest: &Manifest, models_dir: &Path, precision: Precision, se
         results.extend(r.ranking.iter().map(|b| CocoResult::new(image.id, b)));
     }
     Ok(coco_map(set.instances, &results))
+}
+
+fn opset_of(model: &ModelProto) -> i64 {
+    model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(0, |o| o.version)
+}
+
+/// The weight initializers of the Convs at the graph's edges: those reading a graph input directly (the first
+/// layer sees raw pixels) and those whose output reaches a graph output through no other Conv (the heads).
+fn edge_conv_weights(model: &ModelProto) -> Vec<String> {
+    let Some(graph) = &model.graph else { return Vec::new() };
+    let inputs: std::collections::HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    let outputs: std::collections::HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let mut consumers: std::collections::HashMap<&str, Vec<&NodeProto>> = std::collections::HashMap::new();
+    for n in &graph.node {
+        for i in &n.input {
+            consumers.entry(i.as_str()).or_default().push(n);
+        }
+    }
+    // does this tensor reach a graph output without passing another Conv?
+    let reaches_output = |start: &str| -> bool {
+        let mut stack = vec![start];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(t) = stack.pop() {
+            if outputs.contains(t) {
+                return true;
+            }
+            if !seen.insert(t) {
+                continue;
+            }
+            for n in consumers.get(t).map(Vec::as_slice).unwrap_or_default() {
+                if n.op_type != "Conv" {
+                    stack.extend(n.output.iter().map(String::as_str));
+                }
+            }
+        }
+        false
+    };
+    let mut names = Vec::new();
+    for n in graph.node.iter().filter(|n| n.op_type == "Conv") {
+        let first = n.input.first().is_some_and(|i| inputs.contains(i.as_str()));
+        let last = n.output.iter().any(|o| reaches_output(o));
+        if let (true, Some(w)) = (first || last, n.input.get(1)) {
+            names.push(w.clone());
+        }
+    }
+    names
 }
 
 fn read_model(path: &Path) -> Result<ModelProto, QuantizeError> {
@@ -366,8 +482,7 @@ fn symmetrise_activations(path: &Path) -> Result<(), QuantizeError> {
 /// Moves each such attribute into an int64 initializer input, as the opset-13 schema has it.
 fn upgrade_split_nodes(path: &Path) -> Result<usize, QuantizeError> {
     let mut model = read_model(path)?;
-    let opset = model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(0, |o| o.version);
-    if opset < 13 {
+    if opset_of(&model) < 13 {
         return Ok(0);
     }
     let Some(graph) = model.graph.as_mut() else { return Ok(0) };

@@ -160,6 +160,13 @@ mod tests {
         }
         let nano = TargetProfile::load("jetson-orin-nano").unwrap();
         assert_eq!((nano.backend.backend, nano.backend.precision), (Backend::OrtTensorRt, Precision::Fp16));
+        // INT8 and FP16 pay on TensorRT only: a Jetson target switched to another backend runs FP32 there
+        for name in ["jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin"] {
+            let t = TargetProfile::load(name).unwrap();
+            for b in [Backend::OrtCuda, Backend::OrtCpu, Backend::Tract] {
+                assert_eq!(t.backend.switched_to(b).precision, Precision::Fp32, "{name} on {b}");
+            }
+        }
         assert!(nano.backend.trt_cache_dir.is_some());
         let cpu = TargetProfile::load("x86-cpu").unwrap();
         assert_eq!(cpu.backend.backend, Backend::Tract);

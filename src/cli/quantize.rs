@@ -4,7 +4,7 @@ use super::score::ReportFormat;
 use anyhow::{bail, Context, Result};
 use pancap::eval::CocoInstances;
 use pancap::models::{Manifest, Role};
-use pancap::quantize::{quantize, Job, MapSet, Method};
+use pancap::quantize::{quantize, Job, MapSet, Method, RangeMethod};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -41,8 +41,33 @@ pub struct QuantizeArgs {
     /// Skip the AP check
     #[arg(long)]
     no_map: bool,
+    /// `static`: activation ranges from the calibration images: minmax, percentile[:P] (default P 99.99),
+    /// entropy (KL) or mse
+    #[arg(long, default_value = "minmax", value_parser = parse_ranges)]
+    ranges: RangeMethod,
+    /// `static`: keep the first Conv (raw pixels in) and the output Convs in FP32
+    #[arg(long)]
+    keep_edges_fp32: bool,
+    /// `static`: keep quantize-rs's asymmetric activation ranges (non-zero zero points: ONNX Runtime only, TensorRT
+    /// refuses them) instead of re-centring them on zero
+    #[arg(long)]
+    asymmetric_activations: bool,
     #[arg(long, value_enum, default_value = "text")]
     format: ReportFormat,
+}
+
+fn parse_ranges(s: &str) -> std::result::Result<RangeMethod, String> {
+    match s.split_once(':') {
+        None if s == "minmax" => Ok(RangeMethod::MinMax),
+        None if s == "entropy" => Ok(RangeMethod::Entropy),
+        None if s == "mse" => Ok(RangeMethod::Mse),
+        None if s == "percentile" => Ok(RangeMethod::Percentile(99.99)),
+        Some(("percentile", p)) => match p.parse::<f32>() {
+            Ok(p) if p > 50.0 && p <= 100.0 => Ok(RangeMethod::Percentile(p)),
+            _ => Err(format!("percentile '{p}': a number in (50, 100]")),
+        },
+        _ => Err(format!("'{s}': one of minmax, percentile[:P], entropy, mse")),
+    }
 }
 
 fn data_root(args: &QuantizeArgs) -> PathBuf {
@@ -100,6 +125,9 @@ pub fn quantize_cmd(args: QuantizeArgs, models_dir: &Path) -> Result<i32> {
                 instances: i,
                 images_dir: &map_images,
             }),
+            ranges: args.ranges,
+            keep_edges_fp32: args.keep_edges_fp32,
+            symmetric_activations: !args.asymmetric_activations,
         };
         log::info!("quantizing {model} ({} calibration images)", paths.len());
         match quantize(&job) {

@@ -10,6 +10,7 @@ pub mod mirror;
 #[cfg(feature = "ort")]
 mod ort;
 mod tract;
+pub mod u8_activations;
 
 pub use fake::FakeEngine;
 pub use mirror::{AgreementLog, Mirror, OutputAgreement, Tolerance};
@@ -186,7 +187,7 @@ pub(crate) fn check_inputs(spec: &ModelSpec, inputs: &[Tensor]) -> Result<(), En
 
 /// Which backend runs the models. Every variant parses in every build; asking for one that is not compiled in
 /// is an error naming the missing feature, never a silent fallback to another backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// Pure-Rust tract on the CPU (always built).
@@ -327,6 +328,11 @@ pub struct BackendConfig {
     /// Run TensorRT layers on this deep-learning accelerator core (Jetson AGX Orin / Orin NX), GPU fallback on.
     #[serde(default)]
     pub trt_dla_core: Option<u32>,
+    /// The precision each backend runs at when a run switches to it (`--backend`, `profile --compare BACKEND`
+    /// without `/PRECISION`): a target whose INT8 pays only on TensorRT says so here, so switching it to a CPU
+    /// backend does not carry a slower INT8 along. Backends not listed take `precision`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub precision_by_backend: std::collections::BTreeMap<Backend, Precision>,
 }
 
 impl BackendConfig {
@@ -384,6 +390,7 @@ impl BackendConfig {
         let trt = backend == Backend::OrtTensorRt;
         BackendConfig {
             backend,
+            precision: self.precision_by_backend.get(&backend).copied().unwrap_or(self.precision),
             allow_host_ops: self.allow_host_ops && backend == Backend::TractCuda,
             trt_cache_dir: self.trt_cache_dir.clone().filter(|_| trt),
             trt_workspace_mib: self.trt_workspace_mib.filter(|_| trt),
@@ -466,6 +473,24 @@ mod backend_config_tests {
         assert_eq!((cuda.trt_cache_dir.as_deref(), cuda.trt_workspace_mib, cuda.trt_dla_core), (None, None, None));
         assert_eq!(trt.switched_to(Backend::OrtTensorRt), trt);
         assert!(cuda.validate_settings().is_ok());
+    }
+
+    #[test]
+    fn a_precision_per_backend_decides_what_a_switch_runs_at() {
+        let trt = BackendConfig {
+            precision: Precision::Int8,
+            precision_by_backend: [(Backend::OrtCpu, Precision::Fp32), (Backend::Tract, Precision::Fp32)].into_iter().collect(),
+            ..BackendConfig::new(Backend::OrtTensorRt)
+        };
+        assert_eq!(trt.switched_to(Backend::OrtCpu).precision, Precision::Fp32);
+        assert_eq!(trt.switched_to(Backend::Tract).precision, Precision::Fp32);
+        // not listed: the configured precision carries over
+        assert_eq!(trt.switched_to(Backend::OrtCuda).precision, Precision::Int8);
+        assert_eq!(trt.switched_to(Backend::OrtTensorRt).precision, Precision::Int8);
+        // and back: a CPU config switched to TensorRT gets TensorRT's entry
+        let cpu = trt.switched_to(Backend::OrtCpu);
+        let back = BackendConfig { precision_by_backend: [(Backend::OrtTensorRt, Precision::Int8)].into_iter().collect(), ..cpu };
+        assert_eq!(back.switched_to(Backend::OrtTensorRt).precision, Precision::Int8);
     }
 
     #[test]

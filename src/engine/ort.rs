@@ -199,7 +199,11 @@ impl OrtEngine {
         if let Some(n) = config.threads {
             builder = builder.with_intra_threads(n).map_err(|e| load_err(e.to_string()))?;
         }
-        let session = builder.commit_from_file(&spec.path).map_err(|e| load_err(e.to_string()))?;
+        let session = match x86_u8_twin(config, &spec).map_err(load_err)? {
+            Some(bytes) => builder.commit_from_memory(&bytes),
+            None => builder.commit_from_file(&spec.path),
+        }
+        .map_err(|e| load_err(e.to_string()))?;
         let model_outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
         let model_inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if model_inputs.len() != spec.inputs.len() {
@@ -209,6 +213,21 @@ impl OrtEngine {
         let provider = format!("ort {} {provider}{threads}", rt.version);
         Ok(OrtEngine { spec, session, model_outputs, provider })
     }
+}
+
+/// ONNX Runtime's CPU provider on x86-64 runs an INT8 model with int8 activations (`pancap quantize --method static`) from
+/// its exact uint8 twin ([`super::u8_activations`]), which its integer kernels take; other models, backends and
+/// machines load the file as it is.
+fn x86_u8_twin(config: &BackendConfig, spec: &ModelSpec) -> Result<Option<Vec<u8>>, String> {
+    if !(cfg!(target_arch = "x86_64") && config.backend == Backend::OrtCpu && config.precision == Precision::Int8) {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&spec.path).map_err(|e| e.to_string())?;
+    let twin = super::u8_activations::to_u8_activations(&bytes).map_err(|e| e.to_string())?;
+    Ok(twin.map(|(bytes, report)| {
+        log::info!("{}: {} activation zero points re-encoded as uint8 128 for the CPU provider", spec.path.display(), report.zero_points);
+        bytes
+    }))
 }
 
 fn input_value<'a>(t: &'a Tensor) -> ort::Result<SessionInputValue<'a>> {
