@@ -160,7 +160,8 @@ pub fn quantize(job: &Job) -> Result<Int8Record, QuantizeError> {
     let mut config = QuantConfig::int8().with_per_channel(true).with_symmetric(true);
     let mut kept_fp32 = Vec::new();
     if job.method == Method::Static {
-        let opset = opset_of(&read_model(&src)?);
+        let source = read_model(&src)?;
+        let opset = opset_of(&source);
         if opset < 13 {
             let copy = Manifest::all()
                 .unwrap_or_default()
@@ -175,7 +176,7 @@ pub fn quantize(job: &Job) -> Result<Int8Record, QuantizeError> {
         }
         config.calibration_method = Some(job.ranges.tool());
         if job.keep_edges_fp32 {
-            kept_fp32 = edge_conv_weights(&read_model(&src)?);
+            kept_fp32 = edge_conv_weights(&source);
             config.excluded_layers = kept_fp32.clone();
         }
     }

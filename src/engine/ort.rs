@@ -225,7 +225,7 @@ fn x86_u8_twin(config: &BackendConfig, spec: &ModelSpec) -> Result<Option<Vec<u8
     let bytes = std::fs::read(&spec.path).map_err(|e| e.to_string())?;
     let twin = super::u8_activations::to_u8_activations(&bytes).map_err(|e| e.to_string())?;
     Ok(twin.map(|(bytes, report)| {
-        log::info!("{}: {} activation zero points re-encoded as uint8 128 for the CPU provider", spec.path.display(), report.zero_points);
+        log::info!("{}: {} activation zero points re-encoded as uint8 (+128) for the CPU provider", spec.path.display(), report.zero_points);
         bytes
     }))
 }

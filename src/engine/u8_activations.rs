@@ -1,4 +1,4 @@
-//! The uint8 twin of a symmetric INT8 Q/DQ model, for ONNX Runtime's CPU provider on x86-64.
+//! The uint8 twin of an INT8 Q/DQ model with int8 activations, for ONNX Runtime's CPU provider on x86-64.
 //!
 //! `pancap quantize --method static` writes activations as int8 (zero point 0 unless `--asymmetric-activations`:
 //! TensorRT takes nothing else).
@@ -31,7 +31,7 @@ pub enum U8Error {
 /// What [`to_u8_activations`] changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct U8Report {
-    /// Activation zero-point tensors re-encoded as uint8 128.
+    /// Activation zero-point tensors re-encoded as uint8 (each value moved up by 128).
     pub zero_points: usize,
     /// QuantizeLinear nodes whose output type changed with them.
     pub quantize_nodes: usize,
@@ -66,7 +66,7 @@ pub fn to_u8_activations(bytes: &[u8]) -> Result<Option<(Vec<u8>, U8Report)>, U8
         if activation {
             match n.input.get(2).filter(|z| !z.is_empty()) {
                 Some(z) => zero_points.push(z.clone()),
-                // no zero point means uint8 zero point 0: not a symmetric int8 pair
+                // no zero point means uint8 zero point 0: not an int8 pair
                 None => return Ok(None),
             }
         }
