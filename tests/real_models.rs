@@ -272,3 +272,32 @@ fn the_derived_float_segmenter_labels_the_dev_photos_as_the_uint8_one() {
     eprintln!("derived float vs uint8 segmenter on tract: {:.2} % of pixels alike (least {:.2} %)", share * 100.0, least * 100.0);
     assert!(share >= 0.97, "only {:.2} % of pixels labelled alike", share * 100.0);
 }
+
+#[test]
+fn profile_ops_times_every_node_of_the_plan_the_engine_runs() {
+    // MoveNet: its decoding broadcasts (pancap's `Broadcast2`) and upsamples (`Resize2d`) — the node list is the
+    // engine's plan, replacements included, slowest first
+    let m = pancap::models::Manifest::by_name("movenet_multipose_lightning").unwrap();
+    let spec = m.model_spec(&common::models_dir());
+    let inputs: Vec<pancap::engine::Tensor> = spec
+        .inputs
+        .iter()
+        .map(|i| {
+            let n: usize = i.shape.iter().product();
+            let data = match i.dtype {
+                pancap::engine::DType::I32 => pancap::engine::TensorData::I32((0..n).map(|k| (k % 251) as i32).collect()),
+                pancap::engine::DType::U8 => pancap::engine::TensorData::U8((0..n).map(|k| (k % 251) as u8).collect()),
+                other => panic!("MoveNet's input is integer, not {other:?}"),
+            };
+            pancap::engine::Tensor::new(i.shape.clone(), data).unwrap()
+        })
+        .collect();
+    let times = pancap::engine::profile_ops(&spec, Some(1), &inputs, 2).unwrap();
+    assert!(times.windows(2).all(|w| w[0].total >= w[1].total), "slowest first");
+    assert!(times.len() > 100, "{} nodes", times.len());
+    for op in ["Broadcast2<Mul>", "Broadcast2<LT>", "Resize2d", "DepthWiseConv"] {
+        assert!(times.iter().any(|t| t.op == op), "no {op} in {:?}", times.iter().map(|t| &t.op).collect::<Vec<_>>());
+    }
+    let slowest = &times[0];
+    assert!(!slowest.output.is_empty() && !slowest.inputs.is_empty(), "{slowest:?}");
+}

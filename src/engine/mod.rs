@@ -3,9 +3,12 @@
 pub mod dequantize;
 mod fake;
 mod gpu_rewrite;
+mod binary;
 mod grid_sample;
+mod pad;
 mod reduce;
 mod resize;
+mod topk;
 pub mod mirror;
 #[cfg(feature = "ort")]
 mod ort;
@@ -16,7 +19,7 @@ pub use fake::FakeEngine;
 pub use mirror::{AgreementLog, Mirror, OutputAgreement, Tolerance};
 #[cfg(feature = "tract-cuda-runtime")]
 pub use tract::cuda_device;
-pub use tract::{default_threads, onnx_metadata, TractEngine};
+pub use tract::{default_threads, onnx_metadata, profile_ops, OpTime, TractEngine};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The default backend: pure-Rust tract on the CPU; and tract's CUDA runtime on an NVIDIA GPU (`tract-cuda`).
 
 use super::{check_inputs, DType, Engine, EngineError, ModelSpec, Tensor, TensorData};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tract_onnx::prelude::multithread::Executor;
 use tract_onnx::prelude::*;
 
@@ -50,21 +50,8 @@ impl TractEngine {
 
     fn load_cpu(spec: ModelSpec, threads: Option<usize>, gpu_rewrites: bool) -> Result<(Self, usize), EngineError> {
         let threads = threads.unwrap_or_else(default_threads).max(1);
-        let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
-        let mut model = typed_model(&spec)?;
-        let mut rewritten = 0;
-        if gpu_rewrites {
-            model = model.into_decluttered().map_err(|e| err(e.into()))?;
-            rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
-        }
-        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
-        let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
-        // tract's Resize sweeps its last axis one element at a time through slices; its Reduce allocates per output
-        // element
-        super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
-        super::reduce::replace_reduces(&mut model).map_err(|e| err(e.into()))?;
-        let plan = model.into_runnable_with_options(&options).map_err(|e| err(e.into()))?;
-        let state = plan.spawn().map_err(|e| err(e.into()))?;
+        let (plan, rewritten) = cpu_plan(&spec, threads, gpu_rewrites)?;
+        let state = plan.spawn().map_err(|e| EngineError::Load { path: spec.path.clone(), reason: format!("{e:#}") })?;
         let mut provider = match threads {
             1 => "tract, 1 thread".to_string(),
             n => format!("tract, {n} threads"),
@@ -99,6 +86,86 @@ impl TractEngine {
         };
         Ok(TractEngine { spec, state, backend: "tract-cuda", provider })
     }
+}
+
+/// The CPU plan of a model as `TractEngine` runs it (pancap's op replacements included), and how many ops the
+/// GPU rewrites changed.
+fn cpu_plan(spec: &ModelSpec, threads: usize, gpu_rewrites: bool) -> Result<(Arc<TypedSimplePlan>, usize), EngineError> {
+    let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
+    let mut model = typed_model(spec)?;
+    let mut rewritten = 0;
+    if gpu_rewrites {
+        model = model.into_decluttered().map_err(|e| err(e.into()))?;
+        rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
+    }
+    let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+    let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
+    // tract's Resize sweeps its last axis one element at a time through slices; its Reduce allocates per output
+    // element; it broadcasts anything but a scalar or an equal shape, and pads, through ndarray's dynamic-rank
+    // element walks; its TopK sorts every lane whole
+    super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
+    super::reduce::replace_reduces(&mut model).map_err(|e| err(e.into()))?;
+    super::binary::replace_broadcasts(&mut model).map_err(|e| err(e.into()))?;
+    super::pad::replace_pads(&mut model).map_err(|e| err(e.into()))?;
+    super::topk::replace_topks(&mut model).map_err(|e| err(e.into()))?;
+    let plan = model.into_runnable_with_options(&options).map_err(|e| err(e.into()))?;
+    Ok((plan, rewritten))
+}
+
+/// Time spent in one op of a plan, summed over the runs of [`profile_ops`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OpTime {
+    /// The node's name in the graph.
+    pub node: String,
+    /// The op's name (tract's: `Conv`, `OptMatMul`, `Add`, …).
+    pub op: String,
+    /// The shapes of its inputs and of its first output.
+    pub inputs: Vec<Vec<usize>>,
+    pub output: Vec<usize>,
+    /// Wall time of the node's evaluation, all runs together.
+    pub total: std::time::Duration,
+}
+
+/// Runs the model `runs` times on the CPU as `TractEngine` would and times every node: where a model's time goes
+/// in tract (`pancap profile --ops`).
+pub fn profile_ops(spec: &ModelSpec, threads: Option<usize>, inputs: &[Tensor], runs: usize) -> Result<Vec<OpTime>, EngineError> {
+    check_inputs(spec, inputs)?;
+    let threads = threads.unwrap_or_else(default_threads).max(1);
+    let (plan, _) = cpu_plan(spec, threads, false)?;
+    let run_err = |e: TractError| EngineError::Run { path: spec.path.clone(), reason: format!("{e:#}") };
+    let mut state = plan.spawn().map_err(run_err)?;
+    let mut times: Vec<OpTime> = plan
+        .model()
+        .nodes()
+        .iter()
+        .map(|n| {
+            let shape = |f: &TypedFact| f.shape.as_concrete().map(<[usize]>::to_vec).unwrap_or_default();
+            let model = plan.model();
+            OpTime {
+                node: n.name.clone(),
+                op: n.op().name().to_string(),
+                inputs: n.inputs.iter().filter_map(|o| model.outlet_fact(*o).ok()).map(shape).collect(),
+                output: n.outputs.first().map(|o| shape(&o.fact)).unwrap_or_default(),
+                total: std::time::Duration::ZERO,
+            }
+        })
+        .collect();
+    for _ in 0..runs {
+        let values = inputs.iter().map(to_tract).collect::<TractResult<TVec<_>>>().map_err(run_err)?;
+        state
+            .run_plan_with_eval(values, |ctx, op_state, node, input| {
+                let start = std::time::Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                if let Some(t) = times.get_mut(node.id) {
+                    t.total += start.elapsed();
+                }
+                out
+            })
+            .map_err(run_err)?;
+    }
+    times.retain(|t| !t.total.is_zero());
+    times.sort_by_key(|t| std::cmp::Reverse(t.total));
+    Ok(times)
 }
 
 /// The model as a typed tract graph with the spec's input facts.
