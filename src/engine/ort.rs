@@ -194,6 +194,10 @@ impl OrtEngine {
             .map_err(|e| load_err(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| load_err(e.to_string()))?
+            // ONNX Runtime's intra-op threads spin after each run by default: on a small board they take the cores
+            // from whatever runs next (the stream's worker, another model, tract in `profile --compare`)
+            .with_intra_op_spinning(false)
+            .map_err(|e| load_err(e.to_string()))?
             .with_execution_providers(eps)
             .map_err(|e| load_err(format!("registering {provider}: {e}")))?;
         if let Some(n) = config.threads {
