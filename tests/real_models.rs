@@ -292,7 +292,10 @@ fn profile_ops_times_every_node_of_the_plan_the_engine_runs() {
             pancap::engine::Tensor::new(i.shape.clone(), data).unwrap()
         })
         .collect();
-    let times = pancap::engine::profile_ops(&spec, Some(1), &inputs, 2).unwrap();
+    let times = pancap::engine::profile_ops(&spec, Some(1), &inputs, 2, true).unwrap();
+    let plain = pancap::engine::profile_ops(&spec, Some(1), &inputs, 1, false).unwrap();
+    assert!(plain.iter().all(|t| !t.op.starts_with("Broadcast2") && t.op != "Resize2d"), "tract's own ops only");
+    assert!(plain.iter().any(|t| t.op == "Mul") && plain.iter().any(|t| t.op == "LT"));
     assert!(times.windows(2).all(|w| w[0].total >= w[1].total), "slowest first");
     assert!(times.len() > 100, "{} nodes", times.len());
     for op in ["Broadcast2<Mul>", "Broadcast2<LT>", "Resize2d", "DepthWiseConv"] {

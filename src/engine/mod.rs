@@ -5,7 +5,6 @@ mod fake;
 mod gpu_rewrite;
 mod binary;
 mod grid_sample;
-mod pad;
 mod reduce;
 mod resize;
 mod topk;

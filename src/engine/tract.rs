@@ -50,7 +50,7 @@ impl TractEngine {
 
     fn load_cpu(spec: ModelSpec, threads: Option<usize>, gpu_rewrites: bool) -> Result<(Self, usize), EngineError> {
         let threads = threads.unwrap_or_else(default_threads).max(1);
-        let (plan, rewritten) = cpu_plan(&spec, threads, gpu_rewrites)?;
+        let (plan, rewritten) = cpu_plan(&spec, threads, gpu_rewrites, true)?;
         let state = plan.spawn().map_err(|e| EngineError::Load { path: spec.path.clone(), reason: format!("{e:#}") })?;
         let mut provider = match threads {
             1 => "tract, 1 thread".to_string(),
@@ -88,9 +88,14 @@ impl TractEngine {
     }
 }
 
-/// The CPU plan of a model as `TractEngine` runs it (pancap's op replacements included), and how many ops the
-/// GPU rewrites changed.
-fn cpu_plan(spec: &ModelSpec, threads: usize, gpu_rewrites: bool) -> Result<(Arc<TypedSimplePlan>, usize), EngineError> {
+/// The CPU plan of a model as `TractEngine` runs it (with pancap's versions of slow tract ops unless
+/// `pancap_ops` is false), and how many ops the GPU rewrites changed.
+fn cpu_plan(
+    spec: &ModelSpec,
+    threads: usize,
+    gpu_rewrites: bool,
+    pancap_ops: bool,
+) -> Result<(Arc<TypedSimplePlan>, usize), EngineError> {
     let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
     let mut model = typed_model(spec)?;
     let mut rewritten = 0;
@@ -101,13 +106,14 @@ fn cpu_plan(spec: &ModelSpec, threads: usize, gpu_rewrites: bool) -> Result<(Arc
     let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
     let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
     // tract's Resize sweeps its last axis one element at a time through slices; its Reduce allocates per output
-    // element; it broadcasts anything but a scalar or an equal shape, and pads, through ndarray's dynamic-rank
-    // element walks; its TopK sorts every lane whole
-    super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
-    super::reduce::replace_reduces(&mut model).map_err(|e| err(e.into()))?;
-    super::binary::replace_broadcasts(&mut model).map_err(|e| err(e.into()))?;
-    super::pad::replace_pads(&mut model).map_err(|e| err(e.into()))?;
-    super::topk::replace_topks(&mut model).map_err(|e| err(e.into()))?;
+    // element; it broadcasts anything but a scalar or an equal shape through ndarray's dynamic-rank zip; its TopK
+    // sorts every lane whole
+    if pancap_ops {
+        super::resize::replace_resizes(&mut model).map_err(|e| err(e.into()))?;
+        super::reduce::replace_reduces(&mut model).map_err(|e| err(e.into()))?;
+        super::binary::replace_broadcasts(&mut model).map_err(|e| err(e.into()))?;
+        super::topk::replace_topks(&mut model).map_err(|e| err(e.into()))?;
+    }
     let plan = model.into_runnable_with_options(&options).map_err(|e| err(e.into()))?;
     Ok((plan, rewritten))
 }
@@ -127,11 +133,18 @@ pub struct OpTime {
 }
 
 /// Runs the model `runs` times on the CPU as `TractEngine` would and times every node: where a model's time goes
-/// in tract (`pancap profile --ops`).
-pub fn profile_ops(spec: &ModelSpec, threads: Option<usize>, inputs: &[Tensor], runs: usize) -> Result<Vec<OpTime>, EngineError> {
+/// in tract (`examples/op_profile.rs`). With `pancap_ops` false the plan keeps tract's own ops where pancap runs
+/// faster versions (`GridSample2d`, which replaces ops before optimisation, stays), to measure what those buy.
+pub fn profile_ops(
+    spec: &ModelSpec,
+    threads: Option<usize>,
+    inputs: &[Tensor],
+    runs: usize,
+    pancap_ops: bool,
+) -> Result<Vec<OpTime>, EngineError> {
     check_inputs(spec, inputs)?;
     let threads = threads.unwrap_or_else(default_threads).max(1);
-    let (plan, _) = cpu_plan(spec, threads, false)?;
+    let (plan, _) = cpu_plan(spec, threads, false, pancap_ops)?;
     let run_err = |e: TractError| EngineError::Run { path: spec.path.clone(), reason: format!("{e:#}") };
     let mut state = plan.spawn().map_err(run_err)?;
     let mut times: Vec<OpTime> = plan
@@ -150,13 +163,14 @@ pub fn profile_ops(spec: &ModelSpec, threads: Option<usize>, inputs: &[Tensor], 
             }
         })
         .collect();
-    for _ in 0..runs {
+    // one untimed run first: the first run of a fresh state pays for its caches and first allocations
+    for run in 0..=runs {
         let values = inputs.iter().map(to_tract).collect::<TractResult<TVec<_>>>().map_err(run_err)?;
         state
             .run_plan_with_eval(values, |ctx, op_state, node, input| {
                 let start = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
-                if let Some(t) = times.get_mut(node.id) {
+                if let Some(t) = times.get_mut(node.id).filter(|_| run > 0) {
                     t.total += start.elapsed();
                 }
                 out
