@@ -62,10 +62,6 @@ impl Kind {
             return None;
         })
     }
-
-    fn compares(self) -> bool {
-        matches!(self, Kind::Lt | Kind::Gt | Kind::Le | Kind::Ge | Kind::Eq | Kind::Ne)
-    }
 }
 
 /// tract's `TypedBinOp`, evaluated without ndarray's dynamic-rank broadcast on f32 inputs.
@@ -243,37 +239,11 @@ impl Broadcast2 {
             Kind::Eq => self.typed(x, y, &w, s, |p, q| p == q)?,
             Kind::Ne => self.typed(x, y, &w, s, |p, q| p != q)?,
         };
-        debug_assert_eq!(self.kind.compares(), out.datum_type() == bool::datum_type());
         Ok(Some(out))
     }
 }
 
-impl Op for Broadcast2 {
-    fn name(&self) -> StaticName {
-        format!("Broadcast2<{}>", self.inner.0.name()).into()
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for Broadcast2 {
-    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        match self.compute(&inputs)? {
-            Some(out) => Ok(tvec!(out.into_tvalue())),
-            None => self.inner.eval(ctx, inputs),
-        }
-    }
-
-    op_out_of_plan!();
-}
-
-impl TypedOp for Broadcast2 {
-    as_op!();
-
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-}
+super::tract::fallback_op!(Broadcast2, name: |op| format!("Broadcast2<{}>", op.inner.0.name()), compute: compute);
 
 #[cfg(test)]
 mod tests {

@@ -176,32 +176,7 @@ impl Reduce1d {
     }
 }
 
-impl Op for Reduce1d {
-    fn name(&self) -> StaticName {
-        format!("Reduce1d<{:?}>", self.inner.reducer).into()
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for Reduce1d {
-    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        match self.reduce(&inputs)? {
-            Some(out) => Ok(tvec!(out.into_tvalue())),
-            None => self.inner.eval(ctx, inputs),
-        }
-    }
-
-    op_out_of_plan!();
-}
-
-impl TypedOp for Reduce1d {
-    as_op!();
-
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-}
+super::tract::fallback_op!(Reduce1d, name: |op| format!("Reduce1d<{:?}>", op.inner.reducer), compute: reduce);
 
 #[cfg(test)]
 mod tests {

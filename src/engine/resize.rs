@@ -113,39 +113,12 @@ fn taps(plan: &AxisPlan, x: usize) -> impl Iterator<Item = (&usize, &f32)> {
     plan.indices.get(range.clone()).unwrap_or_default().iter().zip(plan.weights.get(range).unwrap_or_default())
 }
 
-impl Op for Resize2d {
-    fn name(&self) -> StaticName {
-        "Resize2d".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{:?}, {:?}, nearest {:?}",
-            self.inner.interpolator, self.inner.coord_transformer, self.inner.nearest
-        )])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for Resize2d {
-    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        match self.resize(&inputs)? {
-            Some(out) => Ok(tvec!(out.into_tvalue())),
-            None => self.inner.eval(ctx, inputs),
-        }
-    }
-
-    op_out_of_plan!();
-}
-
-impl TypedOp for Resize2d {
-    as_op!();
-
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-}
+super::tract::fallback_op!(
+    Resize2d,
+    name: |_| "Resize2d".into(),
+    compute: resize,
+    info: |op| format!("{:?}, {:?}, nearest {:?}", op.inner.interpolator, op.inner.coord_transformer, op.inner.nearest)
+);
 
 #[cfg(test)]
 mod tests {

@@ -87,32 +87,7 @@ impl SelectTopk {
     }
 }
 
-impl Op for SelectTopk {
-    fn name(&self) -> StaticName {
-        "SelectTopk".into()
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for SelectTopk {
-    fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        match self.topk(&inputs)? {
-            Some((values, indices)) => Ok(tvec!(values.into_tvalue(), indices.into_tvalue())),
-            None => self.inner.eval(ctx, inputs),
-        }
-    }
-
-    op_out_of_plan!();
-}
-
-impl TypedOp for SelectTopk {
-    as_op!();
-
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        self.inner.output_facts(inputs)
-    }
-}
+super::tract::fallback_op!(SelectTopk, name: |_| "SelectTopk".into(), compute: topk);
 
 #[cfg(test)]
 mod tests {

@@ -206,6 +206,64 @@ fn typed_model(spec: &ModelSpec) -> Result<TypedModel, EngineError> {
     Ok(model)
 }
 
+/// What a pancap op's computation gives back: its outputs, as tract's eval returns them.
+pub(super) trait Outputs {
+    fn into_outputs(self) -> TVec<TValue>;
+}
+
+impl Outputs for tract_onnx::prelude::Tensor {
+    fn into_outputs(self) -> TVec<TValue> {
+        tvec!(self.into_tvalue())
+    }
+}
+
+impl Outputs for (tract_onnx::prelude::Tensor, tract_onnx::prelude::Tensor) {
+    fn into_outputs(self) -> TVec<TValue> {
+        tvec!(self.0.into_tvalue(), self.1.into_tvalue())
+    }
+}
+
+/// The `Op`, `EvalOp` and `TypedOp` impls of a pancap op standing in for tract's op `self.inner`: named by
+/// `name` (and described by `info`), evaluated by `self.compute(&inputs)` — `Ok(None)` hands the inputs to
+/// tract's op — with tract's op's output facts (`Resize2d`, `Reduce1d`, `Broadcast2`, `SelectTopk`).
+macro_rules! fallback_op {
+    ($ty:ty, name: $name:expr, compute: $compute:ident $(, info: $info:expr)?) => {
+        impl Op for $ty {
+            fn name(&self) -> StaticName {
+                let name: fn(&$ty) -> String = $name;
+                name(self).into()
+            }
+
+            $(fn info(&self) -> TractResult<Vec<String>> {
+                let info: fn(&$ty) -> String = $info;
+                Ok(vec![info(self)])
+            })?
+
+            op_as_typed_op!();
+        }
+
+        impl EvalOp for $ty {
+            fn eval(&self, ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                match self.$compute(&inputs)? {
+                    Some(out) => Ok(super::tract::Outputs::into_outputs(out)),
+                    None => self.inner.eval(ctx, inputs),
+                }
+            }
+
+            op_out_of_plan!();
+        }
+
+        impl TypedOp for $ty {
+            as_op!();
+
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                self.inner.output_facts(inputs)
+            }
+        }
+    };
+}
+pub(super) use fallback_op;
+
 /// Puts the op `make` returns in place of every node whose op is an `O` (None keeps the node), and returns how
 /// many it replaced: pancap's faster versions of tract ops (`GridSample2d`, `Resize2d`), same output facts.
 pub(super) fn replace_ops<O: TypedOp>(
