@@ -77,14 +77,12 @@ pub fn to_u8_activations(bytes: &[u8]) -> Result<Option<(Vec<u8>, U8Report)>, U8
         return Ok(None);
     }
     let index: HashMap<String, usize> = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    // one pass: the model is this function's own decoded copy, so giving up half-way leaves nothing behind
     for z in &zero_points {
-        let Some(t) = index.get(z).and_then(|&i| graph.initializer.get(i)) else { return Ok(None) };
+        let Some(t) = index.get(z).and_then(|&i| graph.initializer.get_mut(i)) else { return Ok(None) };
         if t.data_type != DataType::Int8 as i32 {
             return Ok(None);
         }
-    }
-    for z in &zero_points {
-        let Some(t) = index.get(z).and_then(|&i| graph.initializer.get_mut(i)) else { return Ok(None) };
         let shifted: Vec<u8> = int8_values(t).iter().map(|&v| (i16::from(v) + 128) as u8).collect();
         t.data_type = DataType::Uint8 as i32;
         t.raw_data = shifted;

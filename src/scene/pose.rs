@@ -255,7 +255,8 @@ fn angle_between(v: (f32, f32), reference: (f32, f32)) -> Option<f32> {
     Some(c.acos().to_degrees())
 }
 
-fn mid(points: &[Point]) -> Option<Point> {
+/// The mean position of `points`, scored by the weakest of them; None without points.
+pub(super) fn mid(points: &[Point]) -> Option<Point> {
     if points.is_empty() {
         return None;
     }

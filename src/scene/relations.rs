@@ -252,12 +252,7 @@ fn point_gap(p: Point, b: &BoxF) -> f32 {
 /// The middle of the visible joints among `joints`, with their lowest score.
 fn middle(person: &Entity, joints: &[Joint], width: u32, height: u32) -> Option<Point> {
     let pts: Vec<Point> = joints.iter().filter_map(|j| person.joint(*j, width, height)).collect();
-    let n = pts.len() as f32;
-    (!pts.is_empty()).then(|| Point {
-        x: pts.iter().map(|p| p.x).sum::<f32>() / n,
-        y: pts.iter().map(|p| p.y).sum::<f32>() / n,
-        score: pts.iter().map(|p| p.score).fold(f32::INFINITY, f32::min),
-    })
+    super::pose::mid(&pts)
 }
 
 fn pose_evidence(person: &Entity, object: &BoxF, part: BodyPart, at: Point, posture: Posture) -> ActionEvidence {
