@@ -464,6 +464,15 @@ impl Pipeline {
         self
     }
 
+    /// Builds every plan the text reader would otherwise build on first use (see `TextReader::build_all_buckets`)
+    /// and returns how many it built.
+    pub fn build_all_buckets(&mut self) -> Result<usize, PipelineError> {
+        Ok(match self.text_reader.as_mut() {
+            Some(reader) => reader.build_all_buckets()?,
+            None => 0,
+        })
+    }
+
     pub fn config(&self) -> &PipelineConfig {
         &self.cfg
     }

@@ -122,6 +122,26 @@ impl TextReader {
         self.classifier.provider()
     }
 
+    /// Builds the plan of every detector bucket and recogniser width not built yet, and returns how many it built:
+    /// what `profile` does before its first frame, so no measured frame pays for a plan (each ~130 ms and a few
+    /// hundred thousand allocations on tract). A stream keeps building them on first use: each plan holds its own
+    /// copy of the weights.
+    pub fn build_all_buckets(&mut self) -> Result<usize, PerceiveError> {
+        let (manifest, dir) = (&self.manifest, &self.models_dir);
+        let mut built = 0;
+        for &bucket in &manifest.detector.buckets {
+            let before = self.detectors.len();
+            bucket_engine(&mut self.detectors, bucket, &mut self.loader, || manifest.detector_spec(dir, bucket), &self.names[0])?;
+            built += self.detectors.len() - before;
+        }
+        for &width in &manifest.recogniser.widths {
+            let before = self.recognisers.len();
+            bucket_engine(&mut self.recognisers, width, &mut self.loader, || manifest.recogniser_spec(dir, width), &self.names[2])?;
+            built += self.recognisers.len() - before;
+        }
+        Ok(built)
+    }
+
     /// Every line of text in `rgb` read with at least `min_score`, in reading order (top to bottom, left to right).
     pub fn read(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<TextLine>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
@@ -699,6 +719,33 @@ mod tests {
         assert_eq!(text, "AA BC");
         assert!((score - 0.9).abs() < 1e-6);
         assert!(ctc_decode(&probs, steps.len(), 9, &d).is_err(), "more classes than the dictionary explains");
+    }
+
+    #[test]
+    fn every_bucket_plan_is_built_once_ahead_of_the_frames() {
+        use crate::engine::FakeEngine;
+        use std::sync::{Arc, Mutex};
+        let manifest = crate::models::ocr::OcrManifest::by_name("ppocr_v4").unwrap().unwrap();
+        let dir = Path::new("models");
+        let built: Arc<Mutex<Vec<Vec<usize>>>> = Arc::default();
+        let log = built.clone();
+        let loader: EngineLoader = Box::new(move |spec: ModelSpec| {
+            log.lock().unwrap().push(spec.inputs[0].shape.clone());
+            Ok(Box::new(FakeEngine::new(spec, |_| Ok(Vec::new()))) as Box<dyn Engine>)
+        });
+        let classifier = Box::new(FakeEngine::new(manifest.classifier_spec(dir), |_| Ok(Vec::new())));
+        let mut reader = TextReader::from_parts(manifest.clone(), dir, OcrParams::default(), loader, classifier, dict("ab")).unwrap();
+        let want = manifest.detector.buckets.len() + manifest.recogniser.widths.len();
+        assert_eq!(reader.build_all_buckets().unwrap(), want);
+        assert_eq!(reader.build_all_buckets().unwrap(), 0, "a second call builds nothing");
+        let shapes = built.lock().unwrap().clone();
+        assert_eq!(shapes.len(), want);
+        for [w, h] in &manifest.detector.buckets {
+            assert!(shapes.contains(&vec![1, 3, *h as usize, *w as usize]), "detector bucket {w}×{h} built");
+        }
+        for w in &manifest.recogniser.widths {
+            assert!(shapes.contains(&vec![1, 3, manifest.recogniser.height as usize, *w as usize]), "recogniser width {w} built");
+        }
     }
 
     #[test]
