@@ -615,14 +615,16 @@ impl Pipeline {
         (above.into_iter().take(self.cfg.max_things).collect(), dropped)
     }
 
-    /// The captioned instances as thing entities (ids from 1), with the votes of the detectors that saw them.
+    /// The captioned instances as thing entities (ids from 1), with the votes of the detectors that saw them as
+    /// their class.
     fn things(&self, captioned: &[&Instance], w: u32, h: u32, truncation: &mut Truncation) -> Vec<Entity> {
         let names = self.detector_names();
         let coco = LabelSet::Coco80.labels();
         let mut entities = Vec::with_capacity(captioned.len());
         for (n, inst) in captioned.iter().enumerate() {
             let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
-            for hit in &inst.hits {
+            // the votes for the captioned class: a detector's vote for another class is in the alternatives
+            for hit in inst.hits.iter().filter(|h| h.class == inst.class) {
                 let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
                 truncation.vote(&mut sources, name, hit.pass, hit.score);
             }

@@ -111,3 +111,23 @@ fn between_person_segmenter_runs_people_keep_their_last_mask() {
     let masks = |v: &[(Option<MaskSource>, Option<pancap::perceive::masks::Rle>)]| v.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>();
     assert_eq!(masks(&ran), masks(&carried));
 }
+
+#[test]
+fn an_entitys_sources_are_the_votes_for_its_class() {
+    // the primary sees a dog, the secondary a cat (class 15) in the same box: one entity, a dog with a cat alternative
+    let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
+    let secondary = fake_picodet(picodet_outputs(&[(1, 6, 13, [42.0, 39.0, 42.0, 39.0], 15, 0.6)]));
+    let cfg = PipelineConfig { segmenter: None, discovery: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary, secondary], None, cfg).unwrap();
+    let r = p.process(&frame(), Timings::default()).unwrap();
+    let things: Vec<_> = r.caption.entities.iter().filter(|e| e.kind == pancap::scene::Kind::Thing).collect();
+    assert_eq!(things.len(), 1, "{:?}", r.caption.entities);
+    let dog = things[0];
+    assert_eq!(dog.tag, "dog");
+    assert_eq!(dog.alternatives.iter().map(|a| a.tag.as_str()).collect::<Vec<_>>(), vec!["cat"]);
+    // PicoDet voted for the cat, not the dog: its vote is the alternative's, not a source of the dog
+    let models: Vec<&str> = dog.sources.iter().map(|s| s.model.as_str()).collect();
+    assert_eq!(models, vec!["yolox_nano_416"]);
+    let cal = Manifest::by_name("yolox_nano_416").unwrap().calibration.unwrap().apply(0.9);
+    assert!((dog.sources[0].score - cal).abs() < 1e-5, "{:?}", dog.sources);
+}
