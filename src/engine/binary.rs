@@ -248,22 +248,17 @@ super::tract::fallback_op!(Broadcast2, name: |op| format!("Broadcast2<{}>", op.i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_noise::lcg_values;
     use tract_onnx::tract_core::ops::binary::BinMiniOp;
 
     fn noise(shape: &[usize], seed: u64) -> Tensor {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                // a coarse grid, so comparisons see ties; a zero now and then for division
-                match (s >> 33) % 13 {
-                    0 => 0.0,
-                    1 => -0.0,
-                    2 => f32::INFINITY,
-                    _ => ((s >> 40) % 9) as f32 * 0.5 - 2.0,
-                }
-            })
-            .collect();
+        // a coarse grid, so comparisons see ties; a zero now and then for division
+        let v = lcg_values(shape.iter().product(), seed, |s| match (s >> 33) % 13 {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f32::INFINITY,
+            _ => ((s >> 40) % 9) as f32 * 0.5 - 2.0,
+        });
         Tensor::from_shape(shape, &v).unwrap()
     }
 

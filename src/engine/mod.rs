@@ -7,6 +7,8 @@ mod binary;
 mod grid_sample;
 mod reduce;
 mod resize;
+#[cfg(test)]
+mod test_noise;
 mod topk;
 pub mod mirror;
 #[cfg(feature = "ort")]

@@ -123,16 +123,11 @@ super::tract::fallback_op!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_noise::lcg_values;
     use tract_onnx::tract_core::ops::nn::resize::{CoordTransformer, Interpolator, Nearest};
 
     fn noise(shape: &[usize], seed: u64) -> Tensor {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (s >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect();
+        let v = lcg_values(shape.iter().product(), seed, |s| (s >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0);
         Tensor::from_shape(shape, &v).unwrap()
     }
 

@@ -92,6 +92,7 @@ super::tract::fallback_op!(SelectTopk, name: |_| "SelectTopk".into(), compute: t
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_noise::lcg_values;
 
     fn run(op: &dyn TypedOp, x: &Tensor, k: i64) -> TVec<Tensor> {
         let inputs = tvec!(x.clone().into_tvalue(), tensor0(k).into_tvalue());
@@ -101,19 +102,13 @@ mod tests {
     #[test]
     fn same_values_and_indices_as_tracts_topk() {
         // a coarse grid of values so that many tie, ±0 and infinities
-        let mut s = 0x2545f4914f6cdd1du64;
-        let v: Vec<f32> = (0..3 * 40 * 2)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                match (s >> 33) % 17 {
-                    0 => 0.0,
-                    1 => -0.0,
-                    2 => f32::INFINITY,
-                    3 => f32::NEG_INFINITY,
-                    r => (r % 6) as f32 * 0.5,
-                }
-            })
-            .collect();
+        let v = lcg_values(3 * 40 * 2, 0x2545f4914f6cdd1d, |s| match (s >> 33) % 17 {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f32::INFINITY,
+            3 => f32::NEG_INFINITY,
+            r => (r % 6) as f32 * 0.5,
+        });
         let x = Tensor::from_shape(&[3, 40, 2], &v).unwrap();
         let mut cases = 0;
         for axis in 0..3 {
