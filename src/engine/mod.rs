@@ -4,6 +4,7 @@ pub mod dequantize;
 mod fake;
 mod gpu_rewrite;
 mod binary;
+mod depthwise;
 mod grid_sample;
 mod reduce;
 mod resize;

@@ -104,6 +104,13 @@ fn cpu_plan(
         rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
     }
     let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+    // tract's x86 depthwise kernel takes unit strides only: a strided one walks one point and one tap at a time
+    if pancap_ops {
+        if !gpu_rewrites {
+            model = model.into_decluttered().map_err(|e| err(e.into()))?;
+        }
+        super::depthwise::replace_strided_depthwise(&mut model).map_err(|e| err(e.into()))?;
+    }
     let mut model = model.into_optimized().map_err(|e| err(e.into()))?;
     // tract's Resize sweeps its last axis one element at a time through slices; its Reduce allocates per output
     // element; it broadcasts anything but a scalar or an equal shape through ndarray's dynamic-rank zip; its TopK
