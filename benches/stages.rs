@@ -9,7 +9,9 @@ use pancap::geometry::{BoxF, Letterbox, ResizeMode};
 use pancap::models::Manifest;
 use pancap::perceive::decode::{decode_gfl, decode_yolox, nms, DecodeParams, Detection};
 use pancap::perceive::merge::{merge, MergeParams};
-use pancap::perceive::preprocess::{preprocess, resize_rgb};
+use fast_image_resize::{images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use pancap::perceive::preprocess::preprocess;
+use pancap::perceive::resize::{RgbResizer, RgbView, RgbViewMut};
 use pancap::scene::attributes::{dominant_colour, Illuminant, Region};
 use pancap::perceive::masks::RleLookup;
 use pancap::perceive::stuff::{stuff_regions, upsample_argmax, LabelMap, StuffParams, StuffPixels};
@@ -47,8 +49,9 @@ fn bench_preprocess(c: &mut Criterion) {
         });
     }
     g.finish();
-    // the letterbox's resize alone, side by side: the image crate's Triangle (what pancap used) against
-    // fast_image_resize's SIMD bilinear convolution (what it uses)
+    // the letterbox's resize alone, side by side: the image crate's Triangle (what pancap used first),
+    // fast_image_resize's SIMD bilinear convolution (what it used next: the same bytes, tables built per call),
+    // and pancap's resizer with its tables and output kept (what it uses)
     let mut g = c.benchmark_group("resize_to_416");
     for (w, h) in [(640, 480), (1280, 720), (1920, 1080)] {
         let img = image(w, h);
@@ -57,7 +60,21 @@ fn bench_preprocess(c: &mut Criterion) {
             b.iter(|| image::imageops::resize(black_box(img), tw, th, image::imageops::FilterType::Triangle))
         });
         g.bench_with_input(BenchmarkId::new("fast_image_resize_bilinear", format!("{w}x{h}")), &img, |b, img| {
-            b.iter(|| resize_rgb(black_box(img), tw, th).unwrap())
+            b.iter(|| {
+                let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
+                let mut dst = Image::new(tw, th, PixelType::U8x3);
+                let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+                Resizer::new().resize(&src, &mut dst, &options).unwrap();
+                dst
+            })
+        });
+        let mut resizer = RgbResizer::new();
+        let mut out = vec![0u8; (tw * th * 3) as usize];
+        g.bench_with_input(BenchmarkId::new("pancap_kept_tables", format!("{w}x{h}")), &img, |b, img| {
+            b.iter(|| {
+                let mut dst = RgbViewMut::new(&mut out, tw as usize * 3, 0, 0, tw, th).unwrap();
+                resizer.resize(RgbView::whole(black_box(img)), &mut dst).unwrap();
+            })
         });
     }
     g.finish();
@@ -272,4 +289,29 @@ fn bench_score(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_segmenter_head, bench_stuff, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
-criterion_main!(benches);
+criterion_main!(benches, passes);
+
+fn bench_resize_passes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resize_pass");
+    for (w, h, tw, th) in [(640, 480, 640, 312), (640, 312, 416, 312), (1920, 1080, 1920, 234), (1920, 234, 416, 234)] {
+        let img = image(w, h);
+        let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
+        g.bench_function(BenchmarkId::new("fir", format!("{w}x{h}-{tw}x{th}")), |b| {
+            b.iter(|| {
+                let mut dst = Image::new(tw, th, PixelType::U8x3);
+                let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+                Resizer::new().resize(&src, &mut dst, &options).unwrap();
+                dst
+            })
+        });
+        let mut resizer = RgbResizer::new();
+        let mut out = vec![0u8; (tw * th * 3) as usize];
+        g.bench_function(BenchmarkId::new("pancap", format!("{w}x{h}-{tw}x{th}")), |b| {
+            b.iter(|| {
+                let mut dst = RgbViewMut::new(&mut out, tw as usize * 3, 0, 0, tw, th).unwrap();
+                resizer.resize(RgbView::whole(black_box(&img)), &mut dst).unwrap();
+            })
+        });
+    }
+}
+criterion_group!(passes, bench_resize_passes);

@@ -6,7 +6,6 @@
 //! Masks are kept box-local ([`BoxMask`]): a thing's mask never reaches outside its box, and a full-image
 //! bitmap per thing would cost megabytes per entity on large frames.
 
-use super::preprocess;
 use super::stuff::LabelMap;
 use super::PerceiveError;
 use crate::engine::Engine;
@@ -284,6 +283,7 @@ pub struct PersonSegmenter {
     threshold: f32,
     /// The manifest's name as timings carry it.
     label: ModelName,
+    prep: super::preprocess::Preprocessor,
 }
 
 /// How much of a person's box the model sees around it on each side (fraction of the box), for context.
@@ -302,7 +302,7 @@ impl PersonSegmenter {
             }
         };
         let label = ModelName::from(manifest.name.as_str());
-        Ok(PersonSegmenter { manifest, engine, threshold, label })
+        Ok(PersonSegmenter { manifest, engine, threshold, label, prep: super::preprocess::Preprocessor::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -325,8 +325,8 @@ impl PersonSegmenter {
         if cw == 0 || ch == 0 {
             return Ok(BoxMask::from_fn(&b, w, h, |_, _| false));
         }
-        let crop = image::imageops::crop_imm(rgb, cx, cy, cw, ch).to_image();
-        let (tensor, lb) = preprocess::preprocess(&crop, &self.manifest.input)?;
+        let crop = super::resize::RgbView::crop(rgb, cx, cy, cw, ch);
+        let (tensor, lb) = self.prep.preprocess(crop, &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(&self.label), t);
         let t = Instant::now();
         let outputs = self.engine.run(&[tensor])?;

@@ -8,6 +8,7 @@ pub mod merge;
 pub mod ocr;
 pub mod pose;
 pub mod preprocess;
+pub mod resize;
 pub mod stuff;
 
 use crate::engine::{Engine, EngineError, Tensor, TensorData};
@@ -70,15 +71,25 @@ pub struct Detector {
     pub params: DetectParams,
     /// The manifest's name, shared with every timing recorded for it.
     label: ModelName,
+    prep: preprocess::Preprocessor,
 }
 
 /// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
 /// take the original size), with the letterbox that maps its outputs back.
 pub fn model_inputs(rgb: &RgbImage, manifest: &Manifest) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
-    let (tensor, lb) = preprocess::preprocess(rgb, &manifest.input)?;
+    model_inputs_with(&mut preprocess::Preprocessor::new(), resize::RgbView::whole(rgb), manifest)
+}
+
+/// [`model_inputs`] of a view (a crop read in place), with kept preprocessing scratch.
+pub fn model_inputs_with(
+    prep: &mut preprocess::Preprocessor,
+    view: resize::RgbView<'_>,
+    manifest: &Manifest,
+) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
+    let (tensor, lb) = prep.preprocess(view, &manifest.input)?;
     let mut inputs = vec![tensor];
     if let DecoderManifest::Detr { .. } = manifest.decoder {
-        let size = vec![i64::from(rgb.width()), i64::from(rgb.height())];
+        let size = vec![i64::from(view.width()), i64::from(view.height())];
         inputs.push(Tensor::new(vec![1, 2], TensorData::I64(size))?);
     }
     Ok((inputs, lb))
@@ -106,7 +117,7 @@ impl Detector {
             return Err(wrong("the suite merges COCO-80 detectors only"));
         }
         let label = ModelName::from(manifest.name.as_str());
-        Ok(Detector { manifest, engine, params, label })
+        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -134,9 +145,14 @@ impl Detector {
     /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS → the manifest's score
     /// calibration, if any (so every detector's score is the chance that the detection is right).
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
+        self.detect_view(resize::RgbView::whole(rgb), timings)
+    }
+
+    /// [`Self::detect`] on a view of an image (a crop read in place); boxes in the view's pixels.
+    pub fn detect_view(&mut self, rgb: resize::RgbView<'_>, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = &self.label;
         let t = Instant::now();
-        let (inputs, lb) = model_inputs(rgb, &self.manifest)?;
+        let (inputs, lb) = model_inputs_with(&mut self.prep, rgb, &self.manifest)?;
         timings.record(Stage::Preprocess, Some(name), t);
 
         let t = Instant::now();
@@ -186,6 +202,7 @@ pub struct Segmenter {
     manifest: Manifest,
     engine: Box<dyn Engine>,
     label: ModelName,
+    prep: preprocess::Preprocessor,
 }
 
 impl Segmenter {
@@ -200,7 +217,7 @@ impl Segmenter {
             });
         }
         let label = ModelName::from(manifest.name.as_str());
-        Ok(Segmenter { manifest, engine, label })
+        Ok(Segmenter { manifest, engine, label, prep: preprocess::Preprocessor::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -219,7 +236,7 @@ impl Segmenter {
     pub fn segment(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<LabelMap, PerceiveError> {
         let name = &self.label;
         let t = Instant::now();
-        let (tensor, lb) = preprocess::preprocess(rgb, &self.manifest.input)?;
+        let (tensor, lb) = self.prep.preprocess(resize::RgbView::whole(rgb), &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(name), t);
         let t = Instant::now();
         let outputs = self.engine.run(&[tensor])?;
@@ -287,8 +304,7 @@ pub fn discover(
     let mut created = 0;
     let mut scratch = Timings::default();
     for (tx, ty, tw, th) in tiles(w, h, params.grid, params.overlap) {
-        let crop = image::imageops::crop_imm(rgb, tx, ty, tw, th).to_image();
-        let dets = detector.detect(&crop, &mut scratch)?;
+        let dets = detector.detect_view(resize::RgbView::crop(rgb, tx, ty, tw, th), &mut scratch)?;
         let edge = 2.0;
         for d in dets.into_iter().filter(|d| d.score >= params.min_score) {
             let b = d.bbox;

@@ -3,6 +3,7 @@
 //! postprocess` with pure halves; the detector and recogniser run at fixed bucket sizes (tract builds one plan per
 //! input size), each engine loaded the first time its bucket is needed.
 
+use super::resize::{RgbResizer, RgbView};
 use super::PerceiveError;
 use crate::engine::{self, Engine, EngineError, ModelSpec, Tensor, TensorData};
 use crate::geometry::{BoxF, Letterbox, ResizeMode};
@@ -65,6 +66,8 @@ pub struct TextReader {
     params: OcrParams,
     /// The three models' names as timings carry them.
     names: [ModelName; 3],
+    /// Resizing tables and scratch kept between frames and lines.
+    resizer: RgbResizer,
 }
 
 impl TextReader {
@@ -111,6 +114,7 @@ impl TextReader {
             dictionary,
             params,
             names,
+            resizer: RgbResizer::new(),
         })
     }
 
@@ -151,7 +155,7 @@ impl TextReader {
         // 1. detection at the bucket closest to the frame's aspect ratio
         let t = Instant::now();
         let bucket = pick_bucket(w, h, &self.manifest.detector.buckets);
-        let (tensor, lb) = det_input(rgb, bucket)?;
+        let (tensor, lb) = det_input(&mut self.resizer, rgb, bucket)?;
         timings.record(Stage::Preprocess, Some(&self.names[0]), t);
         let (manifest, dir) = (&self.manifest, &self.models_dir);
         let engine = bucket_engine(&mut self.detectors, bucket, &mut self.loader, || manifest.detector_spec(dir, bucket), &self.names[0])?;
@@ -188,7 +192,7 @@ impl TextReader {
             let t = Instant::now();
             let mut crop = crop_quad(rgb, &quad);
             let cls = &self.manifest.classifier;
-            let cls_input = line_input(&crop, cls.width, cls.height, &[cls.width])?;
+            let cls_input = line_input(&mut self.resizer, &crop, cls.width, cls.height, &[cls.width])?;
             timings.record(Stage::Preprocess, Some(&self.names[1]), t);
             let t = Instant::now();
             let cls_out = self.classifier.run(&[cls_input.0])?;
@@ -205,7 +209,7 @@ impl TextReader {
                 image::imageops::rotate180_in_place(&mut crop);
             }
             let rec = &self.manifest.recogniser;
-            let (rec_input, width) = line_input(&crop, 0, rec.height, &rec.widths)?;
+            let (rec_input, width) = line_input(&mut self.resizer, &crop, 0, rec.height, &rec.widths)?;
             timings.record(Stage::Preprocess, Some(&self.names[2]), t);
             let (manifest, dir) = (&self.manifest, &self.models_dir);
             let spec = || manifest.recogniser_spec(dir, width);
@@ -291,9 +295,9 @@ fn bgr_planes(img: &RgbImage, out_w: usize, out_h: usize) -> Vec<f32> {
 }
 
 /// The detector input at `bucket` (`[w, h]`): the frame scaled to fit, aspect kept, at the top-left.
-pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbox), PerceiveError> {
+pub fn det_input(resizer: &mut RgbResizer, rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbox), PerceiveError> {
     let lb = Letterbox::new(rgb.width(), rgb.height(), bw, bh, ResizeMode::LetterboxTopLeft);
-    let resized = super::preprocess::resize_rgb(rgb, lb.content_w, lb.content_h)?;
+    let resized = super::preprocess::resize_view(resizer, RgbView::whole(rgb), lb.content_w, lb.content_h)?;
     let data = bgr_planes(&resized, bw as usize, bh as usize);
     Ok((Tensor::new(vec![1, 3, bh as usize, bw as usize], TensorData::F32(data))?, lb))
 }
@@ -301,7 +305,7 @@ pub fn det_input(rgb: &RgbImage, [bw, bh]: [u32; 2]) -> Result<(Tensor, Letterbo
 /// A line crop as recogniser (or classifier) input: scaled to `height` with its aspect kept, into the smallest
 /// of `widths` that holds it (padded at the right), or squeezed into the widest. `min_width` > 0 fixes the
 /// classifier's single width. Returns the tensor and the width used.
-pub fn line_input(crop: &RgbImage, min_width: u32, height: u32, widths: &[u32]) -> Result<(Tensor, u32), PerceiveError> {
+pub fn line_input(resizer: &mut RgbResizer, crop: &RgbImage, min_width: u32, height: u32, widths: &[u32]) -> Result<(Tensor, u32), PerceiveError> {
     let (cw, ch) = (crop.width().max(1), crop.height().max(1));
     let natural = ((height as f32 * cw as f32 / ch as f32).ceil() as u32).max(1);
     let width = widths
@@ -310,7 +314,7 @@ pub fn line_input(crop: &RgbImage, min_width: u32, height: u32, widths: &[u32]) 
         .find(|w| *w >= natural.max(min_width))
         .or_else(|| widths.last().copied())
         .ok_or_else(|| PerceiveError::UnsupportedInput("text line input: no widths".into()))?;
-    let resized = super::preprocess::resize_rgb(crop, natural.min(width), height)?;
+    let resized = super::preprocess::resize_view(resizer, RgbView::whole(crop), natural.min(width), height)?;
     let data = bgr_planes(&resized, width as usize, height as usize);
     Ok((Tensor::new(vec![1, 3, height as usize, width as usize], TensorData::F32(data))?, width))
 }
@@ -830,15 +834,15 @@ mod tests {
     #[test]
     fn line_inputs_pick_the_smallest_width_that_holds_them() {
         let crop = RgbImage::from_pixel(200, 20, image::Rgb([255, 0, 0]));
-        let (t, w) = line_input(&crop, 0, 48, &[320, 640, 960]).unwrap();
+        let (t, w) = line_input(&mut RgbResizer::new(), &crop, 0, 48, &[320, 640, 960]).unwrap();
         assert_eq!((w, t.shape.clone()), (640, vec![1, 3, 48, 640]));
         let v = t.as_f32().unwrap();
         // BGR: blue plane first (0 → −1), red plane last (255 → 1); padding past 480 px is 0
         assert!((v[0] + 1.0).abs() < 1e-6 && (v[2 * 48 * 640] - 1.0).abs() < 1e-6);
         assert_eq!(v[2 * 48 * 640 + 600], 0.0);
         let long = RgbImage::from_pixel(2000, 20, image::Rgb([0, 0, 0]));
-        assert_eq!(line_input(&long, 0, 48, &[320, 640, 960]).unwrap().1, 960, "squeezed into the widest");
-        let (t, w) = line_input(&crop, 192, 48, &[192]).unwrap();
+        assert_eq!(line_input(&mut RgbResizer::new(), &long, 0, 48, &[320, 640, 960]).unwrap().1, 960, "squeezed into the widest");
+        let (t, w) = line_input(&mut RgbResizer::new(), &crop, 192, 48, &[192]).unwrap();
         assert_eq!((w, t.shape), (192, vec![1, 3, 48, 192]));
     }
 

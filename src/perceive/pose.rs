@@ -2,6 +2,7 @@
 //! boxes, matched to the detected people. `preprocess → engine.run → decode`, the crop and letterbox carried as
 //! values.
 
+use super::resize::RgbView;
 use super::{preprocess, PerceiveError};
 use crate::engine::{Engine, Tensor};
 use crate::geometry::{BoxF, Letterbox};
@@ -162,6 +163,7 @@ pub struct PoseEstimator {
     person_score: f32,
     keypoint_score: f32,
     label: ModelName,
+    prep: preprocess::Preprocessor,
 }
 
 impl PoseEstimator {
@@ -177,7 +179,7 @@ impl PoseEstimator {
             }
         };
         let label = ModelName::from(manifest.name.as_str());
-        Ok(PoseEstimator { manifest, engine, person_score, keypoint_score, label })
+        Ok(PoseEstimator { manifest, engine, person_score, keypoint_score, label, prep: preprocess::Preprocessor::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -197,19 +199,17 @@ impl PoseEstimator {
     pub fn estimate(&mut self, rgb: &RgbImage, region: Option<&BoxF>, timings: &mut Timings) -> Result<Vec<Pose>, PerceiveError> {
         let t = Instant::now();
         let (w, h) = (rgb.width(), rgb.height());
-        let cropped;
         let (view, origin) = match region {
             Some(r) => {
                 let (x, y, cw, ch) = crate::perceive::masks::BoxMask::frame(&r.clamp(w as f32, h as f32), w, h);
                 if cw == 0 || ch == 0 {
                     return Ok(Vec::new());
                 }
-                cropped = image::imageops::crop_imm(rgb, x, y, cw, ch).to_image();
-                (&cropped, (x as f32, y as f32))
+                (RgbView::crop(rgb, x, y, cw, ch), (x as f32, y as f32))
             }
-            None => (rgb, (0.0, 0.0)),
+            None => (RgbView::whole(rgb), (0.0, 0.0)),
         };
-        let (tensor, lb) = preprocess::preprocess(view, &self.manifest.input)?;
+        let (tensor, lb) = self.prep.preprocess(view, &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(&self.label), t);
         let (poses, t) = self.run_and_decode(tensor, &lb, origin, timings)?;
         timings.record(Stage::Postprocess, Some(&self.label), t);
@@ -253,8 +253,9 @@ impl PoseEstimator {
                 placed.push(None);
                 continue;
             }
-            let crop = image::imageops::crop_imm(rgb, x, y, rw, rh).to_image();
-            let (cell, lb) = preprocess::letterbox_image(&crop, &cell_input)?;
+            let lb = self.prep.letterbox(RgbView::crop(rgb, x, y, rw, rh), &cell_input)?;
+            let cell = RgbImage::from_raw(cw, ch, self.prep.canvas().to_vec())
+                .ok_or_else(|| PerceiveError::Resize(format!("a {cw}x{ch} mosaic cell: buffer size")))?;
             let (ox, oy) = ((k as u32 % 2) * cw, (k as u32 / 2) * ch);
             image::imageops::replace(&mut canvas, &cell, i64::from(ox), i64::from(oy));
             placed.push(Some((lb, (x as f32, y as f32))));

@@ -4,58 +4,99 @@
 use crate::engine::{DType, Tensor, TensorData};
 use crate::geometry::Letterbox;
 use crate::models::{ColourOrder, InputManifest, Layout};
-use fast_image_resize::{images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 
+use super::resize::{RgbResizer, RgbView, RgbViewMut};
 use super::PerceiveError;
 
-/// Resizes an RGB image with a bilinear (triangle) convolution, SIMD where the CPU has it (fast_image_resize:
-/// AVX2/SSE4.1 on x86-64, NEON on aarch64). Downscaling widens the kernel with the scale, like the image crate's
-/// `Triangle`, so the result matches it to a level or two per channel, in a fraction of the time.
+/// Resizes an RGB image with a bilinear (triangle) convolution: downscaling widens the kernel with the scale,
+/// like the image crate's `Triangle`, so the result matches it to a level or two per channel, in a fraction of
+/// the time. The same bytes as fast_image_resize's `Convolution(Bilinear)` (see [`super::resize`]). Allocates
+/// its result and tables; a [`Preprocessor`] keeps both.
 pub fn resize_rgb(rgb: &RgbImage, width: u32, height: u32) -> Result<RgbImage, PerceiveError> {
-    if (width, height) == (rgb.width(), rgb.height()) {
-        return Ok(rgb.clone());
+    resize_view(&mut RgbResizer::new(), RgbView::whole(rgb), width, height)
+}
+
+/// Resizes a view into a new image with `resizer`'s kept tables.
+pub fn resize_view(resizer: &mut RgbResizer, src: RgbView<'_>, width: u32, height: u32) -> Result<RgbImage, PerceiveError> {
+    let (width, height) = (width.max(1), height.max(1));
+    let mut out = vec![0u8; width as usize * height as usize * 3];
+    let mut dst = RgbViewMut::new(&mut out, width as usize * 3, 0, 0, width, height)?;
+    resizer.resize(src, &mut dst)?;
+    RgbImage::from_raw(width, height, out)
+        .ok_or_else(|| PerceiveError::Resize(format!("{}x{} to {width}x{height}: buffer size", src.width(), src.height())))
+}
+
+/// Per-model preprocessing scratch: the resizer's tables and the model's input canvas, kept between frames so a
+/// stream's steady state allocates only the input tensor.
+#[derive(Debug, Default)]
+pub struct Preprocessor {
+    resizer: RgbResizer,
+    canvas: Vec<u8>,
+}
+
+impl Preprocessor {
+    pub fn new() -> Self {
+        Preprocessor::default()
     }
-    let err = |e: &dyn std::fmt::Display| PerceiveError::Resize(format!("{}x{} to {width}x{height}: {e}", rgb.width(), rgb.height()));
-    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| err(&e))?;
-    let mut dst = Image::new(width.max(1), height.max(1), PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| err(&e))?;
-    RgbImage::from_raw(width.max(1), height.max(1), dst.into_vec()).ok_or_else(|| err(&"buffer size"))
+
+    /// Resizes and pads `src` into the model's input canvas (8-bit RGB, kept here), returning the transform.
+    pub fn letterbox(&mut self, src: RgbView<'_>, input: &InputManifest) -> Result<Letterbox, PerceiveError> {
+        let (mw, mh) = input.size();
+        let lb = Letterbox::new(src.width(), src.height(), mw, mh, input.resize);
+        let pad = input.pad_value;
+        self.canvas.clear();
+        self.canvas.resize(mw as usize * mh as usize * 3, pad);
+        let (x, y) = (lb.pad_x as u32, lb.pad_y as u32);
+        let mut dst = RgbViewMut::new(&mut self.canvas, mw as usize * 3, x, y, lb.content_w, lb.content_h)?;
+        self.resizer.resize(src, &mut dst)?;
+        Ok(lb)
+    }
+
+    /// The canvas of the last [`Self::letterbox`] call, packed RGB at the model's input size.
+    pub fn canvas(&self) -> &[u8] {
+        &self.canvas
+    }
+
+    /// `letterbox` then the input tensor.
+    pub fn preprocess(&mut self, src: RgbView<'_>, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
+        let lb = self.letterbox(src, input)?;
+        let (mw, mh) = input.size();
+        Ok((pixels_to_tensor(&self.canvas, mw, mh, input)?, lb))
+    }
+
+    /// The resizer, for callers that resize into buffers of their own.
+    pub fn resizer(&mut self) -> &mut RgbResizer {
+        &mut self.resizer
+    }
 }
 
 /// Resizes and pads `rgb` into the model's input canvas (still 8-bit RGB), returning the transform used.
 pub fn letterbox_image(rgb: &RgbImage, input: &InputManifest) -> Result<(RgbImage, Letterbox), PerceiveError> {
+    let mut p = Preprocessor::new();
+    let lb = p.letterbox(RgbView::whole(rgb), input)?;
     let (mw, mh) = input.size();
-    let lb = Letterbox::new(rgb.width(), rgb.height(), mw, mh, input.resize);
-    let resized = resize_rgb(rgb, lb.content_w, lb.content_h)?;
-    if (lb.content_w, lb.content_h) == (mw, mh) {
-        return Ok((resized, lb));
-    }
-    let pad = input.pad_value;
-    let mut canvas = RgbImage::from_pixel(mw, mh, image::Rgb([pad, pad, pad]));
-    image::imageops::replace(&mut canvas, &resized, lb.pad_x as i64, lb.pad_y as i64);
+    let canvas = RgbImage::from_raw(mw, mh, p.canvas).ok_or_else(|| PerceiveError::Resize(format!("{mw}x{mh} canvas: buffer size")))?;
     Ok((canvas, lb))
 }
 
 /// The canvas's pixel values as they are, in `layout` and channel `order`.
-fn raw_pixels<T: From<u8> + Copy + Default>(canvas: &RgbImage, layout: Layout, order: [usize; 3]) -> Vec<T> {
-    let n = canvas.width() as usize * canvas.height() as usize;
+fn raw_pixels<T: From<u8> + Copy + Default>(pixels: &[u8], layout: Layout, order: [usize; 3]) -> Vec<T> {
+    let n = pixels.len() / 3;
     let mut v = vec![T::default(); n * 3];
     match layout {
         Layout::Nhwc => {
-            for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
+            for (dst, px) in v.chunks_exact_mut(3).zip(pixels.chunks_exact(3)) {
                 for (d, &c) in dst.iter_mut().zip(&order) {
-                    *d = T::from(px.0.get(c).copied().unwrap_or(0));
+                    *d = T::from(px.get(c).copied().unwrap_or(0));
                 }
             }
         }
         Layout::Nchw => {
-            for (i, px) in canvas.pixels().enumerate() {
-                for (plane, &c) in order.iter().enumerate() {
-                    if let Some(d) = v.get_mut(plane * n + i) {
-                        *d = T::from(px.0.get(c).copied().unwrap_or(0));
-                    }
+            for (plane, &c) in order.iter().enumerate() {
+                let dst = v.get_mut(plane * n..(plane + 1) * n).unwrap_or_default();
+                for (d, px) in dst.iter_mut().zip(pixels.chunks_exact(3)) {
+                    *d = T::from(px.get(c).copied().unwrap_or(0));
                 }
             }
         }
@@ -65,21 +106,28 @@ fn raw_pixels<T: From<u8> + Copy + Default>(canvas: &RgbImage, layout: Layout, o
 
 /// Converts a model-sized RGB canvas into the input tensor (layout, colour order, dtype, normalisation).
 pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tensor, PerceiveError> {
-    let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+    pixels_to_tensor(canvas.as_raw(), canvas.width(), canvas.height(), input)
+}
+
+/// [`canvas_to_tensor`] over packed RGB pixels, `w × h`.
+pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) -> Result<Tensor, PerceiveError> {
+    let n = w as usize * h as usize;
+    let pixels = pixels
+        .get(..n * 3)
+        .ok_or_else(|| PerceiveError::UnsupportedInput(format!("a {w}x{h} canvas from {} bytes", pixels.len())))?;
     let order: [usize; 3] = match input.colour {
         ColourOrder::Rgb => [0, 1, 2],
         ColourOrder::Bgr => [2, 1, 0],
     };
     let shape = input.shape.to_vec();
-    let n = w * h;
     let data = match input.dtype {
-        DType::U8 => TensorData::U8(raw_pixels(canvas, input.layout, order)),
+        DType::U8 => TensorData::U8(raw_pixels(pixels, input.layout, order)),
         DType::I32 => {
             // raw 0..255 pixel values (MoveNet); scale, mean and std must be the identity
             if input.scale != 1.0 || input.mean != [0.0; 3] || input.std != [1.0; 3] {
                 return Err(PerceiveError::UnsupportedInput("i32 image input with a normalisation (it takes raw pixel values)".into()));
             }
-            TensorData::I32(raw_pixels(canvas, input.layout, order))
+            TensorData::I32(raw_pixels(pixels, input.layout, order))
         }
         DType::F32 => {
             let mut lut = [[0f32; 256]; 3];
@@ -94,15 +142,15 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
                 Layout::Nchw => {
                     for (plane, (&c, table)) in order.iter().zip(&lut).enumerate() {
                         let dst = v.get_mut(plane * n..(plane + 1) * n).unwrap_or_default();
-                        for (d, px) in dst.iter_mut().zip(canvas.pixels()) {
-                            *d = table.get(px.0.get(c).copied().unwrap_or(0) as usize).copied().unwrap_or(0.0);
+                        for (d, px) in dst.iter_mut().zip(pixels.chunks_exact(3)) {
+                            *d = table.get(px.get(c).copied().unwrap_or(0) as usize).copied().unwrap_or(0.0);
                         }
                     }
                 }
                 Layout::Nhwc => {
-                    for (dst, px) in v.chunks_exact_mut(3).zip(canvas.pixels()) {
+                    for (dst, px) in v.chunks_exact_mut(3).zip(pixels.chunks_exact(3)) {
                         for ((d, &c), table) in dst.iter_mut().zip(&order).zip(&lut) {
-                            *d = table.get(px.0.get(c).copied().unwrap_or(0) as usize).copied().unwrap_or(0.0);
+                            *d = table.get(px.get(c).copied().unwrap_or(0) as usize).copied().unwrap_or(0.0);
                         }
                     }
                 }
@@ -114,10 +162,9 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
     Ok(Tensor::new(shape, data)?)
 }
 
-/// `letterbox_image` then `canvas_to_tensor`.
+/// `letterbox_image` then `canvas_to_tensor`, with fresh scratch (calibration, one-off images).
 pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
-    let (canvas, lb) = letterbox_image(rgb, input)?;
-    Ok((canvas_to_tensor(&canvas, input)?, lb))
+    Preprocessor::new().preprocess(RgbView::whole(rgb), input)
 }
 
 #[cfg(test)]
@@ -166,6 +213,26 @@ mod tests {
         assert!((v[centre] - (255.0 - 123.675) / 58.395).abs() < 1e-4);
         // padding is raw zero, normalised
         assert!((v[0] - (0.0 - 123.675) / 58.395).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_kept_preprocessor_gives_what_fresh_scratch_gives_and_reads_crops_in_place() {
+        let m = Manifest::by_name("picodet_s_416_coco").unwrap();
+        let img = |w: u32, h: u32, k: u32| RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * k % 256) as u8, (y * 3 % 256) as u8, ((x ^ y) % 256) as u8]));
+        let mut kept = Preprocessor::new();
+        // sizes that change between calls: wider, taller, smaller than the input, and the input's own size
+        for (k, (w, h)) in [(640, 480), (300, 500), (200, 100), (416, 416), (640, 480)].into_iter().enumerate() {
+            let frame = img(w, h, k as u32 + 1);
+            let (fresh, lb) = preprocess(&frame, &m.input).unwrap();
+            let (again, lb2) = kept.preprocess(RgbView::whole(&frame), &m.input).unwrap();
+            assert_eq!(lb, lb2);
+            assert_eq!(fresh.as_f32().unwrap(), again.as_f32().unwrap(), "{w}x{h}");
+        }
+        let frame = img(640, 480, 7);
+        let copied = image::imageops::crop_imm(&frame, 100, 50, 333, 222).to_image();
+        let (want, _) = preprocess(&copied, &m.input).unwrap();
+        let (got, _) = kept.preprocess(RgbView::crop(&frame, 100, 50, 333, 222), &m.input).unwrap();
+        assert_eq!(want.as_f32().unwrap(), got.as_f32().unwrap());
     }
 
     #[test]
