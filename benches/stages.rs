@@ -1,5 +1,5 @@
 //! Criterion benches of the pure stages across input sizes: letterbox + tensor conversion, the YOLOX and GFL
-//! decoders, cross-detector merge, colour naming, caption writing, stuff regions from a label map. Run:
+//! decoders, cross-detector merge, the resizer's two passes, colour naming, caption writing, stuff regions from a label map. Run:
 //! `cargo bench --bench stages`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -291,6 +291,8 @@ fn bench_score(c: &mut Criterion) {
 criterion_group!(benches, bench_preprocess, bench_decode, bench_nms_merge, bench_segmenter_head, bench_stuff, bench_colour, bench_pixel_conversion, bench_caption, bench_score);
 criterion_main!(benches, passes);
 
+/// Each pass of the resize alone (one axis changes), fast_image_resize against pancap's resizer: where the time
+/// of `resize_to_416` goes.
 fn bench_resize_passes(c: &mut Criterion) {
     let mut g = c.benchmark_group("resize_pass");
     for (w, h, tw, th) in [(640, 480, 640, 312), (640, 312, 416, 312), (1920, 1080, 1920, 234), (1920, 234, 416, 234)] {

@@ -129,11 +129,6 @@ struct Axis {
     bounds: Vec<(u32, u32)>,
     weights: Vec<f64>,
     values: Vec<i16>,
-    /// The same table with exactly `window` taps for every output pixel, the first moved left where the last
-    /// would pass the input's end (the extra weights are zero, so the sums are the same); empty when the input
-    /// is narrower than the window. Lets the horizontal pass run a fixed-length inner loop.
-    fixed_starts: Vec<u32>,
-    fixed_values: Vec<i16>,
 }
 
 fn triangle(x: f64) -> f64 {
@@ -204,23 +199,6 @@ impl Axis {
         self.values.extend(self.weights.iter().map(|&w| (w * fixed).round() as i16));
         self.precision = precision.max(1);
         self.window = window;
-        self.fixed_starts.clear();
-        self.fixed_values.clear();
-        if in_size as usize >= window {
-            let last = (in_size as usize - window) as u32;
-            for (i, &(start, size)) in self.bounds.iter().enumerate() {
-                let first = start.min(last);
-                let shift = (start - first) as usize;
-                self.fixed_starts.push(first);
-                let from = self.fixed_values.len();
-                self.fixed_values.resize(from + window, 0);
-                let dst = self.fixed_values.get_mut(from + shift..).unwrap_or_default();
-                let src = self.values.get(i * window..i * window + size as usize).unwrap_or_default();
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = v;
-                }
-            }
-        }
         self.built_for = Some((in_size, out_size));
     }
 
@@ -246,6 +224,9 @@ pub struct RgbResizer {
     temp: Vec<u8>,
     /// One row of vertical-pass accumulators.
     acc: Vec<i32>,
+    /// The horizontal pass's input and output transposed (a row per column).
+    cols_in: Vec<u8>,
+    cols_out: Vec<u8>,
 }
 
 impl RgbResizer {
@@ -270,7 +251,7 @@ impl RgbResizer {
             }
             (true, false) => {
                 self.horizontal.prepare(sw, dw);
-                horizontal_pass(&self.horizontal, |y| src.row(y), dst.rows());
+                self.horizontal_pass(src, dst)?;
             }
             (false, true) => {
                 self.vertical.prepare(sh, dh);
@@ -281,88 +262,50 @@ impl RgbResizer {
                 self.vertical.prepare(sh, dh);
                 self.horizontal.prepare(sw, dw);
                 let row_bytes = sw as usize * 3;
-                self.temp.resize(row_bytes * dh as usize, 0);
-                vertical_pass(&self.vertical, &src, &mut self.acc, self.temp.chunks_exact_mut(row_bytes));
-                let temp = &self.temp;
-                horizontal_pass(&self.horizontal, |y| temp.get(y * row_bytes..(y + 1) * row_bytes).unwrap_or_default(), dst.rows());
+                let mut temp = std::mem::take(&mut self.temp);
+                temp.resize(row_bytes * dh as usize, 0);
+                vertical_pass(&self.vertical, &src, &mut self.acc, temp.chunks_exact_mut(row_bytes));
+                let result = RgbView::new(&temp, row_bytes, sw, dh).and_then(|t| self.horizontal_pass(t, dst));
+                self.temp = temp;
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The horizontal pass run as a vertical one, which the compiler vectorises (three interleaved channels and a
+    /// few taps per output pixel do not vectorise in place): `src` is transposed so each of its columns is a
+    /// row, convolved along those rows, and the result transposed into `dst`. The two transposes cost less than
+    /// the scalar pass they replace.
+    fn horizontal_pass(&mut self, src: RgbView<'_>, dst: &mut RgbViewMut<'_>) -> Result<(), PerceiveError> {
+        let (w, h) = (src.width as usize, src.height as usize);
+        let col_bytes = h * 3;
+        self.cols_in.resize(w * col_bytes, 0);
+        for y in 0..h {
+            let row = src.row(y);
+            for (px, col) in row.chunks_exact(3).zip(self.cols_in.chunks_exact_mut(col_bytes)) {
+                if let Some(d) = col.get_mut(y * 3..y * 3 + 3) {
+                    d.copy_from_slice(px);
+                }
+            }
+        }
+        let dw = dst.width as usize;
+        self.cols_out.resize(dw * col_bytes, 0);
+        let columns = RgbView::new(&self.cols_in, col_bytes, src.height, src.width)?;
+        vertical_pass(&self.horizontal, &columns, &mut self.acc, self.cols_out.chunks_exact_mut(col_bytes));
+        for (y, row) in dst.rows().enumerate() {
+            for (px, col) in row.chunks_exact_mut(3).zip(self.cols_out.chunks_exact(col_bytes)) {
+                if let Some(s) = col.get(y * 3..y * 3 + 3) {
+                    px.copy_from_slice(s);
+                }
             }
         }
         Ok(())
     }
 }
 
-// Both passes are plain loops the compiler vectorises; on x86-64 they are compiled twice, for the baseline
-// (SSE2, which has no 32-bit multiply) and for AVX2, picked at run time. aarch64's baseline has NEON.
-
-fn horizontal_pass<'s, 'd>(axis: &Axis, src_row: impl Fn(usize) -> &'s [u8], dst_rows: impl Iterator<Item = &'d mut [u8]>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[allow(unsafe_code)]
-        // SAFETY: a target_feature function's one requirement is that the CPU has the feature, checked above
-        return unsafe { horizontal_avx2(axis, src_row, dst_rows) };
-    }
-    horizontal_body(axis, src_row, dst_rows);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn horizontal_avx2<'s, 'd>(axis: &Axis, src_row: impl Fn(usize) -> &'s [u8], dst_rows: impl Iterator<Item = &'d mut [u8]>) {
-    horizontal_body(axis, src_row, dst_rows);
-}
-
-#[inline(always)]
-fn horizontal_body<'s, 'd>(axis: &Axis, src_row: impl Fn(usize) -> &'s [u8], dst_rows: impl Iterator<Item = &'d mut [u8]>) {
-    if !axis.fixed_starts.is_empty() {
-        match axis.window {
-            3 => return horizontal_fixed::<3>(axis, src_row, dst_rows),
-            5 => return horizontal_fixed::<5>(axis, src_row, dst_rows),
-            7 => return horizontal_fixed::<7>(axis, src_row, dst_rows),
-            9 => return horizontal_fixed::<9>(axis, src_row, dst_rows),
-            11 => return horizontal_fixed::<11>(axis, src_row, dst_rows),
-            13 => return horizontal_fixed::<13>(axis, src_row, dst_rows),
-            _ => {}
-        }
-    }
-    let initial = 1i32 << (axis.precision - 1);
-    for (y, dst) in dst_rows.enumerate() {
-        let src = src_row(y);
-        for (x, px) in dst.chunks_exact_mut(3).enumerate() {
-            let (start, ks) = axis.taps(x);
-            let mut ss = [initial; 3];
-            let from = src.get(start * 3..).unwrap_or_default();
-            for (&k, p) in ks.iter().zip(from.chunks_exact(3)) {
-                for (s, &c) in ss.iter_mut().zip(p) {
-                    *s += i32::from(c) * i32::from(k);
-                }
-            }
-            for (d, s) in px.iter_mut().zip(ss) {
-                *d = axis.round(s);
-            }
-        }
-    }
-}
-
-/// The horizontal pass with `W` taps for every output pixel (the fixed table), so the inner loop unrolls.
-#[inline(always)]
-fn horizontal_fixed<'s, 'd, const W: usize>(axis: &Axis, src_row: impl Fn(usize) -> &'s [u8], dst_rows: impl Iterator<Item = &'d mut [u8]>) {
-    let initial = 1i32 << (axis.precision - 1);
-    for (y, dst) in dst_rows.enumerate() {
-        let src = src_row(y);
-        for ((px, &start), ks) in dst.chunks_exact_mut(3).zip(&axis.fixed_starts).zip(axis.fixed_values.chunks_exact(W)) {
-            let from = start as usize * 3;
-            let pixels = src.get(from..from + W * 3).unwrap_or_default();
-            let mut ss = [initial; 3];
-            for (&k, p) in ks.iter().zip(pixels.chunks_exact(3)) {
-                for (s, &c) in ss.iter_mut().zip(p) {
-                    *s += i32::from(c) * i32::from(k);
-                }
-            }
-            for (d, s) in px.iter_mut().zip(ss) {
-                *d = axis.round(s);
-            }
-        }
-    }
-}
+// The pass is a plain loop the compiler vectorises; on x86-64 it is compiled twice, for the baseline (SSE2,
+// which has no 32-bit multiply) and for AVX2, picked at run time. aarch64's baseline has NEON.
 
 fn vertical_pass<'d>(axis: &Axis, src: &RgbView<'_>, acc: &mut Vec<i32>, dst_rows: impl Iterator<Item = &'d mut [u8]>) {
     acc.resize(src.width as usize * 3, 0);
@@ -387,9 +330,18 @@ fn vertical_body<'d>(axis: &Axis, src: &RgbView<'_>, acc: &mut [i32], dst_rows: 
     for (y, dst) in dst_rows.enumerate() {
         let (start, ks) = axis.taps(y);
         acc.fill(initial);
-        for (i, &k) in ks.iter().enumerate() {
-            let k = i32::from(k);
-            for (a, &p) in acc.iter_mut().zip(src.row(start + i)) {
+        // two taps a sweep over the accumulators (half their loads and stores), then the odd one
+        let mut pairs = ks.chunks_exact(2);
+        for (j, pair) in pairs.by_ref().enumerate() {
+            let (&[k0, k1], r) = (pair, start + 2 * j) else { continue };
+            let (k0, k1) = (i32::from(k0), i32::from(k1));
+            for ((a, &p0), &p1) in acc.iter_mut().zip(src.row(r)).zip(src.row(r + 1)) {
+                *a += i32::from(p0) * k0 + i32::from(p1) * k1;
+            }
+        }
+        if let [k] = pairs.remainder() {
+            let k = i32::from(*k);
+            for (a, &p) in acc.iter_mut().zip(src.row(start + ks.len() - 1)) {
                 *a += i32::from(p) * k;
             }
         }
