@@ -59,23 +59,7 @@ fn bench_preprocess(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("image_triangle", format!("{w}x{h}")), &img, |b, img| {
             b.iter(|| image::imageops::resize(black_box(img), tw, th, image::imageops::FilterType::Triangle))
         });
-        g.bench_with_input(BenchmarkId::new("fast_image_resize_bilinear", format!("{w}x{h}")), &img, |b, img| {
-            b.iter(|| {
-                let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
-                let mut dst = Image::new(tw, th, PixelType::U8x3);
-                let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-                Resizer::new().resize(&src, &mut dst, &options).unwrap();
-                dst
-            })
-        });
-        let mut resizer = RgbResizer::new();
-        let mut out = vec![0u8; (tw * th * 3) as usize];
-        g.bench_with_input(BenchmarkId::new("pancap_kept_tables", format!("{w}x{h}")), &img, |b, img| {
-            b.iter(|| {
-                let mut dst = RgbViewMut::new(&mut out, tw as usize * 3, 0, 0, tw, th).unwrap();
-                resizer.resize(RgbView::whole(black_box(img)), &mut dst).unwrap();
-            })
-        });
+        resize_side_by_side(&mut g, ("fast_image_resize_bilinear", "pancap_kept_tables"), &format!("{w}x{h}"), &img, (tw, th));
     }
     g.finish();
 }
@@ -296,24 +280,35 @@ criterion_main!(benches, passes);
 fn bench_resize_passes(c: &mut Criterion) {
     let mut g = c.benchmark_group("resize_pass");
     for (w, h, tw, th) in [(640, 480, 640, 312), (640, 312, 416, 312), (1920, 1080, 1920, 234), (1920, 234, 416, 234)] {
-        let img = image(w, h);
-        let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
-        g.bench_function(BenchmarkId::new("fir", format!("{w}x{h}-{tw}x{th}")), |b| {
-            b.iter(|| {
-                let mut dst = Image::new(tw, th, PixelType::U8x3);
-                let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-                Resizer::new().resize(&src, &mut dst, &options).unwrap();
-                dst
-            })
-        });
-        let mut resizer = RgbResizer::new();
-        let mut out = vec![0u8; (tw * th * 3) as usize];
-        g.bench_function(BenchmarkId::new("pancap", format!("{w}x{h}-{tw}x{th}")), |b| {
-            b.iter(|| {
-                let mut dst = RgbViewMut::new(&mut out, tw as usize * 3, 0, 0, tw, th).unwrap();
-                resizer.resize(RgbView::whole(black_box(&img)), &mut dst).unwrap();
-            })
-        });
+        resize_side_by_side(&mut g, ("fir", "pancap"), &format!("{w}x{h}-{tw}x{th}"), &image(w, h), (tw, th));
     }
+}
+
+/// fast_image_resize (a fresh `Resizer` and output, as pancap used it) then pancap's resizer (tables and output
+/// kept), `img` to `tw × th`.
+fn resize_side_by_side(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    (fir, ours): (&str, &str),
+    size: &str,
+    img: &image::RgbImage,
+    (tw, th): (u32, u32),
+) {
+    g.bench_function(BenchmarkId::new(fir, size), |b| {
+        b.iter(|| {
+            let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
+            let mut dst = Image::new(tw, th, PixelType::U8x3);
+            let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            Resizer::new().resize(&src, &mut dst, &options).unwrap();
+            dst
+        })
+    });
+    let mut resizer = RgbResizer::new();
+    let mut out = vec![0u8; (tw * th * 3) as usize];
+    g.bench_function(BenchmarkId::new(ours, size), |b| {
+        b.iter(|| {
+            let mut dst = RgbViewMut::new(&mut out, tw as usize * 3, 0, 0, tw, th).unwrap();
+            resizer.resize(RgbView::whole(black_box(img)), &mut dst).unwrap();
+        })
+    });
 }
 criterion_group!(passes, bench_resize_passes);
