@@ -9,15 +9,10 @@ use image::RgbImage;
 use super::resize::{RgbResizer, RgbView, RgbViewMut};
 use super::PerceiveError;
 
-/// Resizes an RGB image with a bilinear (triangle) convolution: downscaling widens the kernel with the scale,
-/// like the image crate's `Triangle`, so the result matches it to a level or two per channel, in a fraction of
-/// the time. The same bytes as fast_image_resize's `Convolution(Bilinear)` (see [`super::resize`]). Allocates
-/// its result and tables; a [`Preprocessor`] keeps both.
-pub fn resize_rgb(rgb: &RgbImage, width: u32, height: u32) -> Result<RgbImage, PerceiveError> {
-    resize_view(&mut RgbResizer::new(), RgbView::whole(rgb), width, height)
-}
-
-/// Resizes a view into a new image with `resizer`'s kept tables.
+/// Resizes a view into a new image with a bilinear (triangle) convolution, with `resizer`'s kept tables.
+/// Downscaling widens the kernel with the scale, like the image crate's `Triangle`, so the result matches it to a
+/// level or two per channel, in a fraction of the time; the bytes are fast_image_resize's `Convolution(Bilinear)`
+/// (see [`super::resize`]).
 pub fn resize_view(resizer: &mut RgbResizer, src: RgbView<'_>, width: u32, height: u32) -> Result<RgbImage, PerceiveError> {
     let (width, height) = (width.max(1), height.max(1));
     let mut out = vec![0u8; width as usize * height as usize * 3];
@@ -64,20 +59,6 @@ impl Preprocessor {
         let (mw, mh) = input.size();
         Ok((pixels_to_tensor(&self.canvas, mw, mh, input)?, lb))
     }
-
-    /// The resizer, for callers that resize into buffers of their own.
-    pub fn resizer(&mut self) -> &mut RgbResizer {
-        &mut self.resizer
-    }
-}
-
-/// Resizes and pads `rgb` into the model's input canvas (still 8-bit RGB), returning the transform used.
-pub fn letterbox_image(rgb: &RgbImage, input: &InputManifest) -> Result<(RgbImage, Letterbox), PerceiveError> {
-    let mut p = Preprocessor::new();
-    let lb = p.letterbox(RgbView::whole(rgb), input)?;
-    let (mw, mh) = input.size();
-    let canvas = RgbImage::from_raw(mw, mh, p.canvas).ok_or_else(|| PerceiveError::Resize(format!("{mw}x{mh} canvas: buffer size")))?;
-    Ok((canvas, lb))
 }
 
 /// The canvas's pixel values as they are, in `layout` and channel `order`.
@@ -162,7 +143,7 @@ pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) ->
     Ok(Tensor::new(shape, data)?)
 }
 
-/// `letterbox_image` then `canvas_to_tensor`, with fresh scratch (calibration, one-off images).
+/// [`Preprocessor::preprocess`] of a whole image with fresh scratch (calibration, one-off images).
 pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
     Preprocessor::new().preprocess(RgbView::whole(rgb), input)
 }
