@@ -28,10 +28,13 @@ pub struct Hit {
     pub bbox: BoxF,
 }
 
+/// The hits of one instance, inline up to four (one per detector and pass; more spill to the heap).
+pub type Hits = smallvec::SmallVec<[Hit; 4]>;
+
 /// An instance after merging.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
-    pub hits: Vec<Hit>,
+    pub hits: Hits,
     pub class: usize,
     pub score: f32,
     pub bbox: BoxF,
@@ -192,7 +195,7 @@ pub fn absorb(instances: &mut Vec<Instance>, hit: Hit, params: &MergeParams, may
                 Fusion::NoisyOr | Fusion::Max => hit.score,
                 Fusion::Mean => hit.score.clamp(0.0, 1.0) / params.looked(1, hit.pass == Pass::Full) as f32,
             };
-            instances.push(Instance { hits: vec![hit], class: hit.class, score, bbox: hit.bbox, alternatives: Vec::new() });
+            instances.push(Instance { hits: smallvec::smallvec![hit], class: hit.class, score, bbox: hit.bbox, alternatives: Vec::new() });
             true
         }
         None => false,
@@ -329,8 +332,8 @@ mod tests {
     #[test]
     fn consolidate_merges_instances_that_drifted_together() {
         let p = MergeParams::default();
-        let a = Instance { hits: vec![Hit { detector: 0, pass: Pass::Full, class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0) }], class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0), alternatives: vec![] };
-        let b = Instance { hits: vec![Hit { detector: 1, pass: Pass::Full, class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0) }], class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0), alternatives: vec![] };
+        let a = Instance { hits: smallvec::smallvec![Hit { detector: 0, pass: Pass::Full, class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0) }], class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0), alternatives: vec![] };
+        let b = Instance { hits: smallvec::smallvec![Hit { detector: 1, pass: Pass::Full, class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0) }], class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0), alternatives: vec![] };
         let mut v = vec![b, a];
         consolidate(&mut v, &p);
         assert_eq!(v.len(), 1);
@@ -391,7 +394,7 @@ mod tests {
                     bbox: BoxF::new(x, x, x + 10.0 + score * 5.0, x + 20.0),
                 })
                 .collect();
-            let mut inst = Instance { hits: hits.clone(), class: 0, score: 0.0, bbox: BoxF::new(0.0, 0.0, 0.0, 0.0), alternatives: vec![(9, 0.9)] };
+            let mut inst = Instance { hits: hits.iter().copied().collect(), class: 0, score: 0.0, bbox: BoxF::new(0.0, 0.0, 0.0, 0.0), alternatives: vec![(9, 0.9)] };
             resolve(&mut inst, &params);
             let (c, e, b, alts) = resolve_by_collecting(&hits, &params);
             proptest::prop_assert_eq!(inst.class, c);
