@@ -38,8 +38,9 @@ pub struct Instance {
     pub class: usize,
     pub score: f32,
     pub bbox: BoxF,
-    /// Other classes proposed for the same region, with their combined evidence, best first.
-    pub alternatives: Vec<(usize, f32)>,
+    /// Other classes proposed for the same region, with their combined evidence, best first (inline up to
+    /// three; more spill to the heap).
+    pub alternatives: smallvec::SmallVec<[(usize, f32); 3]>,
 }
 
 impl Instance {
@@ -133,8 +134,8 @@ fn weighted_box<'h, I: Iterator<Item = &'h Hit>>(hits: impl Fn() -> I) -> BoxF {
 }
 
 /// The instance's class, score and box from the class with the most evidence (ties: the lower class id); the
-/// other classes become its alternatives, best first. Reuses the alternatives' buffer, so an instance with one
-/// class allocates nothing.
+/// other classes become its alternatives, best first. Reuses the alternatives' buffer (inline up to three), so
+/// an instance with up to four classes allocates nothing.
 fn resolve(inst: &mut Instance, params: &MergeParams) {
     let better = |a: (usize, f32), b: (usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)) == std::cmp::Ordering::Less;
     inst.alternatives.clear();
@@ -195,7 +196,7 @@ pub fn absorb(instances: &mut Vec<Instance>, hit: Hit, params: &MergeParams, may
                 Fusion::NoisyOr | Fusion::Max => hit.score,
                 Fusion::Mean => hit.score.clamp(0.0, 1.0) / params.looked(1, hit.pass == Pass::Full) as f32,
             };
-            instances.push(Instance { hits: smallvec::smallvec![hit], class: hit.class, score, bbox: hit.bbox, alternatives: Vec::new() });
+            instances.push(Instance { hits: smallvec::smallvec![hit], class: hit.class, score, bbox: hit.bbox, alternatives: smallvec::SmallVec::new() });
             true
         }
         None => false,
@@ -332,8 +333,8 @@ mod tests {
     #[test]
     fn consolidate_merges_instances_that_drifted_together() {
         let p = MergeParams::default();
-        let a = Instance { hits: smallvec::smallvec![Hit { detector: 0, pass: Pass::Full, class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0) }], class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0), alternatives: vec![] };
-        let b = Instance { hits: smallvec::smallvec![Hit { detector: 1, pass: Pass::Full, class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0) }], class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0), alternatives: vec![] };
+        let a = Instance { hits: smallvec::smallvec![Hit { detector: 0, pass: Pass::Full, class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0) }], class: 1, score: 0.9, bbox: BoxF::new(0.0, 0.0, 10.0, 10.0), alternatives: smallvec::SmallVec::new() };
+        let b = Instance { hits: smallvec::smallvec![Hit { detector: 1, pass: Pass::Full, class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0) }], class: 1, score: 0.5, bbox: BoxF::new(1.0, 0.0, 11.0, 10.0), alternatives: smallvec::SmallVec::new() };
         let mut v = vec![b, a];
         consolidate(&mut v, &p);
         assert_eq!(v.len(), 1);
@@ -394,7 +395,7 @@ mod tests {
                     bbox: BoxF::new(x, x, x + 10.0 + score * 5.0, x + 20.0),
                 })
                 .collect();
-            let mut inst = Instance { hits: hits.iter().copied().collect(), class: 0, score: 0.0, bbox: BoxF::new(0.0, 0.0, 0.0, 0.0), alternatives: vec![(9, 0.9)] };
+            let mut inst = Instance { hits: hits.iter().copied().collect(), class: 0, score: 0.0, bbox: BoxF::new(0.0, 0.0, 0.0, 0.0), alternatives: smallvec::smallvec![(9, 0.9)] };
             resolve(&mut inst, &params);
             let (c, e, b, alts) = resolve_by_collecting(&hits, &params);
             proptest::prop_assert_eq!(inst.class, c);
