@@ -299,7 +299,23 @@ pub fn host_name() -> String {
 
 /// VmRSS and VmHWM of this process in kB (0 where /proc is not available).
 pub fn rss_kb() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    thread_local! {
+        // /proc/self/status is ~1.5 kB: read into a buffer kept per thread, not a String per record
+        static STATUS: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(4096));
+    }
+    STATUS.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => rss_from_status(&mut buf),
+        Err(_) => rss_from_status(&mut Vec::new()),
+    })
+}
+
+fn rss_from_status(buf: &mut Vec<u8>) -> (u64, u64) {
+    use std::io::Read as _;
+    buf.clear();
+    if std::fs::File::open("/proc/self/status").and_then(|mut f| f.read_to_end(buf)).is_err() {
+        buf.clear();
+    }
+    let text = std::str::from_utf8(buf).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -838,6 +854,17 @@ fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<Tr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn rss_is_read_from_proc_again_on_each_call() {
+        let (rss, peak) = rss_kb();
+        assert!(rss > 0 && peak >= rss, "VmRSS {rss} kB, VmHWM {peak} kB");
+        let grown = vec![1u8; 64 << 20];
+        let (rss2, peak2) = rss_kb();
+        assert!(rss2 >= rss + 32 * 1024 && peak2 >= rss2, "64 MB touched: VmRSS {rss} -> {rss2} kB, VmHWM {peak2} kB");
+        assert_eq!(grown.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
+    }
     use std::sync::atomic::AtomicU32;
 
     /// A camera that delivers two frames, disappears (read error, first reopen fails), comes back and delivers
