@@ -75,6 +75,16 @@ fn importance(e: &Entity) -> f32 {
     e.attributes.area_fraction.sqrt() * e.score
 }
 
+/// The passive of an action taken on an entity: "ridden by".
+fn passive_verb(p: Predicate) -> Option<&'static str> {
+    match p {
+        Predicate::Riding => Some("ridden by"),
+        Predicate::Holding => Some("held by"),
+        Predicate::Carrying => Some("carried by"),
+        _ => None,
+    }
+}
+
 /// The main relation of `e` for its region caption, after ", ": an action it takes part in first, then an action
 /// taken on it, then its strongest relation as subject (relations come strongest first per entity).
 fn write_main_relation(out: &mut String, e: &Entity, entities: &[Entity], relations: &[Relation]) {
@@ -84,13 +94,7 @@ fn write_main_relation(out: &mut String, e: &Entity, entities: &[Entity], relati
         put(out, format_args!(", {} {} {}", r.predicate.phrase(), article(&o.tag), o.tag));
         return;
     }
-    let passive = |p: Predicate| match p {
-        Predicate::Riding => Some("ridden by"),
-        Predicate::Holding => Some("held by"),
-        Predicate::Carrying => Some("carried by"),
-        _ => None,
-    };
-    if let Some((r, verb)) = relations.iter().filter(|r| r.object == e.id).find_map(|r| Some((r, passive(r.predicate)?))) {
+    if let Some((r, verb)) = relations.iter().filter(|r| r.object == e.id).find_map(|r| Some((r, passive_verb(r.predicate)?))) {
         // an action on it whose subject is unknown says nothing, and no other relation is said instead
         if let Some(s) = by_id(entities, r.subject) {
             put(out, format_args!(", {verb} {} {}", article(&s.tag), s.tag));
@@ -569,13 +573,7 @@ mod by_parts {
         if let Some(o) = action.and_then(|r| by_id.get(&r.object).map(|o| (r, o))) {
             return Some(format!("{} {} {}", o.0.predicate.phrase(), article(&o.1.tag), o.1.tag));
         }
-        let passive = |p: Predicate| match p {
-            Predicate::Riding => Some("ridden by"),
-            Predicate::Holding => Some("held by"),
-            Predicate::Carrying => Some("carried by"),
-            _ => None,
-        };
-        if let Some((r, verb)) = relations.iter().filter(|r| r.object == e.id).find_map(|r| Some((r, passive(r.predicate)?))) {
+        if let Some((r, verb)) = relations.iter().filter(|r| r.object == e.id).find_map(|r| Some((r, passive_verb(r.predicate)?))) {
             return by_id.get(&r.subject).map(|s| format!("{verb} {} {}", article(&s.tag), s.tag));
         }
         let r = relations.iter().find(as_subject)?;
