@@ -323,21 +323,9 @@ impl std::fmt::Display for Described<'_> {
             write!(f, "{size} ")?;
         }
         if let Some(c) = self.colour() {
-            write!(f, "{} ", ColourPhrase(c))?;
+            write!(f, "{c} ")?;
         }
         f.write_str(&self.e.tag)
-    }
-}
-
-/// `ColourAttr::phrase`, written where it is used.
-struct ColourPhrase(crate::scene::ColourAttr);
-
-impl std::fmt::Display for ColourPhrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.secondary {
-            Some(s) => write!(f, "{} and {}", self.0.name.as_str(), s.as_str()),
-            None => f.write_str(self.0.name.as_str()),
-        }
     }
 }
 
@@ -347,7 +335,7 @@ struct StuffName<'a>(&'a Entity);
 impl std::fmt::Display for StuffName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0.attributes.colour {
-            Some(c) => write!(f, "{} {}", ColourPhrase(c), self.0.tag),
+            Some(c) => write!(f, "{c} {}", self.0.tag),
             None => f.write_str(&self.0.tag),
         }
     }

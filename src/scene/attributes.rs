@@ -206,10 +206,18 @@ pub struct ColourAttr {
 }
 
 impl ColourAttr {
+    /// How captions say it: "brown", "black and white".
     pub fn phrase(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The caption phrase, written where it is used (no String of its own).
+impl std::fmt::Display for ColourAttr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.secondary {
-            Some(s) => format!("{} and {}", self.name.as_str(), s.as_str()),
-            None => self.name.as_str().to_string(),
+            Some(s) => write!(f, "{} and {}", self.name.as_str(), s.as_str()),
+            None => f.write_str(self.name.as_str()),
         }
     }
 }
