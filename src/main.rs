@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 mod cli;
 
-/// Counts heap allocations (an atomic increment per call) so `stream` can report them per frame.
+/// Counts heap allocations (an atomic increment per call), inside and outside the engines, so `stream` and
+/// `profile` can report them per frame.
 #[global_allocator]
-static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+static GLOBAL: pancap::alloc_count::Counting = pancap::alloc_count::Counting;
 
 /// Grounded panoptic captions from images, on the CPU (tract) by default.
 #[derive(Parser)]
@@ -89,7 +90,6 @@ enum ModelsAction {
 }
 
 fn main() {
-    pancap::alloc_count::install(|| GLOBAL.stats().allocations as u64);
     let cli = Cli::parse();
     env_logger::Builder::new().parse_filters(&cli.log).format_timestamp(None).init();
     limit_malloc_arenas();

@@ -158,6 +158,8 @@ pub enum PipelineError {
     Perceive(#[from] PerceiveError),
     #[error("{origin}: {source}")]
     Frame { origin: String, source: Box<PerceiveError> },
+    #[error("{origin}: the thread running the stuff segmenter and the text reader died: {message}")]
+    SideStages { origin: String, message: String },
     #[error("the suite needs at least one detector")]
     NoDetector,
     #[error(transparent)]
@@ -512,7 +514,9 @@ impl Pipeline {
 
     /// Captions one frame; `opts` says whether discovery runs and where stuff and text come from. The stages, in
     /// order: detect and merge (with discovery), things, stuff map, thing masks, stuff regions, text, then the
-    /// scene graph and the paragraph.
+    /// scene graph and the paragraph. The stuff map and the text reader's lines need only the frame, so when they
+    /// run here they run on a second thread while the detectors run on this one (their stage times overlap the
+    /// detectors' and are listed after them); the result is the same as in order.
     pub fn process_with(&mut self, frame: &Frame, mut timings: Timings, opts: FrameOptions<'_>) -> Result<FrameResult, PipelineError> {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
@@ -520,7 +524,36 @@ impl Pipeline {
         // room for a full suite's stages at once, rather than growing the list several times a frame
         timings.0.reserve(48);
 
-        let (instances, discovery_ran) = self.detect(rgb, opts.discovery, &mut timings).map_err(frame_err)?;
+        // The segmenter and the text reader need only the frame: they run on a second thread while the detectors
+        // run here, and their results join the frame where the serial order used them.
+        let (detected, side) = {
+            let seg = self.segmenter.as_mut().filter(|_| matches!(opts.stuff, StuffInput::Run));
+            let reader = self.text_reader.as_mut().filter(|_| matches!(opts.text, TextInput::Run));
+            let (detectors, cfg) = (&mut self.detectors, &self.cfg);
+            std::thread::scope(|s| {
+                let side = (seg.is_some() || reader.is_some()).then(|| {
+                    s.spawn(move || {
+                        let mut t = Timings(Vec::with_capacity(16));
+                        let stuff = seg.map(|seg| seg.segment(rgb, &mut t).map(|map| (seg.name().to_string(), seg.labels(), map))).transpose();
+                        let lines = reader.map(|r| r.read(rgb, &mut t)).transpose();
+                        (stuff, lines, t)
+                    })
+                });
+                let detected = Self::detect_with(detectors, cfg, rgb, opts.discovery, &mut timings);
+                (detected, side.map(|h| h.join()))
+            })
+        };
+        let (instances, discovery_ran) = detected.map_err(frame_err)?;
+        let (side_stuff, side_text) = match side {
+            Some(Ok((stuff, lines, t))) => {
+                timings.0.extend(t.0);
+                (stuff.map_err(frame_err)?, lines.map_err(frame_err)?)
+            }
+            Some(Err(payload)) => {
+                return Err(PipelineError::SideStages { origin: frame.origin.clone(), message: crate::stream::panic_message(payload.as_ref()) })
+            }
+            None => (None, None),
+        };
         let ranking = ranking(&instances);
         let (captioned, dropped) = self.to_caption(&instances);
         let mut truncation = Truncation { entities: dropped as u32, ..Truncation::default() };
@@ -528,7 +561,10 @@ impl Pipeline {
         let mut entities = self.things(&captioned, w, h, &mut truncation);
         timings.record(Stage::Describe, None, t);
 
-        let stuff = self.stuff_map(rgb, opts.stuff, &mut timings).map_err(frame_err)?;
+        let stuff = match side_stuff {
+            Some((model, labels, map)) => Some(FrameStuff { model, labels, map: std::borrow::Cow::Owned(map) }),
+            None => self.stuff_map(rgb, opts.stuff, &mut timings).map_err(frame_err)?,
+        };
         // colours are named with the frame's light undone
         let light = Illuminant::estimate(rgb);
         let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
@@ -538,7 +574,13 @@ impl Pipeline {
             Some(s) => self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings),
             None => Vec::new(),
         };
-        let text_lines = self.add_text(rgb, &mut entities, opts.text, &mut truncation, &mut timings).map_err(frame_err)?;
+        let text_lines = match side_text.as_deref() {
+            Some(lines) => {
+                self.add_text(rgb, &mut entities, TextInput::Given(lines), &mut truncation, &mut timings).map_err(frame_err)?;
+                side_text
+            }
+            None => self.add_text(rgb, &mut entities, opts.text, &mut truncation, &mut timings).map_err(frame_err)?,
+        };
 
         // relations, global state and region captions, then the paragraph
         let t = Instant::now();
@@ -581,19 +623,19 @@ impl Pipeline {
 
     /// Every detector on the whole frame, redundancy removal across them, then (when asked) extra-instance
     /// discovery with the primary detector. Returns the instances and whether discovery ran.
-    fn detect(&mut self, rgb: &image::RgbImage, discovery: bool, timings: &mut Timings) -> Result<(Vec<Instance>, bool), PerceiveError> {
-        let mut per_detector = Vec::with_capacity(self.detectors.len());
-        for d in &mut self.detectors {
+    fn detect_with(detectors: &mut [Detector], cfg: &PipelineConfig, rgb: &image::RgbImage, discovery: bool, timings: &mut Timings) -> Result<(Vec<Instance>, bool), PerceiveError> {
+        let mut per_detector = Vec::with_capacity(detectors.len());
+        for d in detectors.iter_mut() {
             per_detector.push(d.detect(rgb, timings)?);
         }
         let t = Instant::now();
-        let mut instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
+        let mut instances = perceive::merge::merge(&per_detector, &cfg.merge);
         timings.record(Stage::Merge, None, t);
-        let ran = match (self.cfg.discovery, self.detectors.first_mut()) {
+        let ran = match (cfg.discovery, detectors.first_mut()) {
             (Some(p), Some(primary)) if discovery => {
-                perceive::discover(primary, 0, rgb, &mut instances, &p, &self.cfg.merge, timings)?;
+                perceive::discover(primary, 0, rgb, &mut instances, &p, &cfg.merge, timings)?;
                 let t = Instant::now();
-                perceive::merge::consolidate(&mut instances, &self.cfg.merge);
+                perceive::merge::consolidate(&mut instances, &cfg.merge);
                 timings.record(Stage::Merge, None, t);
                 true
             }

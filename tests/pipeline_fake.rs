@@ -131,3 +131,51 @@ fn an_entitys_sources_are_the_votes_for_its_class() {
     let cal = Manifest::by_name("yolox_nano_416").unwrap().calibration.unwrap().apply(0.9);
     assert!((dog.sources[0].score - cal).abs() < 1e-5, "{:?}", dog.sources);
 }
+
+/// A fake ADE20K segmenter: sky (class 3) over the top half, road (7) below; it notes the thread it ran on, and
+/// panics when asked to.
+fn fake_segmenter(ran_on: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>, panic: bool) -> pancap::perceive::Segmenter {
+    let m = Manifest::by_name("deeplabv3_mnv2_ade20k32_uint8").unwrap();
+    let engine = FakeEngine::new(m.model_spec(Path::new("unused")), move |_: &[Tensor]| -> Result<Vec<Tensor>, EngineError> {
+        ran_on.lock().unwrap().push(std::thread::current().id());
+        assert!(!panic, "segmenter blew up");
+        let labels: Vec<i32> = (0..512 * 512).map(|i| if i < 256 * 512 { 3 } else { 7 }).collect();
+        Ok(vec![Tensor::new(vec![1, 512, 512], TensorData::I32(labels)).unwrap()])
+    });
+    pancap::perceive::Segmenter::new(m, Box::new(engine)).unwrap()
+}
+
+#[test]
+fn the_segmenter_runs_beside_the_detectors_and_gives_what_it_gives_run_in_order() {
+    use pancap::pipeline::{FrameOptions, StuffInput, StuffMap, TextInput};
+    use std::sync::{Arc, Mutex};
+    let ran_on = Arc::new(Mutex::new(Vec::new()));
+    let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
+    let cfg = PipelineConfig { discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary], Some(fake_segmenter(Arc::clone(&ran_on), false)), cfg).unwrap();
+    let opts = |stuff| FrameOptions { stuff, discovery: false, text: TextInput::Skip, person_masks: false, pose: false };
+    let beside = p.process_with(&frame(), Timings::default(), opts(StuffInput::Run)).unwrap();
+    let threads = ran_on.lock().unwrap().clone();
+    assert_eq!(threads.len(), 1);
+    assert_ne!(threads.first(), Some(&std::thread::current().id()), "the segmenter ran on the detectors' thread");
+    assert!(beside.caption.timings_ms.0.iter().any(|t| t.stage == pancap::timing::Stage::Inference && t.model.as_deref() == Some("deeplabv3_mnv2_ade20k32_uint8")), "{:?}", beside.caption.timings_ms);
+
+    // the same label map given in order (as a stream carries it) captions the frame the same way
+    let mut seg = p.take_segmenter().unwrap();
+    let map = seg.segment(&frame().rgb, &mut Timings::default()).unwrap();
+    let given = StuffMap { model: seg.name().to_string(), labels: seg.labels(), map };
+    let in_order = p.process_with(&frame(), Timings::default(), opts(StuffInput::Given(&given))).unwrap();
+    assert!(beside.caption.entities.iter().any(|e| e.tag == "sky") && beside.caption.entities.iter().any(|e| e.tag == "road"), "{}", beside.caption.caption);
+    assert_eq!(beside.caption.caption, in_order.caption.caption);
+    assert_eq!(beside.caption.entities, in_order.caption.entities);
+}
+
+#[test]
+fn a_segmenter_that_dies_beside_the_detectors_fails_the_frame_naming_it() {
+    use std::sync::{Arc, Mutex};
+    let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
+    let cfg = PipelineConfig { discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary], Some(fake_segmenter(Arc::new(Mutex::new(Vec::new())), true)), cfg).unwrap();
+    let e = p.process(&frame(), Timings::default()).unwrap_err().to_string();
+    assert!(e.contains("synthetic.png") && e.contains("segmenter blew up") && e.contains("died"), "{e}");
+}

@@ -15,18 +15,25 @@ pub struct TractEngine {
 
 /// The executor for `threads` threads: tract's single-threaded default for one, else a thread pool shared by
 /// every engine that asked for that many (a process holds one pool per thread count, not one per model).
-fn executor_for(threads: usize) -> Option<Executor> {
+fn executor_for(threads: usize) -> Result<Option<Executor>, String> {
     static POOLS: Mutex<Vec<(usize, Executor)>> = Mutex::new(Vec::new());
     if threads <= 1 {
-        return None;
+        return Ok(None);
     }
     let mut pools = POOLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, e)) = pools.iter().find(|(n, _)| *n == threads) {
-        return Some(e.clone());
+        return Ok(Some(e.clone()));
     }
-    let e = Executor::multithread_with_name(threads, "pancap-tract");
+    // tract's own constructor, plus a start handler: the pool's threads run only engine work, so their
+    // allocations are booked inside the engines (`alloc_count`)
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|n| format!("pancap-tract-{n}"))
+        .num_threads(threads)
+        .start_handler(|_| crate::alloc_count::mark_engine_thread())
+        .build();
+    let e = Executor::MultiThread(Arc::new(pool.map_err(|e| format!("cannot start tract's {threads}-thread pool: {e}"))?));
     pools.push((threads, e.clone()));
-    Some(e)
+    Ok(Some(e))
 }
 
 /// The thread count tract uses when none is asked for: the machine's cores.
@@ -72,7 +79,8 @@ impl TractEngine {
         let err = |e: anyhow_like::E| EngineError::Load { path: spec.path.clone(), reason: e.0 };
         let mut model = typed_model(&spec)?.into_decluttered().map_err(|e| err(e.into()))?;
         super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
-        let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+        let executor = executor_for(threads).map_err(|reason| EngineError::Load { path: spec.path.clone(), reason })?;
+        let options = RunOptions { executor, ..RunOptions::default() };
         let runnable = cuda::prepare(model, &options).map_err(|e| err(e.into()))?;
         let host = cuda::host_ops(runnable.as_ref());
         if !host.is_empty() && !allow_host_ops {
@@ -103,7 +111,8 @@ fn cpu_plan(
         model = model.into_decluttered().map_err(|e| err(e.into()))?;
         rewritten = super::gpu_rewrite::rewrite_for_cuda(&mut model).map_err(|e| err(e.into()))?;
     }
-    let options = RunOptions { executor: executor_for(threads), ..RunOptions::default() };
+    let executor = executor_for(threads).map_err(|reason| EngineError::Load { path: spec.path.clone(), reason })?;
+    let options = RunOptions { executor, ..RunOptions::default() };
     // tract's x86 depthwise kernel takes unit strides only: a strided one walks one point and one tap at a time
     if pancap_ops {
         if !gpu_rewrites {
