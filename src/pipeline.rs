@@ -338,6 +338,134 @@ pub struct Pipeline {
     people_poses: Vec<(BoxF, Pose)>,
     /// The text reader's name once it was moved to a thread of its own (lines it read are still placed here).
     text_reader_name: Option<String>,
+    /// What the people models were, once moved to a thread of their own (what they see is still placed here).
+    people_elsewhere: PeopleElsewhere,
+}
+
+/// The people models moved out of the pipeline: whether there was a person segmenter, and the pose model's
+/// keypoint threshold when there was one.
+#[derive(Debug, Clone, Copy, Default)]
+struct PeopleElsewhere {
+    masks: bool,
+    pose_visible: Option<f32>,
+}
+
+/// The people models — person segmenter and pose model — moved out of the pipeline to run on a thread of their
+/// own (a stream's people worker): they look at a frame's person boxes and what they see is handed back with
+/// [`Pipeline::set_people_seen`], to be carried with each person's box as between runs in the pipeline.
+pub struct PeopleModels {
+    segmenter: Option<PersonSegmenter>,
+    pose: Option<PoseEstimator>,
+    max_person_masks: usize,
+    pose_params: PoseParams,
+}
+
+/// What the people models saw on one frame: each mask and pose with the person box it was made for (None: that
+/// model did not run).
+#[derive(Debug, Clone, Default)]
+pub struct PeopleSeen {
+    pub masks: Option<Vec<(BoxF, BoxMask)>>,
+    pub poses: Option<Vec<(BoxF, Pose)>>,
+}
+
+impl PeopleModels {
+    /// The person segmenter (when `masks`) on the largest people and the pose model (when `pose`) for the people
+    /// in `people` (boxes in frame pixels), as the pipeline runs them on a frame.
+    pub fn see(&mut self, rgb: &image::RgbImage, people: &[BoxF], masks: bool, pose: bool, timings: &mut Timings) -> Result<PeopleSeen, PerceiveError> {
+        let masks = match self.segmenter.as_mut().filter(|_| masks) {
+            Some(ps) => {
+                let largest = largest_people(people.iter().copied().enumerate(), self.max_person_masks);
+                let boxes: Vec<BoxF> = largest.iter().filter_map(|&(i, _)| people.get(i).copied()).collect();
+                let seen = segment_people(ps, rgb, &boxes, timings)?;
+                Some(boxes.into_iter().zip(seen).filter_map(|(b, m)| m.map(|m| (b, m))).collect())
+            }
+            None => None,
+        };
+        let poses = match self.pose.as_mut().filter(|_| pose) {
+            Some(estimator) => {
+                let found = estimate_poses(estimator, &self.pose_params, rgb, people, timings)?;
+                Some(people.iter().zip(found).filter_map(|(b, f)| f.map(|(p, _)| (*b, p))).collect())
+            }
+            None => None,
+        };
+        Ok(PeopleSeen { masks, poses })
+    }
+}
+
+/// The `max` largest of `people` (index, box), largest first.
+fn largest_people(people: impl Iterator<Item = (usize, BoxF)>, max: usize) -> Vec<(usize, f32)> {
+    let mut people: Vec<(usize, f32)> = people.map(|(i, b)| (i, b.area())).collect();
+    people.sort_by(|a, b| b.1.total_cmp(&a.1));
+    people.truncate(max);
+    people
+}
+
+/// The person segmenter on each box: its mask where the model's agrees with the box, in the order given.
+fn segment_people(ps: &mut PersonSegmenter, rgb: &image::RgbImage, boxes: &[BoxF], timings: &mut Timings) -> Result<Vec<Option<BoxMask>>, PerceiveError> {
+    let mut out = Vec::with_capacity(boxes.len());
+    for b in boxes {
+        let m = ps.segment(rgb, b, timings)?;
+        out.push(masks::agrees(&m).then_some(m));
+    }
+    Ok(out)
+}
+
+/// The pose model on the frame and/or on people's widened boxes (as `p.mode` says), each pose given to the person
+/// whose box (`boxes`, frame pixels) it fits best: per person, its pose and where it came from, or None.
+fn estimate_poses(
+    estimator: &mut PoseEstimator,
+    p: &PoseParams,
+    rgb: &image::RgbImage,
+    boxes: &[BoxF],
+    timings: &mut Timings,
+) -> Result<Vec<Option<(Pose, PoseSource)>>, PerceiveError> {
+    let (w, h) = (rgb.width(), rgb.height());
+    let visible = estimator.keypoint_score();
+    let mut found: Vec<Option<(Pose, PoseSource)>> = vec![None; boxes.len()];
+    if boxes.is_empty() {
+        return Ok(found);
+    }
+    if p.mode != PoseMode::Crops {
+        let poses = estimator.estimate(rgb, None, timings)?;
+        for (slot, m) in found.iter_mut().zip(pose_model::match_poses(boxes, &poses, p.min_fit)) {
+            *slot = m.and_then(|j| poses.get(j)).map(|pose| (pose.clone(), PoseSource::Frame));
+        }
+    }
+    if p.mode != PoseMode::Frame {
+        let mut todo: Vec<usize> = (0..boxes.len())
+            .filter(|&i| found.get(i).is_some_and(|f| f.as_ref().is_none_or(|(pose, _)| pose.visible(visible) < p.min_visible)))
+            .filter(|&i| boxes.get(i).is_some_and(|b| b.height() >= p.min_crop_height))
+            .collect();
+        todo.sort_by(|&a, &b| {
+            let area = |i: usize| boxes.get(i).map_or(0.0, BoxF::area);
+            area(b).total_cmp(&area(a))
+        });
+        todo.truncate(p.max_crops);
+        let group = if p.mosaic { pose_model::MOSAIC } else { 1 };
+        for chunk in todo.chunks(group) {
+            let regions: Vec<BoxF> =
+                chunk.iter().filter_map(|&i| boxes.get(i)).map(|b| pose_model::crop_region(b, p.crop_context, w, h)).collect();
+            let per_region = if p.mosaic {
+                estimator.estimate_mosaic(rgb, &regions, timings)?
+            } else {
+                let mut v = Vec::with_capacity(regions.len());
+                for r in &regions {
+                    v.push(estimator.estimate(rgb, Some(r), timings)?);
+                }
+                v
+            };
+            for (&i, poses) in chunk.iter().zip(per_region) {
+                let Some(b) = boxes.get(i) else { continue };
+                let best = poses.into_iter().filter(|q| q.fit(b) >= p.min_fit).max_by(|x, y| x.fit(b).total_cmp(&y.fit(b)));
+                if let (Some(best), Some(slot)) = (best, found.get_mut(i)) {
+                    if slot.as_ref().is_none_or(|(old, _)| best.visible(visible) > old.visible(visible)) {
+                        *slot = Some((best, PoseSource::Crop));
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 impl Pipeline {
@@ -429,6 +557,7 @@ impl Pipeline {
             people_masks: Vec::new(),
             people_poses: Vec::new(),
             text_reader_name: None,
+            people_elsewhere: PeopleElsewhere::default(),
         })
     }
 
@@ -505,6 +634,29 @@ impl Pipeline {
             self.text_reader_name = Some(r.name().to_string());
         }
         reader
+    }
+
+    /// Moves the person segmenter and the pose model out (to run them on their own thread); the pipeline then
+    /// carries what they saw, handed back with [`Pipeline::set_people_seen`], with each person's box. None when
+    /// the suite has neither.
+    pub fn take_people_models(&mut self) -> Option<PeopleModels> {
+        let (segmenter, pose) = (self.person_segmenter.take(), self.pose.take());
+        if segmenter.is_none() && pose.is_none() {
+            return None;
+        }
+        self.people_elsewhere = PeopleElsewhere { masks: segmenter.is_some(), pose_visible: pose.as_ref().map(PoseEstimator::keypoint_score) };
+        Some(PeopleModels { segmenter, pose, max_person_masks: self.cfg.max_person_masks, pose_params: self.cfg.pose_params })
+    }
+
+    /// What the people models saw on an earlier frame, carried from now on with each person's box (a model that
+    /// did not run leaves what was carried before).
+    pub fn set_people_seen(&mut self, seen: PeopleSeen) {
+        if let Some(m) = seen.masks {
+            self.people_masks = m;
+        }
+        if let Some(p) = seen.poses {
+            self.people_poses = p;
+        }
     }
 
     /// Captions one frame with every stage. `timings` may already hold the decode time of the frame.
@@ -806,68 +958,30 @@ impl Pipeline {
     /// person takes the keypoints its best-overlapping box had on the last run, moved with the box. People the
     /// model did not find get no keypoints and no posture.
     fn add_poses(&mut self, rgb: &image::RgbImage, entities: &mut [Entity], run: bool, timings: &mut Timings) -> Result<(), PerceiveError> {
-        let Some(estimator) = self.pose.as_mut() else { return Ok(()) };
+        let visible = match (&self.pose, self.people_elsewhere.pose_visible) {
+            (Some(estimator), _) => estimator.keypoint_score(),
+            (None, Some(v)) => v,
+            (None, None) => return Ok(()),
+        };
         let (w, h) = (rgb.width(), rgb.height());
         let people: Vec<usize> = entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, _)| i).collect();
         let boxes: Vec<BoxF> = people.iter().filter_map(|&i| entities.get(i).map(Entity::bbox)).collect();
-        let visible = estimator.keypoint_score();
-        let p = self.cfg.pose_params;
-        let mut found: Vec<Option<(Pose, PoseSource)>> = vec![None; people.len()];
-        if run {
-            self.people_poses.clear();
-            if people.is_empty() {
-                return Ok(());
-            }
-            if p.mode != PoseMode::Crops {
-                let poses = estimator.estimate(rgb, None, timings)?;
-                for (slot, m) in found.iter_mut().zip(pose_model::match_poses(&boxes, &poses, p.min_fit)) {
-                    *slot = m.and_then(|j| poses.get(j)).map(|pose| (pose.clone(), PoseSource::Frame));
+        let found: Vec<Option<(Pose, PoseSource)>> = match self.pose.as_mut().filter(|_| run) {
+            Some(estimator) => {
+                self.people_poses.clear();
+                if people.is_empty() {
+                    return Ok(());
                 }
-            }
-            if p.mode != PoseMode::Frame {
-                let mut todo: Vec<usize> = (0..people.len())
-                    .filter(|&i| found.get(i).is_some_and(|f| f.as_ref().is_none_or(|(pose, _)| pose.visible(visible) < p.min_visible)))
-                    .filter(|&i| boxes.get(i).is_some_and(|b| b.height() >= p.min_crop_height))
-                    .collect();
-                todo.sort_by(|&a, &b| {
-                    let area = |i: usize| boxes.get(i).map_or(0.0, BoxF::area);
-                    area(b).total_cmp(&area(a))
-                });
-                todo.truncate(p.max_crops);
-                let group = if p.mosaic { pose_model::MOSAIC } else { 1 };
-                for chunk in todo.chunks(group) {
-                    let regions: Vec<BoxF> =
-                        chunk.iter().filter_map(|&i| boxes.get(i)).map(|b| pose_model::crop_region(b, p.crop_context, w, h)).collect();
-                    let per_region = if p.mosaic {
-                        estimator.estimate_mosaic(rgb, &regions, timings)?
-                    } else {
-                        let mut v = Vec::with_capacity(regions.len());
-                        for r in &regions {
-                            v.push(estimator.estimate(rgb, Some(r), timings)?);
-                        }
-                        v
-                    };
-                    for (&i, poses) in chunk.iter().zip(per_region) {
-                        let Some(b) = boxes.get(i) else { continue };
-                        let best = poses.into_iter().filter(|q| q.fit(b) >= p.min_fit).max_by(|x, y| x.fit(b).total_cmp(&y.fit(b)));
-                        if let (Some(best), Some(slot)) = (best, found.get_mut(i)) {
-                            if slot.as_ref().is_none_or(|(old, _)| best.visible(visible) > old.visible(visible)) {
-                                *slot = Some((best, PoseSource::Crop));
-                            }
-                        }
+                let found = estimate_poses(estimator, &self.cfg.pose_params, rgb, &boxes, timings)?;
+                for (b, f) in boxes.iter().zip(&found) {
+                    if let Some((pose, _)) = f {
+                        self.people_poses.push((*b, pose.clone()));
                     }
                 }
+                found
             }
-            for (b, f) in boxes.iter().zip(&found) {
-                if let Some((pose, _)) = f {
-                    self.people_poses.push((*b, pose.clone()));
-                }
-            }
-        } else {
-            for (slot, b) in found.iter_mut().zip(&boxes) {
-                *slot = carried_pose(&self.people_poses, b).map(|pose| (pose, PoseSource::Carried));
-            }
-        }
+            None => boxes.iter().map(|b| carried_pose(&self.people_poses, b).map(|pose| (pose, PoseSource::Carried))).collect(),
+        };
         let t = Instant::now();
         for (&i, f) in people.iter().zip(found) {
             let (Some(e), Some((pose, source))) = (entities.get_mut(i), f) else { continue };
@@ -893,28 +1007,36 @@ impl Pipeline {
         timings: &mut Timings,
     ) -> Result<Vec<(BoxMask, MaskSource)>, PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
-        if run_people && self.person_segmenter.is_some() {
-            self.people_masks.clear();
-        }
-        // the largest people get the person segmenter, up to the configured number
-        let mut people: Vec<(usize, f32)> =
-            entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, e)| (i, e.bbox().area())).collect();
-        people.sort_by(|a, b| b.1.total_cmp(&a.1));
-        people.truncate(self.cfg.max_person_masks);
+        // the largest people get the person segmenter (run now, or what it saw carried), up to the configured number
+        let people = largest_people(entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, e)| (i, e.bbox())), self.cfg.max_person_masks);
+        let fresh = match self.person_segmenter.as_mut().filter(|_| run_people) {
+            Some(ps) => {
+                let boxes: Vec<BoxF> = people.iter().filter_map(|&(i, _)| entities.get(i).map(Entity::bbox)).collect();
+                let seen = segment_people(ps, rgb, &boxes, timings)?;
+                self.people_masks = boxes.into_iter().zip(&seen).filter_map(|(b, m)| m.clone().map(|m| (b, m))).collect();
+                Some(seen)
+            }
+            None => None,
+        };
+        let carry = self.person_segmenter.is_some() || self.people_elsewhere.masks;
         let mut out = Vec::with_capacity(entities.len());
         for (i, e) in entities.iter().enumerate() {
             let b = e.bbox();
-            if let Some(ps) = self.person_segmenter.as_mut().filter(|_| people.iter().any(|(p, _)| *p == i)) {
-                if run_people {
-                    let m = ps.segment(rgb, &b, timings)?;
-                    if masks::agrees(&m) {
-                        self.people_masks.push((b, m.clone()));
-                        out.push((m, MaskSource::PersonSegmenter));
-                        continue;
+            if let Some(rank) = people.iter().position(|(p, _)| *p == i) {
+                match &fresh {
+                    Some(seen) => {
+                        if let Some(Some(m)) = seen.get(rank) {
+                            out.push((m.clone(), MaskSource::PersonSegmenter));
+                            continue;
+                        }
                     }
-                } else if let Some(m) = carried_mask(&self.people_masks, &b, w, h) {
-                    out.push((m, MaskSource::PersonCarried));
-                    continue;
+                    None if carry => {
+                        if let Some(m) = carried_mask(&self.people_masks, &b, w, h) {
+                            out.push((m, MaskSource::PersonCarried));
+                            continue;
+                        }
+                    }
+                    None => {}
                 }
             }
             let refined = stuff.and_then(|(labels, map)| {

@@ -179,3 +179,51 @@ fn a_segmenter_that_dies_beside_the_detectors_fails_the_frame_naming_it() {
     let e = p.process(&frame(), Timings::default()).unwrap_err().to_string();
     assert!(e.contains("synthetic.png") && e.contains("segmenter blew up") && e.contains("died"), "{e}");
 }
+
+#[test]
+fn in_a_stream_the_person_segmenter_runs_on_the_people_worker_and_its_masks_are_carried() {
+    use pancap::perceive::masks::{MaskSource, PersonSegmenter};
+    use pancap::stream::{run_with_sink, FrameView, LiveStats, StreamOptions, StreamRecord, StreamSink};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    let primary = fake_yolox(yolox_output(&[(1, 18, 10, 40.0, 100.0, 0, 0.8)]));
+    let ran_on = Arc::new(Mutex::new(Vec::new()));
+    let m = Manifest::by_name("selfie_person_256").unwrap();
+    let noted = Arc::clone(&ran_on);
+    let engine = FakeEngine::new(m.model_spec(Path::new("unused")), move |_: &[Tensor]| -> Result<Vec<Tensor>, EngineError> {
+        noted.lock().unwrap().push(std::thread::current().id());
+        let probs: Vec<f32> = (0..256 * 256).map(|i| if i % 256 < 154 { 1.0 } else { 0.0 }).collect();
+        Ok(vec![Tensor::new(vec![1, 256, 256, 1], TensorData::F32(probs)).unwrap()])
+    });
+    let cfg = PipelineConfig { segmenter: None, discovery: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let mut p = Pipeline::from_parts(vec![primary], None, cfg).unwrap().with_person_segmenter(Some(PersonSegmenter::new(m, Box::new(engine)).unwrap()));
+
+    /// The mask source of each frame's people, in frame order.
+    struct Sources(Vec<Vec<Option<MaskSource>>>);
+    impl StreamSink for Sources {
+        fn frame(&mut self, view: &FrameView<'_>) {
+            self.0.push(view.caption.entities.iter().filter(|e| e.tag == "person").map(|e| e.mask_source).collect());
+        }
+        fn record(&mut self, _: &StreamRecord) {}
+        fn events(&mut self, _: &[pancap::stream::events::EntityEvent]) {}
+        fn stats(&mut self, _: &LiveStats) {}
+    }
+    let mut sink = Sources(Vec::new());
+    // a frame every 25 ms (slowed down), so the worker's ~1 ms runs finish well within the 12 frames
+    let frames = (0..12).map(|i| Ok(pancap::source::Frame { seq: i, ..frame() }));
+    let source = pancap::stream::sources::Recording::new("twelve frames", frames);
+    let opts = StreamOptions { person_masks_every: 1, pose_every: 0, slow_down: std::time::Duration::from_millis(25), ..StreamOptions::default() };
+    let mut out = Vec::new();
+    let summary = run_with_sink(&mut p, Box::new(source), &opts, Arc::new(AtomicBool::new(false)), &mut out, Some(&mut sink)).unwrap();
+    assert_eq!(summary.frames, 12);
+    assert_eq!(summary.people_failed, 0);
+    let threads = ran_on.lock().unwrap().clone();
+    assert!(!threads.is_empty(), "the person segmenter never ran");
+    assert!(threads.iter().all(|t| *t != std::thread::current().id()), "the person segmenter ran on the detectors' thread");
+    // every frame's person is masked by the person segmenter's mask carried from the worker, once one arrived
+    let sources: Vec<Option<MaskSource>> = sink.0.iter().map(|people| people.first().copied().flatten()).collect();
+    assert_eq!(sink.0.iter().map(Vec::len).collect::<Vec<_>>(), vec![1; 12]);
+    assert!(!sources.contains(&Some(MaskSource::PersonSegmenter)), "{sources:?}");
+    let first = sources.iter().position(|s| *s == Some(MaskSource::PersonCarried)).expect("no carried mask");
+    assert!(first <= 6 && sources.iter().skip(first).all(|s| *s == Some(MaskSource::PersonCarried)), "{sources:?}");
+}

@@ -15,7 +15,8 @@ pub mod camera;
 
 use crate::perceive::ocr::{TextLine, TextReader};
 use crate::perceive::Segmenter;
-use crate::pipeline::{FrameOptions, StuffInput, StuffMap, TextInput};
+use crate::geometry::BoxF;
+use crate::pipeline::{FrameOptions, PeopleModels, PeopleSeen, StuffInput, StuffMap, TextInput};
 use crate::scene::{Kind, PanopticCaption};
 use crate::source::{Frame, SourceError};
 use crate::timing::Timings;
@@ -209,6 +210,9 @@ pub struct StreamSummary {
     /// Frames the text reader failed on (logged; the previous lines stay in use).
     #[serde(default)]
     pub text_failed: u64,
+    /// Frames the people worker (person masks, pose) failed on (logged; what it saw before stays in use).
+    #[serde(default)]
+    pub people_failed: u64,
     pub records: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
@@ -389,29 +393,30 @@ fn capture(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue<Captured>>, o
 /// One finished slow-stage run: the frame's sequence number and its result, or why it failed.
 type WorkerResult<T> = (u64, Result<T, String>);
 
-/// A slow stage (stuff segmentation, text reading) on its own thread: it takes a frame only when idle, so the
-/// detector loop never waits for it, and the stream carries its latest result to the frames in between.
-struct Worker<T> {
+/// A slow stage (stuff segmentation, text reading, the people models) on its own thread: it takes a job (`J`: a
+/// frame, and what else the stage needs of it) only when idle, so the detector loop never waits for it, and the
+/// stream carries its latest result to the frames in between.
+struct Worker<J, T> {
     stage: &'static str,
     idle: Arc<AtomicBool>,
-    tx: mpsc::SyncSender<Frame>,
+    tx: mpsc::SyncSender<(u64, J)>,
     rx: mpsc::Receiver<WorkerResult<T>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The stream's frame count at the last hand-over.
     offered: Option<u64>,
 }
 
-impl<T: Send + 'static> Worker<T> {
-    fn spawn(stage: &'static str, mut work: impl FnMut(&Frame) -> Result<T, String> + Send + 'static) -> Worker<T> {
+impl<J: Send + 'static, T: Send + 'static> Worker<J, T> {
+    fn spawn(stage: &'static str, mut work: impl FnMut(&J) -> Result<T, String> + Send + 'static) -> Worker<J, T> {
         let idle = Arc::new(AtomicBool::new(true));
-        let (tx, frames) = mpsc::sync_channel::<Frame>(1);
+        let (tx, jobs) = mpsc::sync_channel::<(u64, J)>(1);
         let (results, rx) = mpsc::channel();
         let worker_idle = Arc::clone(&idle);
         let thread = std::thread::spawn(move || {
-            for frame in frames {
-                let r = work(&frame);
+            for (seq, job) in jobs {
+                let r = work(&job);
                 worker_idle.store(true, Ordering::SeqCst);
-                if results.send((frame.seq, r)).is_err() {
+                if results.send((seq, r)).is_err() {
                     break;
                 }
             }
@@ -463,21 +468,21 @@ impl<T: Send + 'static> Worker<T> {
         Ok(())
     }
 
-    /// Hands the frame over when `every` frames passed since the last hand-over (`frames` is the stream's
-    /// count) and the worker is idle.
-    fn offer_every(&mut self, frame: &Frame, frames: u64, every: u32) {
+    /// Hands frame `seq`'s job over when `every` frames passed since the last hand-over (`frames` is the
+    /// stream's count) and the worker is idle; the job is made only then.
+    fn offer_every(&mut self, seq: u64, frames: u64, every: u32, job: impl FnOnce() -> J) {
         let due = self.offered.is_none_or(|at| frames >= at + u64::from(every.max(1)));
-        if due && self.offer(frame) {
+        if due && self.offer(seq, job) {
             self.offered = Some(frames);
         }
     }
 
-    /// Hands the frame over if the worker is idle; says whether it took it.
-    fn offer(&self, frame: &Frame) -> bool {
+    /// Hands frame `seq`'s job over if the worker is idle (the job is made only then); says whether it took it.
+    fn offer(&self, seq: u64, job: impl FnOnce() -> J) -> bool {
         if !self.idle.swap(false, Ordering::SeqCst) {
             return false;
         }
-        if self.tx.try_send(frame.clone()).is_err() {
+        if self.tx.try_send((seq, job())).is_err() {
             self.idle.store(true, Ordering::SeqCst);
             return false;
         }
@@ -485,8 +490,16 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-fn stuff_worker(mut seg: Segmenter) -> Worker<StuffMap> {
-    Worker::spawn("stuff segmentation", move |frame| {
+/// A people-worker job: a frame, its people's boxes (frame pixels), and which of the people models are due.
+struct PeopleJob {
+    frame: Frame,
+    people: Vec<BoxF>,
+    masks: bool,
+    pose: bool,
+}
+
+fn stuff_worker(mut seg: Segmenter) -> Worker<Frame, StuffMap> {
+    Worker::spawn("stuff segmentation", move |frame: &Frame| {
         let mut t = Timings::default();
         seg.segment(&frame.rgb, &mut t)
             .map(|map| StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
@@ -494,10 +507,17 @@ fn stuff_worker(mut seg: Segmenter) -> Worker<StuffMap> {
     })
 }
 
-fn text_worker(mut reader: TextReader) -> Worker<Vec<TextLine>> {
-    Worker::spawn("text reading", move |frame| {
+fn text_worker(mut reader: TextReader) -> Worker<Frame, Vec<TextLine>> {
+    Worker::spawn("text reading", move |frame: &Frame| {
         let mut t = Timings::default();
         reader.read(&frame.rgb, &mut t).map_err(|e| format!("{}: {e}", frame.origin))
+    })
+}
+
+fn people_worker(mut models: PeopleModels) -> Worker<PeopleJob, PeopleSeen> {
+    Worker::spawn("person masks and pose", move |job: &PeopleJob| {
+        let mut t = Timings::default();
+        models.see(&job.frame.rgb, &job.people, job.masks, job.pose, &mut t).map_err(|e| format!("{}: {e}", job.frame.origin))
     })
 }
 
@@ -536,6 +556,11 @@ pub fn run_with_sink(
     };
     let mut stuff = pipeline.take_segmenter().map(stuff_worker);
     let mut text_reader = if opts.text_every > 0 { pipeline.take_text_reader().map(text_worker) } else { None };
+    // the person segmenter and the pose model on a thread of their own too: on the detectors' thread they cost a
+    // fifth of the frame rate on a 2-core box
+    let mut people = if opts.person_masks_every > 0 || opts.pose_every > 0 { pipeline.take_people_models().map(people_worker) } else { None };
+    // the stream's frame count at the last hand-over of person masks and of pose
+    let mut people_offered: (Option<u64>, Option<u64>) = (None, None);
     let mut latest_stuff: Option<(u64, StuffMap)> = None;
     let mut latest_text: Option<(u64, Vec<TextLine>)> = None;
     let mut tracker = Tracker::new(opts.track);
@@ -567,14 +592,24 @@ pub fn run_with_sink(
         };
         if let Some(w) = &mut stuff {
             w.collect(&mut latest_stuff, &mut summary.stuff_failed)?;
-            w.offer_every(&frame, summary.frames, opts.stuff_every);
+            w.offer_every(frame.seq, summary.frames, opts.stuff_every, || frame.clone());
         }
         if let Some(w) = &mut text_reader {
             w.collect(&mut latest_text, &mut summary.text_failed)?;
-            w.offer_every(&frame, summary.frames, opts.text_every);
+            w.offer_every(frame.seq, summary.frames, opts.text_every, || frame.clone());
         }
-        let person_masks = opts.person_masks_every > 0 && summary.frames.is_multiple_of(u64::from(opts.person_masks_every));
-        let pose = opts.pose_every > 0 && summary.frames.is_multiple_of(u64::from(opts.pose_every));
+        // what the people worker saw last is carried with each person's box from now on
+        if let Some(w) = &mut people {
+            let mut seen = None;
+            w.collect(&mut seen, &mut summary.people_failed)?;
+            if let Some((_, seen)) = seen {
+                pipeline.set_people_seen(seen);
+            }
+        }
+        // with a people worker the people models run there, and the frame only carries what they saw
+        let person_masks =
+            people.is_none() && opts.person_masks_every > 0 && summary.frames.is_multiple_of(u64::from(opts.person_masks_every));
+        let pose = people.is_none() && opts.pose_every > 0 && summary.frames.is_multiple_of(u64::from(opts.pose_every));
         let discovery = opts.discovery_every > 0 && summary.frames.is_multiple_of(u64::from(opts.discovery_every));
         let stuff_input = match &latest_stuff {
             Some((_, m)) => StuffInput::Given(m),
@@ -596,6 +631,19 @@ pub fn run_with_sink(
                 continue;
             }
         };
+        if let Some(w) = &mut people {
+            let due = |last: Option<u64>, every: u32| every > 0 && last.is_none_or(|at| summary.frames >= at + u64::from(every));
+            let (masks, pose) = (due(people_offered.0, opts.person_masks_every), due(people_offered.1, opts.pose_every));
+            let job = || PeopleJob {
+                frame: frame.clone(),
+                people: caption.entities.iter().filter(|e| e.tag == "person").map(crate::scene::Entity::bbox).collect(),
+                masks,
+                pose,
+            };
+            if (masks || pose) && w.offer(frame.seq, job) {
+                people_offered = (if masks { Some(summary.frames) } else { people_offered.0 }, if pose { Some(summary.frames) } else { people_offered.1 });
+            }
+        }
         if !opts.slow_down.is_zero() {
             std::thread::sleep(opts.slow_down);
         }
@@ -748,6 +796,9 @@ pub fn run_with_sink(
         w.close()?;
     }
     if let Some(w) = text_reader.take() {
+        w.close()?;
+    }
+    if let Some(w) = people.take() {
         w.close()?;
     }
     summary.dropped = queue.dropped();
