@@ -113,8 +113,9 @@ pub struct PipelineConfig {
     /// Most thing entities in one caption (the rest are counted as truncated).
     pub max_things: usize,
     pub decode_limits: DecodeLimits,
-    /// Threads for the stuff segmenter and the text reader (none: the backend's `threads`): in a stream they run
-    /// on threads of their own beside the detectors, which keep the rest of the cores.
+    /// Threads for the stuff segmenter, the text reader, the person segmenter and the pose model (none: the
+    /// backend's `threads`): in a stream they run on threads of their own beside the detectors, which keep the
+    /// rest of the cores.
     #[serde(default)]
     pub slow_stage_threads: Option<usize>,
 }
@@ -510,7 +511,7 @@ impl Pipeline {
         };
         let person_segmenter = match person {
             Some(m) if m.role == Role::PersonSegmenter => {
-                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
+                let e = loader(&slow_backend, spec_for(&m, &cfg)?)?;
                 Some(PersonSegmenter::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
@@ -518,7 +519,7 @@ impl Pipeline {
         };
         let pose = match pose {
             Some(m) if m.role == Role::Pose => {
-                let e = loader(&cfg.backend, spec_for(&m, &cfg)?)?;
+                let e = loader(&slow_backend, spec_for(&m, &cfg)?)?;
                 Some(PoseEstimator::new(m, e)?)
             }
             Some(m) => return Err(PipelineError::WrongRole(m.name, m.role)),
