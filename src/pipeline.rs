@@ -668,8 +668,9 @@ impl Pipeline {
     /// Captions one frame; `opts` says whether discovery runs and where stuff and text come from. The stages, in
     /// order: detect and merge (with discovery), things, stuff map, thing masks, stuff regions, text, then the
     /// scene graph and the paragraph. The stuff map and the text reader's lines need only the frame, so when they
-    /// run here they run on a second thread while the detectors run on this one (their stage times overlap the
-    /// detectors' and are listed after them); the result is the same as in order.
+    /// run here (and the backend may use more than one thread) they run on a second thread while the detectors run
+    /// on this one (their stage times overlap the detectors' and are listed after them); the result is the same as
+    /// in order.
     pub fn process_with(&mut self, frame: &Frame, mut timings: Timings, opts: FrameOptions<'_>) -> Result<FrameResult, PipelineError> {
         let frame_err = |source: PerceiveError| PipelineError::Frame { origin: frame.origin.clone(), source: Box::new(source) };
         let rgb = &frame.rgb;
@@ -680,8 +681,10 @@ impl Pipeline {
         // The segmenter and the text reader need only the frame: they run on a second thread while the detectors
         // run here, and their results join the frame where the serial order used them.
         let (detected, side) = {
-            let seg = self.segmenter.as_mut().filter(|_| matches!(opts.stuff, StuffInput::Run));
-            let reader = self.text_reader.as_mut().filter(|_| matches!(opts.text, TextInput::Run));
+            // only where the suite may use more than one thread (`--threads 1` keeps a frame on one core)
+            let beside = self.cfg.backend.threads.unwrap_or_else(engine::default_threads) > 1;
+            let seg = self.segmenter.as_mut().filter(|_| beside && matches!(opts.stuff, StuffInput::Run));
+            let reader = self.text_reader.as_mut().filter(|_| beside && matches!(opts.text, TextInput::Run));
             let (detectors, cfg) = (&mut self.detectors, &self.cfg);
             std::thread::scope(|s| {
                 let side = (seg.is_some() || reader.is_some()).then(|| {

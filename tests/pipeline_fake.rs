@@ -151,7 +151,8 @@ fn the_segmenter_runs_beside_the_detectors_and_gives_what_it_gives_run_in_order(
     use std::sync::{Arc, Mutex};
     let ran_on = Arc::new(Mutex::new(Vec::new()));
     let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
-    let cfg = PipelineConfig { discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let two = pancap::engine::BackendConfig { threads: Some(2), ..Default::default() };
+    let cfg = PipelineConfig { backend: two.clone(), discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
     let mut p = Pipeline::from_parts(vec![primary], Some(fake_segmenter(Arc::clone(&ran_on), false)), cfg).unwrap();
     let opts = |stuff| FrameOptions { stuff, discovery: false, text: TextInput::Skip, person_masks: false, pose: false };
     let beside = p.process_with(&frame(), Timings::default(), opts(StuffInput::Run)).unwrap();
@@ -168,13 +169,24 @@ fn the_segmenter_runs_beside_the_detectors_and_gives_what_it_gives_run_in_order(
     assert!(beside.caption.entities.iter().any(|e| e.tag == "sky") && beside.caption.entities.iter().any(|e| e.tag == "road"), "{}", beside.caption.caption);
     assert_eq!(beside.caption.caption, in_order.caption.caption);
     assert_eq!(beside.caption.entities, in_order.caption.entities);
+
+    // with one thread asked for, the frame stays on one thread
+    let ran_on = Arc::new(Mutex::new(Vec::new()));
+    let one = pancap::engine::BackendConfig { threads: Some(1), ..two };
+    let cfg = PipelineConfig { backend: one, discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
+    let mut p = Pipeline::from_parts(vec![primary], Some(fake_segmenter(Arc::clone(&ran_on), false)), cfg).unwrap();
+    let alone = p.process_with(&frame(), Timings::default(), opts(StuffInput::Run)).unwrap();
+    assert_eq!(ran_on.lock().unwrap().clone(), vec![std::thread::current().id()]);
+    assert_eq!(alone.caption.caption, in_order.caption.caption);
 }
 
 #[test]
 fn a_segmenter_that_dies_beside_the_detectors_fails_the_frame_naming_it() {
     use std::sync::{Arc, Mutex};
     let primary = fake_yolox(yolox_output(&[(1, 6, 13, 80.0, 80.0, 16, 0.9)]));
-    let cfg = PipelineConfig { discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
+    let two = pancap::engine::BackendConfig { threads: Some(2), ..Default::default() };
+    let cfg = PipelineConfig { backend: two, discovery: None, person_segmenter: None, text_reader: None, pose: None, ..PipelineConfig::default() };
     let mut p = Pipeline::from_parts(vec![primary], Some(fake_segmenter(Arc::new(Mutex::new(Vec::new())), true)), cfg).unwrap();
     let e = p.process(&frame(), Timings::default()).unwrap_err().to_string();
     assert!(e.contains("synthetic.png") && e.contains("segmenter blew up") && e.contains("died"), "{e}");
