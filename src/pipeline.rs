@@ -273,6 +273,14 @@ pub struct StuffMap {
     pub map: crate::perceive::stuff::LabelMap,
 }
 
+impl StuffMap {
+    /// The segmenter's label map of `rgb`, with its model name and labels.
+    pub fn segment(seg: &mut Segmenter, rgb: &image::RgbImage, timings: &mut Timings) -> Result<Self, PerceiveError> {
+        let map = seg.segment(rgb, timings)?;
+        Ok(StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
+    }
+}
+
 /// Where a frame's stuff comes from.
 #[derive(Debug, Clone, Copy)]
 pub enum StuffInput<'a> {
@@ -690,7 +698,7 @@ impl Pipeline {
                 let side = (seg.is_some() || reader.is_some()).then(|| {
                     s.spawn(move || {
                         let mut t = Timings(Vec::with_capacity(16));
-                        let stuff = seg.map(|seg| seg.segment(rgb, &mut t).map(|map| (seg.name().to_string(), seg.labels(), map))).transpose();
+                        let stuff = seg.map(|seg| StuffMap::segment(seg, rgb, &mut t)).transpose();
                         let lines = reader.map(|r| r.read(rgb, &mut t)).transpose();
                         (stuff, lines, t)
                     })
@@ -717,10 +725,7 @@ impl Pipeline {
         let mut entities = self.things(&captioned, w, h, &mut truncation);
         timings.record(Stage::Describe, None, t);
 
-        let stuff = match side_stuff {
-            Some((model, labels, map)) => Some(FrameStuff { model, labels, map: std::borrow::Cow::Owned(map) }),
-            None => self.stuff_map(rgb, opts.stuff, &mut timings).map_err(frame_err)?,
-        };
+        let stuff = self.stuff_map(rgb, side_stuff.as_ref().map_or(opts.stuff, StuffInput::Given), &mut timings).map_err(frame_err)?;
         // colours are named with the frame's light undone
         let light = Illuminant::estimate(rgb);
         let stuff_view = stuff.as_ref().map(|s| (s.labels.labels(), s.map.as_ref()));
@@ -730,13 +735,10 @@ impl Pipeline {
             Some(s) => self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings),
             None => Vec::new(),
         };
-        let text_lines = match side_text.as_deref() {
-            Some(lines) => {
-                self.add_text(rgb, &mut entities, TextInput::Given(lines), &mut truncation, &mut timings).map_err(frame_err)?;
-                side_text
-            }
-            None => self.add_text(rgb, &mut entities, opts.text, &mut truncation, &mut timings).map_err(frame_err)?,
-        };
+        // lines read beside the detectors are placed as given ones, and returned as read on this frame
+        let text = side_text.as_deref().map_or(opts.text, TextInput::Given);
+        let read_here = self.add_text(rgb, &mut entities, text, &mut truncation, &mut timings).map_err(frame_err)?;
+        let text_lines = side_text.or(read_here);
 
         // relations, global state and region captions, then the paragraph
         let t = Instant::now();

@@ -500,10 +500,7 @@ struct PeopleJob {
 
 fn stuff_worker(mut seg: Segmenter) -> Worker<Frame, StuffMap> {
     Worker::spawn("stuff segmentation", move |frame: &Frame| {
-        let mut t = Timings::default();
-        seg.segment(&frame.rgb, &mut t)
-            .map(|map| StuffMap { model: seg.name().to_string(), labels: seg.labels(), map })
-            .map_err(|e| format!("{}: {e}", frame.origin))
+        StuffMap::segment(&mut seg, &frame.rgb, &mut Timings::default()).map_err(|e| format!("{}: {e}", frame.origin))
     })
 }
 
