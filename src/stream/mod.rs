@@ -24,7 +24,6 @@ use crate::{Pipeline, PipelineError};
 use queue::FrameQueue;
 use serde::{Deserialize, Serialize};
 use sources::FrameSource;
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -170,7 +169,9 @@ pub struct TrackedEntity {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TrackedRelation {
     pub subject: u32,
-    pub predicate: String,
+    /// The relation's phrase: borrowed from the relation's own `'static` phrase when built from a caption (no
+    /// allocation a frame), owned when read back from JSON.
+    pub predicate: std::borrow::Cow<'static, str>,
     pub object: u32,
 }
 
@@ -519,8 +520,68 @@ fn people_worker(mut models: PeopleModels) -> Worker<PeopleJob, PeopleSeen> {
 }
 
 /// What makes a record worth writing: the confirmed tracks, their relations, and how the moving ones move (state
-/// and direction; speeds change every frame and are not part of it).
-type Signature = (BTreeSet<(u32, String)>, BTreeSet<TrackedRelation>, BTreeSet<(u32, motion::MotionState, Option<motion::Direction>)>);
+/// and direction; speeds change every frame and are not part of it). Each list is sorted and without duplicates,
+/// so two signatures are equal exactly when the sets are. The stream keeps two (this frame's and the last
+/// record's) and refills them in place, so comparing allocates nothing once their buffers have grown.
+#[derive(Debug, Default, PartialEq)]
+struct Signature {
+    tracks: Vec<(u32, String)>,
+    relations: Vec<TrackedRelation>,
+    motion: Vec<(u32, motion::MotionState, Option<motion::Direction>)>,
+}
+
+impl Signature {
+    fn refill(&mut self, tracks: &[track::Track], relations: &[TrackedRelation], entities: &[TrackedEntity]) {
+        refill(
+            &mut self.tracks,
+            tracks.iter().filter(|t| t.confirmed),
+            |slot, t| {
+                slot.0 = t.id;
+                slot.1.clone_from(&t.tag);
+            },
+            |t| (t.id, t.tag.clone()),
+        );
+        self.tracks.sort_unstable();
+        self.tracks.dedup();
+        self.relations.clear();
+        self.relations.extend(relations.iter().cloned());
+        self.relations.sort_unstable();
+        self.relations.dedup();
+        self.motion.clear();
+        self.motion.extend(entities.iter().filter(|t| t.confirmed).filter_map(|t| t.motion.map(|m| (t.id, m.state, m.direction))));
+        self.motion.sort_unstable();
+        self.motion.dedup();
+    }
+
+    /// The track ids of `self` that `other` lacks, ascending (both lists are sorted by id).
+    fn ids_not_in(&self, other: Option<&Signature>) -> Vec<u32> {
+        let has = |id: u32| other.is_some_and(|o| o.tracks.binary_search_by_key(&id, |(i, _)| *i).is_ok());
+        let mut ids: Vec<u32> = self.tracks.iter().map(|(id, _)| *id).filter(|&id| !has(id)).collect();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Overwrites `buf` with one element per item, reusing the elements (and what they own) already there: `set`
+/// overwrites a kept element, `make` builds a new one past the old length.
+fn refill<T, S>(buf: &mut Vec<T>, items: impl IntoIterator<Item = S>, set: impl Fn(&mut T, S), make: impl Fn(S) -> T) {
+    let mut n = 0;
+    for item in items {
+        match buf.get_mut(n) {
+            Some(slot) => set(slot, item),
+            None => buf.push(make(item)),
+        }
+        n += 1;
+    }
+    buf.truncate(n);
+}
+
+/// An empty `Vec` with `v`'s allocation, for elements that borrow from another frame: collecting a `vec::IntoIter`
+/// through `filter_map` reuses its buffer in place when the element types have the same size and alignment (here
+/// they differ only in lifetime), so a loop can keep one buffer of borrowed elements across frames.
+fn recycle<T, U>(v: Vec<T>) -> Vec<U> {
+    v.into_iter().filter_map(|_| None).collect()
+}
 
 /// Runs a stream to its end (or until `stop`), writing records to `out`; returns the summary.
 pub fn run(
@@ -564,6 +625,13 @@ pub fn run_with_sink(
     let mut summary = StreamSummary { source: name, ..StreamSummary::default() };
     let mut latencies = crate::math::LatencyHistogram::default();
     let mut last: Option<Signature> = None;
+    let mut signature = Signature::default();
+    // buffers kept across frames (see `recycle` for the borrowed ones)
+    let mut ids: Vec<u32> = Vec::new();
+    let mut tracked_entities: Vec<TrackedEntity> = Vec::new();
+    let mut tracked_relations: Vec<TrackedRelation> = Vec::new();
+    let mut observations_kept: Vec<Observation<'static>> = Vec::new();
+    let mut sightings_kept: Vec<motion::Sighting<'static>> = Vec::new();
     let mut last_record = Instant::now();
     let started = Instant::now();
     let mut line = Vec::with_capacity(64 * 1024);
@@ -645,32 +713,30 @@ pub fn run_with_sink(
             std::thread::sleep(opts.slow_down);
         }
         summary.frames += 1;
-        let observations: Vec<Observation<'_>> =
-            caption.entities.iter().map(|e| Observation { tag: e.tag.as_str(), bbox: e.box_norm }).collect();
-        let ids = tracker.update(&observations);
-        let (mut entities, relations) = tracked(&caption, &ids, &tracker);
+        let mut observations: Vec<Observation<'_>> = recycle(std::mem::take(&mut observations_kept));
+        observations.extend(caption.entities.iter().map(|e| Observation { tag: e.tag.as_str(), bbox: e.box_norm }));
+        tracker.update_into(&observations, &mut ids);
+        observations_kept = recycle(observations);
+        tracked_into(&caption, &ids, &tracker, &mut tracked_entities, &mut tracked_relations);
+        let (entities, relations) = (&mut tracked_entities, &tracked_relations);
         // the stream's clock: the recording's frame rate when known, else capture times
         let t_s = match opts.recording_fps.or(opts.realtime_fps).filter(|f| *f > 0.0) {
             Some(fps) => frame.seq as f64 / fps,
             None => (item.unix_ms - *first_unix_ms.get_or_insert(item.unix_ms)) as f64 / 1e3,
         };
-        let sightings: Vec<motion::Sighting<'_>> = entities
-            .iter()
-            .filter(|t| t.confirmed && t.kind == Kind::Thing)
-            .map(|t| motion::Sighting { id: t.id, tag: t.tag.as_str(), bbox: t.bbox })
-            .collect();
+        let mut sightings: Vec<motion::Sighting<'_>> = recycle(std::mem::take(&mut sightings_kept));
+        sightings.extend(
+            entities.iter().filter(|t| t.confirmed && t.kind == Kind::Thing).map(|t| motion::Sighting { id: t.id, tag: t.tag.as_str(), bbox: t.bbox }),
+        );
         let events_before = motion_events.len();
         motion_tracker.update(t_s, frame.width(), frame.height(), &sightings, |id| tracker.is_confirmed(id), &mut motion_events);
+        sightings_kept = recycle(sightings);
         let motion_now = motion_events.len() > events_before;
         for t in entities.iter_mut() {
             t.motion = motion_tracker.motion(t.id);
         }
         // the scene is the set of confirmed live tracks: an instance missed for a frame or two is still there
-        let signature: Signature = (
-            tracker.tracks().iter().filter(|t| t.confirmed).map(|t| (t.id, t.tag.clone())).collect(),
-            relations.iter().cloned().collect(),
-            entities.iter().filter(|t| t.confirmed).filter_map(|t| t.motion.map(|m| (t.id, m.state, m.direction))).collect(),
-        );
+        signature.refill(tracker.tracks(), relations, entities);
         let changed = last.as_ref() != Some(&signature);
         let kind = if changed || motion_now {
             Some(RecordKind::Update)
@@ -689,7 +755,7 @@ pub fn run_with_sink(
                 frame: &frame,
                 caption: &caption,
                 ids: &ids,
-                entities: &entities,
+                entities,
                 latency_ms,
                 frames: summary.frames,
                 dropped: queue.dropped(),
@@ -699,7 +765,7 @@ pub fn run_with_sink(
             let seen: Vec<events::Observed> = caption
                 .entities
                 .iter()
-                .zip(&entities)
+                .zip(entities.iter())
                 .filter(|(_, t)| t.confirmed)
                 .map(|(e, t)| events::Observed {
                     id: t.id,
@@ -711,7 +777,7 @@ pub fn run_with_sink(
                         relations: relations
                             .iter()
                             .filter(|r| r.subject == t.id)
-                            .map(|r| events::EventRelation { predicate: r.predicate.clone(), object: r.object })
+                            .map(|r| events::EventRelation { predicate: r.predicate.to_string(), object: r.object })
                             .collect(),
                     },
                 })
@@ -742,9 +808,7 @@ pub fn run_with_sink(
             }
         }
         if let Some(kind) = kind {
-            let before: BTreeSet<u32> = last.as_ref().map(|(s, _, _)| s.iter().map(|(id, _)| *id).collect()).unwrap_or_default();
-            let now: BTreeSet<u32> = signature.0.iter().map(|(id, _)| *id).collect();
-            let caption_text = match motion_sentences(&entities, &motion_events) {
+            let caption_text = match motion_sentences(entities, &motion_events) {
                 m if m.is_empty() => caption.caption,
                 m => format!("{} {m}", caption.caption),
             };
@@ -753,12 +817,12 @@ pub fn run_with_sink(
                 seq,
                 capture_unix_ms: item.unix_ms,
                 latency_ms,
-                entities,
-                relations,
+                entities: std::mem::take(entities),
+                relations: std::mem::take(&mut tracked_relations),
                 caption: caption_text,
                 motion_events: std::mem::take(&mut motion_events),
-                appeared: now.difference(&before).copied().collect(),
-                disappeared: before.difference(&now).copied().collect(),
+                appeared: signature.ids_not_in(last.as_ref()),
+                disappeared: last.as_ref().map(|l| l.ids_not_in(Some(&signature))).unwrap_or_default(),
                 stuff_from_seq: latest_stuff.as_ref().map(|(s, _)| *s),
                 rss_kb: rss_kb().0,
             };
@@ -773,8 +837,15 @@ pub fn run_with_sink(
             }
             summary.records += 1;
             last_record = Instant::now();
+            // the record's lists go back to the buffers they came from, to be refilled on the next frame
+            let StreamRecord { entities, relations, motion_events: events, .. } = record;
+            (tracked_entities, tracked_relations, motion_events) = (entities, relations, events);
+            motion_events.clear();
             if kind == RecordKind::Update {
-                last = Some(signature);
+                match &mut last {
+                    Some(l) => std::mem::swap(l, &mut signature),
+                    None => last = Some(std::mem::take(&mut signature)),
+                }
             }
         }
         if summary.frames == 10 {
@@ -865,38 +936,55 @@ fn capitalise_first(s: &str) -> String {
     c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
-/// The caption's entities and relations under track ids.
-fn tracked(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker) -> (Vec<TrackedEntity>, Vec<TrackedRelation>) {
-    let entities: Vec<TrackedEntity> = caption
-        .entities
-        .iter()
-        .zip(ids)
-        .map(|(e, id)| TrackedEntity {
+/// The text read on an entity, if any.
+fn text_of(e: &crate::scene::Entity) -> Option<&str> {
+    e.attributes.text.as_ref().map(|t| t.text.as_str())
+}
+
+/// The caption's entities and relations under track ids, written into `entities` and `relations` (reusing what
+/// they hold: a kept entity's tag and text keep their allocations).
+fn tracked_into(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker, entities: &mut Vec<TrackedEntity>, relations: &mut Vec<TrackedRelation>) {
+    refill(
+        entities,
+        caption.entities.iter().zip(ids),
+        |slot, (e, id)| {
+            slot.id = *id;
+            slot.tag.clone_from(&e.tag);
+            slot.kind = e.kind;
+            slot.score = e.score;
+            slot.bbox = e.box_norm;
+            slot.confirmed = tracker.is_confirmed(*id);
+            match (&mut slot.text, text_of(e)) {
+                (Some(kept), Some(t)) => {
+                    kept.clear();
+                    kept.push_str(t);
+                }
+                (kept, t) => *kept = t.map(str::to_string),
+            }
+            slot.motion = None;
+        },
+        |(e, id)| TrackedEntity {
             id: *id,
             tag: e.tag.clone(),
             kind: e.kind,
             score: e.score,
             bbox: e.box_norm,
             confirmed: tracker.is_confirmed(*id),
-            text: e.attributes.text.as_ref().map(|t| t.text.to_string()),
+            text: text_of(e).map(str::to_string),
             motion: None,
-        })
-        .collect();
+        },
+    );
     let track_of = |entity_id: u32| caption.entities.iter().position(|e| e.id == entity_id).and_then(|i| ids.get(i)).copied();
-    let mut relations: Vec<TrackedRelation> = caption
-        .relations
-        .iter()
-        .filter_map(|r| {
-            let (s, o) = (track_of(r.subject)?, track_of(r.object)?);
-            (tracker.is_confirmed(s) && tracker.is_confirmed(o)).then(|| TrackedRelation {
-                subject: s,
-                predicate: r.predicate.phrase().to_string(),
-                object: o,
-            })
+    relations.clear();
+    relations.extend(caption.relations.iter().filter_map(|r| {
+        let (s, o) = (track_of(r.subject)?, track_of(r.object)?);
+        (tracker.is_confirmed(s) && tracker.is_confirmed(o)).then(|| TrackedRelation {
+            subject: s,
+            predicate: std::borrow::Cow::Borrowed(r.predicate.phrase()),
+            object: o,
         })
-        .collect();
+    }));
     relations.sort();
-    (entities, relations)
 }
 
 #[cfg(test)]

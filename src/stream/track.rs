@@ -43,11 +43,21 @@ pub struct Tracker {
     params: TrackParams,
     tracks: Vec<Track>,
     next_id: u32,
+    /// The association's working buffers, kept across frames so that a steady stream allocates only what the
+    /// assignment solver itself does.
+    scratch: Scratch,
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    costs: Vec<Vec<f64>>,
+    assigned: Vec<Option<usize>>,
+    hit: Vec<bool>,
 }
 
 impl Tracker {
     pub fn new(params: TrackParams) -> Tracker {
-        Tracker { params, tracks: Vec::new(), next_id: 1 }
+        Tracker { params, tracks: Vec::new(), next_id: 1, scratch: Scratch::default() }
     }
 
     pub fn tracks(&self) -> &[Track] {
@@ -57,34 +67,42 @@ impl Tracker {
     /// Associates one frame's observations; returns the track id of each observation (every observation gets
     /// one: a new tentative track when nothing matches).
     pub fn update(&mut self, observations: &[Observation<'_>]) -> Vec<u32> {
-        let costs: Vec<Vec<f64>> = self
-            .tracks
-            .iter()
-            .map(|t| {
-                observations
-                    .iter()
-                    .map(|o| {
-                        let v = iou(&t.bbox, &o.bbox);
-                        if t.tag == o.tag && v >= self.params.min_iou {
-                            1.0 - v
-                        } else {
-                            UNMATCHABLE
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut assigned: Vec<Option<usize>> = vec![None; observations.len()];
-        for (t, o) in min_cost_assignment(&costs) {
+        let mut ids = Vec::with_capacity(observations.len());
+        self.update_into(observations, &mut ids);
+        ids
+    }
+
+    /// As [`Tracker::update`], writing the ids into `ids` (cleared first), so a caller that keeps the buffer
+    /// allocates nothing for them.
+    pub fn update_into(&mut self, observations: &[Observation<'_>], ids: &mut Vec<u32>) {
+        let Scratch { costs, assigned, hit } = &mut self.scratch;
+        // one row per track, refilled in place (a row keeps its capacity from frame to frame)
+        costs.truncate(self.tracks.len());
+        costs.resize_with(self.tracks.len(), Vec::new);
+        for (row, t) in costs.iter_mut().zip(&self.tracks) {
+            row.clear();
+            row.extend(observations.iter().map(|o| {
+                let v = iou(&t.bbox, &o.bbox);
+                if t.tag == o.tag && v >= self.params.min_iou {
+                    1.0 - v
+                } else {
+                    UNMATCHABLE
+                }
+            }));
+        }
+        assigned.clear();
+        assigned.resize(observations.len(), None);
+        for (t, o) in min_cost_assignment(costs) {
             if costs.get(t).and_then(|r| r.get(o)).is_some_and(|c| *c < UNMATCHABLE) {
                 if let Some(slot) = assigned.get_mut(o) {
                     *slot = Some(t);
                 }
             }
         }
-        let mut hit = vec![false; self.tracks.len()];
-        let mut ids = Vec::with_capacity(observations.len());
-        for (o, a) in observations.iter().zip(&assigned) {
+        hit.clear();
+        hit.resize(self.tracks.len(), false);
+        ids.clear();
+        for (o, a) in observations.iter().zip(assigned.iter()) {
             match a.and_then(|t| self.tracks.get_mut(t).map(|tr| (t, tr))) {
                 Some((t, tr)) => {
                     tr.bbox = o.bbox;
@@ -115,7 +133,6 @@ impl Tracker {
         }
         let max = self.params.max_misses;
         self.tracks.retain(|t| t.misses <= max);
-        ids
     }
 
     /// Whether a track id is confirmed (and alive).
