@@ -221,15 +221,26 @@ impl OrtEngine {
 
 /// ONNX Runtime's CPU provider on x86-64 runs an INT8 model with int8 activations (`pancap quantize --method static`) from
 /// its exact uint8 twin ([`super::u8_activations`]), which its integer kernels take; other models, backends and
-/// machines load the file as it is.
+/// machines load the file as it is. On a CPU without VNNI the twin's weights are uint8 too, so the kernels do not
+/// saturate; they are slower there than the int8-weight ones (and than FP32 on the 2-core AVX2 dev box), which the
+/// log says.
 fn x86_u8_twin(config: &BackendConfig, spec: &ModelSpec) -> Result<Option<Vec<u8>>, String> {
     if !(cfg!(target_arch = "x86_64") && config.backend == Backend::OrtCpu && config.precision == Precision::Int8) {
         return Ok(None);
     }
     let bytes = std::fs::read(&spec.path).map_err(|e| e.to_string())?;
-    let twin = super::u8_activations::to_u8_activations(&bytes).map_err(|e| e.to_string())?;
+    let weights = super::u8_activations::Weights::for_this_cpu();
+    let twin = super::u8_activations::to_u8_activations(&bytes, weights).map_err(|e| e.to_string())?;
     Ok(twin.map(|(bytes, report)| {
         log::info!("{}: {} activation zero points re-encoded as uint8 (+128) for the CPU provider", spec.path.display(), report.zero_points);
+        if weights == super::u8_activations::Weights::Uint8 {
+            log::warn!(
+                "{}: this CPU has no VNNI, so ONNX Runtime's int8-weight kernels would saturate: {} weights re-encoded as uint8 \
+                 (+128) too; their kernels are exact but slower, and FP32 may run faster here",
+                spec.path.display(),
+                report.weights
+            );
+        }
         bytes
     }))
 }
