@@ -27,10 +27,22 @@ fn bad(what: &str) -> PerceiveError {
     PerceiveError::BadOutput(what.to_string())
 }
 
+/// Best first: by score, ties by class, then box (a total order, so the unstable sort, which needs no scratch
+/// buffer, ranks as a stable one would for distinct candidates).
+fn best_first(a: &Detection, b: &Detection) -> std::cmp::Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then(a.class.cmp(&b.class))
+        .then(a.bbox.x1.total_cmp(&b.bbox.x1))
+        .then(a.bbox.y1.total_cmp(&b.bbox.y1))
+        .then(a.bbox.x2.total_cmp(&b.bbox.x2))
+        .then(a.bbox.y2.total_cmp(&b.bbox.y2))
+}
+
 /// Keeps the best `max` candidates (NaN-safe).
 fn top_k(mut d: Vec<Detection>, max: usize) -> Vec<Detection> {
     if d.len() > max {
-        d.sort_by(|a, b| b.score.total_cmp(&a.score));
+        d.sort_unstable_by(best_first);
         d.truncate(max);
     }
     d
@@ -174,17 +186,24 @@ pub fn decode_detr(outs: &[Tensor], p: &DecodeParams) -> Result<Vec<Detection>, 
 /// Returns at most `max_out` detections, best first.
 pub fn nms(mut dets: Vec<Detection>, iou: f32, max_out: usize) -> Vec<Detection> {
     dets.retain(|d| d.score.is_finite());
-    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut keep: Vec<Detection> = Vec::new();
-    for d in dets {
-        if keep.len() >= max_out {
+    dets.sort_unstable_by(best_first);
+    // kept detections are compacted to the front of the candidates' own buffer: no second list
+    let mut kept = 0;
+    for i in 0..dets.len() {
+        if kept >= max_out {
             break;
         }
-        if !keep.iter().any(|k| k.class == d.class && k.bbox.iou(&d.bbox) > iou) {
-            keep.push(d);
+        let Some(&d) = dets.get(i) else { break };
+        let clash = dets.get(..kept).is_some_and(|k| k.iter().any(|k| k.class == d.class && k.bbox.iou(&d.bbox) > iou));
+        if !clash {
+            if let Some(slot) = dets.get_mut(kept) {
+                *slot = d;
+            }
+            kept += 1;
         }
     }
-    keep
+    dets.truncate(kept);
+    dets
 }
 
 #[cfg(test)]

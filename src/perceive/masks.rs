@@ -329,7 +329,7 @@ impl PersonSegmenter {
         let (tensor, lb) = self.prep.preprocess(crop, &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(&self.label), t);
         let t = Instant::now();
-        let outputs = self.engine.run(&[tensor])?;
+        let outputs = self.engine.run(std::slice::from_ref(tensor))?;
         timings.record(Stage::Inference, Some(&self.label), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("person segmenter: no output".into()))?;

@@ -72,6 +72,8 @@ pub struct Detector {
     /// The manifest's name, shared with every timing recorded for it.
     label: ModelName,
     prep: preprocess::Preprocessor,
+    /// The model's input tensors, refilled in place each run.
+    inputs: Vec<Tensor>,
 }
 
 /// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
@@ -86,13 +88,43 @@ pub fn model_inputs_with(
     view: resize::RgbView<'_>,
     manifest: &Manifest,
 ) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
-    let (tensor, lb) = prep.preprocess(view, &manifest.input)?;
-    let mut inputs = vec![tensor];
-    if let DecoderManifest::Detr { .. } = manifest.decoder {
-        let size = vec![i64::from(view.width()), i64::from(view.height())];
-        inputs.push(Tensor::new(vec![1, 2], TensorData::I64(size))?);
-    }
+    let mut inputs = Vec::new();
+    let lb = model_inputs_into(prep, view, manifest, &mut inputs)?;
     Ok((inputs, lb))
+}
+
+/// [`model_inputs_with`] written over `inputs`: tensors already there keep their buffers, so a detector's steady
+/// state allocates no input.
+pub fn model_inputs_into(
+    prep: &mut preprocess::Preprocessor,
+    view: resize::RgbView<'_>,
+    manifest: &Manifest,
+    inputs: &mut Vec<Tensor>,
+) -> Result<crate::geometry::Letterbox, PerceiveError> {
+    let (mw, mh) = manifest.input.size();
+    let lb = prep.letterbox(view, &manifest.input)?;
+    let mut image = if inputs.is_empty() { None } else { Some(inputs.swap_remove(0)) };
+    // an error leaves `inputs` short of its image tensor: the next call makes a new one
+    preprocess::pixels_into_tensor(prep.canvas(), mw, mh, &manifest.input, &mut image)?;
+    let Some(image) = image else { return Err(PerceiveError::UnsupportedInput("no input tensor written".into())) };
+    let size = inputs.pop();
+    inputs.clear();
+    inputs.push(image);
+    if let DecoderManifest::Detr { .. } = manifest.decoder {
+        let (w, h) = (i64::from(view.width()), i64::from(view.height()));
+        let size = match size {
+            Some(Tensor { mut shape, data: TensorData::I64(mut v) }) => {
+                shape.clear();
+                shape.extend_from_slice(&[1, 2]);
+                v.clear();
+                v.extend_from_slice(&[w, h]);
+                Tensor { shape, data: TensorData::I64(v) }
+            }
+            _ => Tensor::new(vec![1, 2], TensorData::I64(vec![w, h]))?,
+        };
+        inputs.push(size);
+    }
+    Ok(lb)
 }
 
 impl Detector {
@@ -117,7 +149,7 @@ impl Detector {
             return Err(wrong("the suite merges COCO-80 detectors only"));
         }
         let label = ModelName::from(manifest.name.as_str());
-        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new() })
+        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new(), inputs: Vec::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -152,11 +184,11 @@ impl Detector {
     pub fn detect_view(&mut self, rgb: resize::RgbView<'_>, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = &self.label;
         let t = Instant::now();
-        let (inputs, lb) = model_inputs_with(&mut self.prep, rgb, &self.manifest)?;
+        let lb = model_inputs_into(&mut self.prep, rgb, &self.manifest, &mut self.inputs)?;
         timings.record(Stage::Preprocess, Some(name), t);
 
         let t = Instant::now();
-        let outputs = self.engine.run(&inputs)?;
+        let outputs = self.engine.run(&self.inputs)?;
         timings.record(Stage::Inference, Some(name), t);
 
         let t = Instant::now();
@@ -239,7 +271,7 @@ impl Segmenter {
         let (tensor, lb) = self.prep.preprocess(resize::RgbView::whole(rgb), &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(name), t);
         let t = Instant::now();
-        let outputs = self.engine.run(&[tensor])?;
+        let outputs = self.engine.run(std::slice::from_ref(tensor))?;
         timings.record(Stage::Inference, Some(name), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("segmenter: no output".into()))?;

@@ -211,20 +211,29 @@ impl PoseEstimator {
         };
         let (tensor, lb) = self.prep.preprocess(view, &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(&self.label), t);
-        let (poses, t) = self.run_and_decode(tensor, &lb, origin, timings)?;
+        let (poses, t) = Self::run_and_decode(self.engine.as_mut(), &self.label, self.person_score, tensor, &lb, origin, timings)?;
         timings.record(Stage::Postprocess, Some(&self.label), t);
         Ok(poses)
     }
 
     /// Runs the model on a prepared input and decodes its poses through `lb` and `origin`; returns them with the
     /// start of the postprocess stage (the caller's own postprocess ends it).
-    fn run_and_decode(&mut self, tensor: Tensor, lb: &Letterbox, origin: (f32, f32), timings: &mut Timings) -> Result<(Vec<Pose>, Instant), PerceiveError> {
+    /// (The model's fields one by one: the input may be borrowed from the kept preprocessing scratch.)
+    fn run_and_decode(
+        engine: &mut dyn Engine,
+        label: &ModelName,
+        person_score: f32,
+        tensor: &Tensor,
+        lb: &Letterbox,
+        origin: (f32, f32),
+        timings: &mut Timings,
+    ) -> Result<(Vec<Pose>, Instant), PerceiveError> {
         let t = Instant::now();
-        let outputs = self.engine.run(&[tensor])?;
-        timings.record(Stage::Inference, Some(&self.label), t);
+        let outputs = engine.run(std::slice::from_ref(tensor))?;
+        timings.record(Stage::Inference, Some(label), t);
         let t = Instant::now();
         let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("pose model: no output".into()))?;
-        Ok((decode_movenet(out, lb, origin, self.person_score)?, t))
+        Ok((decode_movenet(out, lb, origin, person_score)?, t))
     }
 }
 
@@ -263,7 +272,7 @@ impl PoseEstimator {
         let tensor = preprocess::canvas_to_tensor(&canvas, &self.manifest.input)?;
         timings.record(Stage::Preprocess, Some(&self.label), t);
         let whole = Letterbox::new(mw, mh, mw, mh, crate::geometry::ResizeMode::Stretch);
-        let (poses, t) = self.run_and_decode(tensor, &whole, (0.0, 0.0), timings)?;
+        let (poses, t) = Self::run_and_decode(self.engine.as_mut(), &self.label, self.person_score, &tensor, &whole, (0.0, 0.0), timings)?;
         let mut per_region: Vec<Vec<Pose>> = vec![Vec::new(); placed.len()];
         for pose in poses {
             let (px, py) = pose.bbox.centre();

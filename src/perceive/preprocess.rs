@@ -23,11 +23,13 @@ pub fn resize_view(resizer: &mut RgbResizer, src: RgbView<'_>, width: u32, heigh
 }
 
 /// Per-model preprocessing scratch: the resizer's tables and the model's input canvas, kept between frames so a
-/// stream's steady state allocates only the input tensor.
+/// stream's steady state allocates nothing here.
 #[derive(Debug, Default)]
 pub struct Preprocessor {
     resizer: RgbResizer,
     canvas: Vec<u8>,
+    /// The input tensor of the last [`Self::preprocess`] call, refilled in place.
+    tensor: Option<Tensor>,
 }
 
 impl Preprocessor {
@@ -53,18 +55,21 @@ impl Preprocessor {
         &self.canvas
     }
 
-    /// `letterbox` then the input tensor.
-    pub fn preprocess(&mut self, src: RgbView<'_>, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
+    /// `letterbox` then the input tensor, written into the one kept here: returned by reference, so a model's
+    /// steady state allocates no input.
+    pub fn preprocess(&mut self, src: RgbView<'_>, input: &InputManifest) -> Result<(&Tensor, Letterbox), PerceiveError> {
         let lb = self.letterbox(src, input)?;
         let (mw, mh) = input.size();
-        Ok((pixels_to_tensor(&self.canvas, mw, mh, input)?, lb))
+        let t = pixels_into_tensor(&self.canvas, mw, mh, input, &mut self.tensor)?;
+        Ok((t, lb))
     }
 }
 
-/// The canvas's pixel values as they are, in `layout` and channel `order`.
-fn raw_pixels<T: From<u8> + Copy + Default>(pixels: &[u8], layout: Layout, order: [usize; 3]) -> Vec<T> {
+/// The canvas's pixel values as they are, in `layout` and channel `order`, written over `v` (its buffer kept).
+fn raw_pixels_into<T: From<u8> + Copy + Default>(pixels: &[u8], layout: Layout, order: [usize; 3], v: &mut Vec<T>) {
     let n = pixels.len() / 3;
-    let mut v = vec![T::default(); n * 3];
+    v.clear();
+    v.resize(n * 3, T::default());
     match layout {
         Layout::Nhwc => {
             for (dst, px) in v.chunks_exact_mut(3).zip(pixels.chunks_exact(3)) {
@@ -82,7 +87,6 @@ fn raw_pixels<T: From<u8> + Copy + Default>(pixels: &[u8], layout: Layout, order
             }
         }
     }
-    v
 }
 
 /// Converts a model-sized RGB canvas into the input tensor (layout, colour order, dtype, normalisation).
@@ -92,6 +96,14 @@ pub fn canvas_to_tensor(canvas: &RgbImage, input: &InputManifest) -> Result<Tens
 
 /// [`canvas_to_tensor`] over packed RGB pixels, `w × h`.
 pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) -> Result<Tensor, PerceiveError> {
+    let mut out = None;
+    pixels_into_tensor(pixels, w, h, input, &mut out)?;
+    out.ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))
+}
+
+/// [`pixels_to_tensor`] written into `out`: a tensor already there keeps its shape and data buffers (a stream's
+/// steady state allocates nothing here); an empty slot gets a new one. Returns the tensor.
+pub fn pixels_into_tensor<'a>(pixels: &[u8], w: u32, h: u32, input: &InputManifest, out: &'a mut Option<Tensor>) -> Result<&'a mut Tensor, PerceiveError> {
     let n = w as usize * h as usize;
     let pixels = pixels
         .get(..n * 3)
@@ -100,15 +112,27 @@ pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) ->
         ColourOrder::Rgb => [0, 1, 2],
         ColourOrder::Bgr => [2, 1, 0],
     };
-    let shape = input.shape.to_vec();
-    let data = match input.dtype {
-        DType::U8 => TensorData::U8(raw_pixels(pixels, input.layout, order)),
+    let t = out.get_or_insert_with(|| Tensor { shape: Vec::new(), data: TensorData::U8(Vec::new()) });
+    // the slot's buffer when it holds this dtype, else a new one
+    macro_rules! buffer {
+        ($variant:ident) => {{
+            if !matches!(t.data, TensorData::$variant(_)) {
+                t.data = TensorData::$variant(Vec::new());
+            }
+            match &mut t.data {
+                TensorData::$variant(v) => v,
+                _ => return Err(PerceiveError::UnsupportedInput("input buffer of another dtype".into())),
+            }
+        }};
+    }
+    match input.dtype {
+        DType::U8 => raw_pixels_into(pixels, input.layout, order, buffer!(U8)),
         DType::I32 => {
             // raw 0..255 pixel values (MoveNet); scale, mean and std must be the identity
             if input.scale != 1.0 || input.mean != [0.0; 3] || input.std != [1.0; 3] {
                 return Err(PerceiveError::UnsupportedInput("i32 image input with a normalisation (it takes raw pixel values)".into()));
             }
-            TensorData::I32(raw_pixels(pixels, input.layout, order))
+            raw_pixels_into(pixels, input.layout, order, buffer!(I32));
         }
         DType::F32 => {
             let mut lut = [[0f32; 256]; 3];
@@ -118,7 +142,9 @@ pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) ->
                     *slot = (p as f32 * input.scale - mean) / std;
                 }
             }
-            let mut v = vec![0f32; n * 3];
+            let v = buffer!(F32);
+            v.clear();
+            v.resize(n * 3, 0.0);
             match input.layout {
                 Layout::Nchw => {
                     for (plane, (&c, table)) in order.iter().zip(&lut).enumerate() {
@@ -136,22 +162,49 @@ pub fn pixels_to_tensor(pixels: &[u8], w: u32, h: u32, input: &InputManifest) ->
                     }
                 }
             }
-            TensorData::F32(v)
         }
         other => return Err(PerceiveError::UnsupportedInput(format!("{other:?} image input"))),
-    };
-    Ok(Tensor::new(shape, data)?)
+    }
+    t.shape.clear();
+    t.shape.extend_from_slice(&input.shape);
+    // the same check as Tensor::new
+    let want: usize = t.shape.iter().product();
+    if want != n * 3 {
+        return Err(PerceiveError::UnsupportedInput(format!("input shape {:?} for a {w}x{h} RGB canvas", input.shape)));
+    }
+    Ok(t)
 }
 
 /// [`Preprocessor::preprocess`] of a whole image with fresh scratch (calibration, one-off images).
 pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
-    Preprocessor::new().preprocess(RgbView::whole(rgb), input)
+    let mut p = Preprocessor::new();
+    let (_, lb) = p.preprocess(RgbView::whole(rgb), input)?;
+    let t = p.tensor.take().ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))?;
+    Ok((t, lb))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::Manifest;
+
+    #[test]
+    fn a_kept_input_tensor_is_refilled_in_its_own_buffer() {
+        let m = Manifest::by_name("yolox_nano_416").unwrap();
+        let mut p = Preprocessor::new();
+        let a = RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
+        let b = RgbImage::from_pixel(64, 48, image::Rgb([200, 100, 50]));
+        let first = match &p.preprocess(RgbView::whole(&a), &m.input).unwrap().0.data {
+            TensorData::F32(v) => v.as_ptr(),
+            other => panic!("{other:?}"),
+        };
+        let (t, _) = p.preprocess(RgbView::whole(&b), &m.input).unwrap();
+        let TensorData::F32(v) = &t.data else { panic!() };
+        assert_eq!(v.as_ptr(), first, "the second frame must reuse the first one's buffer");
+        // the second image's pixels, not the first's: a fresh conversion gives the same tensor
+        assert_eq!(t, &preprocess(&b, &m.input).unwrap().0);
+        assert_eq!(t.shape, m.input.shape.to_vec());
+    }
 
     #[test]
     fn movenet_tensor_is_rgb_int32_raw_padded_bottom_right() {

@@ -307,8 +307,13 @@ pub fn dominant_colour(img: &RgbImage, region: Region<'_>, min_fraction: f32, li
     if total == 0 {
         return None;
     }
-    let mut ranked: Vec<(ColourName, u32)> = ColourName::ALL.iter().copied().zip(hist).collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // on the stack: this runs for every entity of every frame
+    let mut ranked = ColourName::ALL.map(|c| (c, 0u32));
+    for (slot, n) in ranked.iter_mut().zip(hist) {
+        slot.1 = n;
+    }
+    // a total order (ties by name), so the unstable sort ranks as a stable one would
+    ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let (first, n1) = *ranked.first()?;
     let fraction = n1 as f32 / total as f32;
     if fraction < min_fraction {

@@ -1,6 +1,7 @@
 //! People's keypoints (17 COCO joints) and the posture their geometry shows: standing, sitting, lying, bending,
 //! crouching, or unknown when the joints it needs are not visible. Never from a box's aspect ratio.
 
+use smallvec::SmallVec;
 use serde::{Deserialize, Serialize};
 
 /// Keypoints per person (COCO order).
@@ -277,8 +278,9 @@ fn min_max(v: &[f32]) -> (Option<f32>, Option<f32>) {
 /// The torso's mid-shoulder and mid-hip from whichever shoulders and hips are visible.
 pub fn torso(kp: &[Point; JOINTS], visible: f32) -> Option<(Point, Point)> {
     let seen = |j: Joint| kp.get(j.index()).copied().filter(|p| p.score >= visible);
-    let shoulders: Vec<Point> = [Joint::LeftShoulder, Joint::RightShoulder].into_iter().filter_map(seen).collect();
-    let hips: Vec<Point> = [Joint::LeftHip, Joint::RightHip].into_iter().filter_map(seen).collect();
+    // two joints each, on the stack: this runs for every person of every frame
+    let shoulders: SmallVec<[Point; 2]> = [Joint::LeftShoulder, Joint::RightShoulder].into_iter().filter_map(seen).collect();
+    let hips: SmallVec<[Point; 2]> = [Joint::LeftHip, Joint::RightHip].into_iter().filter_map(seen).collect();
     Some((mid(&shoulders)?, mid(&hips)?))
 }
 
@@ -291,7 +293,9 @@ pub fn measure(kp: &[Point; JOINTS], visible: f32) -> PostureEvidence {
     if let Some((s, h)) = torso_pts {
         ev.torso = angle_between((s.x - h.x, s.y - h.y), (0.0, -1.0));
     }
-    let (mut thighs, mut knees, mut lengths, mut heights) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // at most one value a leg each
+    type Two = SmallVec<[f32; 2]>;
+    let (mut thighs, mut knees, mut lengths, mut heights) = (Two::new(), Two::new(), Two::new(), Two::new());
     for (hip, knee, ankle) in [
         (Joint::LeftHip, Joint::LeftKnee, Joint::LeftAnkle),
         (Joint::RightHip, Joint::RightKnee, Joint::RightAnkle),
