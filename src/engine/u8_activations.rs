@@ -25,7 +25,7 @@
 
 use prost14::Message;
 use std::collections::{HashMap, HashSet};
-use tract_onnx::pb::{tensor_proto::DataType, ModelProto, TensorProto};
+use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, TensorProto};
 
 #[derive(Debug, thiserror::Error)]
 pub enum U8Error {
@@ -76,6 +76,48 @@ fn int8_values(t: &TensorProto) -> Vec<i8> {
     t.int32_data.iter().map(|&v| v as i8).collect()
 }
 
+/// The weights a [`Weights::Uint8`] twin moves up by 128, with their zero points (names sorted), and how many
+/// weights that is. A weight is an int8 initializer dequantized by a node no QuantizeLinear feeds. It moves when
+/// every DequantizeLinear of it has an int8 zero-point initializer that is not an activation's, and no weight that
+/// stays int8 shares one of those zero points (a shared tensor has one type). The rest stay int8: exact either way.
+fn movable_weights<'g>(
+    graph: &'g GraphProto,
+    produced_by_q: &HashSet<String>,
+    activation_zero_points: &[String],
+    is_int8_initializer: &dyn Fn(&str) -> bool,
+) -> (Vec<String>, usize) {
+    // weight -> (whether it may move, its usable zero points)
+    let mut weights: HashMap<&'g str, (bool, Vec<&'g str>)> = HashMap::new();
+    for n in graph.node.iter().filter(|n| n.op_type == "DequantizeLinear") {
+        let Some(w) = n.input.first().filter(|w| !produced_by_q.contains(*w) && is_int8_initializer(w)) else { continue };
+        let zero_point = n.input.get(2).filter(|z| is_int8_initializer(z) && activation_zero_points.binary_search(z).is_err());
+        let (movable, zs) = weights.entry(w.as_str()).or_insert((true, Vec::new()));
+        match zero_point {
+            Some(z) => zs.push(z.as_str()),
+            None => *movable = false,
+        }
+    }
+    // a zero point a staying weight uses stays, and with it every weight that uses it, until nothing changes
+    loop {
+        let pinned: HashSet<&str> = weights.values().filter(|(m, _)| !m).flat_map(|(_, zs)| zs.iter().copied()).collect();
+        let mut changed = false;
+        for (movable, zs) in weights.values_mut() {
+            if *movable && zs.iter().any(|z| pinned.contains(z)) {
+                *movable = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let moving = || weights.iter().filter(|(_, (m, _))| *m);
+    let mut names: Vec<String> = moving().flat_map(|(w, (_, zs))| std::iter::once(*w).chain(zs.iter().copied())).map(str::to_string).collect();
+    names.sort();
+    names.dedup();
+    (names, moving().count())
+}
+
 /// Re-encodes every activation Q/DQ pair of an INT8 model as uint8 with its zero point moved up by 128, and the
 /// weights as `weights` says; `None` for a model that has no activation pairs or any activation zero point that is
 /// not an int8 initializer.
@@ -112,39 +154,10 @@ pub fn to_u8_activations(bytes: &[u8], weights: Weights) -> Result<Option<(Vec<u
     let index: HashMap<String, usize> = graph.initializer.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
     let is_int8_initializer =
         |name: &str| index.get(name).and_then(|&i| graph.initializer.get(i)).is_some_and(|t| t.data_type == DataType::Int8 as i32);
-    // weights and their zero points: int8 initializers dequantized by a node no QuantizeLinear feeds. One without an
-    // int8 zero-point initializer (or sharing one with an activation) stays int8: exact either way.
-    let (mut weight_tensors, mut weight_count): (Vec<String>, usize) = (Vec::new(), 0);
-    if weights == Weights::Uint8 {
-        let weight_nodes = || {
-            graph.node.iter().filter(|n| n.op_type == "DequantizeLinear").filter_map(|n| {
-                let w = n.input.first().filter(|w| !produced_by_q.contains(*w) && is_int8_initializer(w.as_str()))?;
-                Some((w, n.input.get(2).filter(|z| is_int8_initializer(z) && zero_points.binary_search(z).is_err())))
-            })
-        };
-        // a weight any of whose nodes lacks a usable zero point stays int8
-        let mut kept: Vec<&String> = weight_nodes().filter(|(_, z)| z.is_none()).map(|(w, _)| w).collect();
-        kept.sort();
-        let mut names: Vec<String> = Vec::new();
-        for (w, z) in weight_nodes() {
-            if let (Some(z), Err(_)) = (z, kept.binary_search(&w)) {
-                names.push(w.clone());
-                names.push(z.clone());
-            }
-        }
-        let mut distinct: Vec<&String> = weight_nodes().map(|(w, _)| w).filter(|w| kept.binary_search(w).is_err()).collect();
-        distinct.sort();
-        distinct.dedup();
-        names.sort();
-        names.dedup();
-        // a zero point shared with a weight that stays int8 must stay too: then every weight stays (rare enough)
-        if weight_nodes().filter(|(w, _)| kept.binary_search(w).is_ok()).filter_map(|(_, z)| z).any(|z| names.binary_search(z).is_ok()) {
-            names.clear();
-            distinct.clear();
-        }
-        weight_count = distinct.len();
-        weight_tensors = names;
-    }
+    let (weight_tensors, weight_count) = match weights {
+        Weights::Int8 => (Vec::new(), 0),
+        Weights::Uint8 => movable_weights(graph, &produced_by_q, &zero_points, &is_int8_initializer),
+    };
     // one pass: the model is this function's own decoded copy, so giving up half-way leaves nothing behind
     for z in zero_points.iter().chain(&weight_tensors) {
         let Some(t) = index.get(z).and_then(|&i| graph.initializer.get_mut(i)) else { return Ok(None) };
@@ -248,6 +261,27 @@ mod tests {
         assert_eq!(report.weights, 0);
         let g = ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
         assert_eq!(g.initializer.iter().find(|t| t.name == "wq").unwrap().data_type, DataType::Int8 as i32);
+    }
+
+    #[test]
+    fn a_zero_point_shared_with_a_staying_weight_keeps_both_weights_int8_and_no_more() {
+        // "vq" shares "wz" with "wq" but has a second node without a zero point; "uq" has its own "uz"
+        let mut graph = conv_graph(tensor("xz", DataType::Int8, vec![0]));
+        graph.node.push(node("DequantizeLinear", &["vq", "ws", "wz"], &["vd"]));
+        graph.node.push(node("DequantizeLinear", &["vq", "ws"], &["vd2"]));
+        graph.node.push(node("DequantizeLinear", &["uq", "ws", "uz"], &["ud"]));
+        graph.initializer.push(tensor("vq", DataType::Int8, vec![7]));
+        graph.initializer.push(tensor("uq", DataType::Int8, vec![(-3i8) as u8]));
+        graph.initializer.push(tensor("uz", DataType::Int8, vec![0]));
+        let (bytes, report) = to_u8_activations(&model(graph), Weights::Uint8).unwrap().unwrap();
+        assert_eq!(report.weights, 1, "only uq moves");
+        let g = ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
+        let get = |n: &str| g.initializer.iter().find(|t| t.name == n).unwrap().clone();
+        for staying in ["wq", "vq", "wz"] {
+            assert_eq!(get(staying).data_type, DataType::Int8 as i32, "{staying}");
+        }
+        assert_eq!((get("uq").data_type, get("uq").raw_data), (DataType::Uint8 as i32, vec![125]));
+        assert_eq!((get("uz").data_type, get("uz").raw_data), (DataType::Uint8 as i32, vec![128]));
     }
 
     #[test]
