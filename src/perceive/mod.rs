@@ -11,7 +11,7 @@ pub mod preprocess;
 pub mod resize;
 pub mod stuff;
 
-use crate::engine::{Engine, EngineError, Tensor, TensorData};
+use crate::engine::{Engine, EngineError, Tensor};
 use crate::models::{DecoderManifest, LabelSet, Manifest, Role};
 use crate::timing::{ModelName, Stage, Timings};
 use decode::{DecodeParams, Detection};
@@ -71,60 +71,16 @@ pub struct Detector {
     pub params: DetectParams,
     /// The manifest's name, shared with every timing recorded for it.
     label: ModelName,
+    /// The preprocessing scratch and the model's input tensors, refilled in place each run.
     prep: preprocess::Preprocessor,
-    /// The model's input tensors, refilled in place each run.
-    inputs: Vec<Tensor>,
 }
 
 /// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
 /// take the original size), with the letterbox that maps its outputs back.
 pub fn model_inputs(rgb: &RgbImage, manifest: &Manifest) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
-    model_inputs_with(&mut preprocess::Preprocessor::new(), resize::RgbView::whole(rgb), manifest)
-}
-
-/// [`model_inputs`] of a view (a crop read in place), with kept preprocessing scratch.
-pub fn model_inputs_with(
-    prep: &mut preprocess::Preprocessor,
-    view: resize::RgbView<'_>,
-    manifest: &Manifest,
-) -> Result<(Vec<Tensor>, crate::geometry::Letterbox), PerceiveError> {
-    let mut inputs = Vec::new();
-    let lb = model_inputs_into(prep, view, manifest, &mut inputs)?;
-    Ok((inputs, lb))
-}
-
-/// [`model_inputs_with`] written over `inputs`: tensors already there keep their buffers, so a detector's steady
-/// state allocates no input.
-pub fn model_inputs_into(
-    prep: &mut preprocess::Preprocessor,
-    view: resize::RgbView<'_>,
-    manifest: &Manifest,
-    inputs: &mut Vec<Tensor>,
-) -> Result<crate::geometry::Letterbox, PerceiveError> {
-    let (mw, mh) = manifest.input.size();
-    let lb = prep.letterbox(view, &manifest.input)?;
-    let mut image = if inputs.is_empty() { None } else { Some(inputs.swap_remove(0)) };
-    // an error leaves `inputs` short of its image tensor: the next call makes a new one
-    preprocess::pixels_into_tensor(prep.canvas(), mw, mh, &manifest.input, &mut image)?;
-    let Some(image) = image else { return Err(PerceiveError::UnsupportedInput("no input tensor written".into())) };
-    let size = inputs.pop();
-    inputs.clear();
-    inputs.push(image);
-    if let DecoderManifest::Detr { .. } = manifest.decoder {
-        let (w, h) = (i64::from(view.width()), i64::from(view.height()));
-        let size = match size {
-            Some(Tensor { mut shape, data: TensorData::I64(mut v) }) => {
-                shape.clear();
-                shape.extend_from_slice(&[1, 2]);
-                v.clear();
-                v.extend_from_slice(&[w, h]);
-                Tensor { shape, data: TensorData::I64(v) }
-            }
-            _ => Tensor::new(vec![1, 2], TensorData::I64(vec![w, h]))?,
-        };
-        inputs.push(size);
-    }
-    Ok(lb)
+    let mut prep = preprocess::Preprocessor::new();
+    let (_, lb) = prep.model_inputs(resize::RgbView::whole(rgb), manifest)?;
+    Ok((prep.take_inputs(), lb))
 }
 
 impl Detector {
@@ -149,7 +105,7 @@ impl Detector {
             return Err(wrong("the suite merges COCO-80 detectors only"));
         }
         let label = ModelName::from(manifest.name.as_str());
-        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new(), inputs: Vec::new() })
+        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -184,11 +140,11 @@ impl Detector {
     pub fn detect_view(&mut self, rgb: resize::RgbView<'_>, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
         let name = &self.label;
         let t = Instant::now();
-        let lb = model_inputs_into(&mut self.prep, rgb, &self.manifest, &mut self.inputs)?;
+        let (inputs, lb) = self.prep.model_inputs(rgb, &self.manifest)?;
         timings.record(Stage::Preprocess, Some(name), t);
 
         let t = Instant::now();
-        let outputs = self.engine.run(&self.inputs)?;
+        let outputs = self.engine.run(inputs)?;
         timings.record(Stage::Inference, Some(name), t);
 
         let t = Instant::now();

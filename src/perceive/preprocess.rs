@@ -3,7 +3,7 @@
 
 use crate::engine::{DType, Tensor, TensorData};
 use crate::geometry::Letterbox;
-use crate::models::{ColourOrder, InputManifest, Layout};
+use crate::models::{ColourOrder, DecoderManifest, InputManifest, Layout, Manifest};
 use image::RgbImage;
 
 use super::resize::{RgbResizer, RgbView, RgbViewMut};
@@ -22,14 +22,14 @@ pub fn resize_view(resizer: &mut RgbResizer, src: RgbView<'_>, width: u32, heigh
         .ok_or_else(|| PerceiveError::Resize(format!("{}x{} to {width}x{height}: buffer size", src.width(), src.height())))
 }
 
-/// Per-model preprocessing scratch: the resizer's tables and the model's input canvas, kept between frames so a
-/// stream's steady state allocates nothing here.
+/// Per-model preprocessing scratch: the resizer's tables, the model's input canvas and its input tensors, kept
+/// between frames so a stream's steady state allocates nothing here. The one owner of a model's inputs.
 #[derive(Debug, Default)]
 pub struct Preprocessor {
     resizer: RgbResizer,
     canvas: Vec<u8>,
-    /// The input tensor of the last [`Self::preprocess`] call, refilled in place.
-    tensor: Option<Tensor>,
+    /// The input tensors of the last call, the image first, refilled in place.
+    inputs: Vec<Tensor>,
 }
 
 impl Preprocessor {
@@ -59,9 +59,52 @@ impl Preprocessor {
     /// steady state allocates no input.
     pub fn preprocess(&mut self, src: RgbView<'_>, input: &InputManifest) -> Result<(&Tensor, Letterbox), PerceiveError> {
         let lb = self.letterbox(src, input)?;
+        self.fill_image(input)?;
+        self.inputs.truncate(1);
+        let image = self.inputs.first().ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))?;
+        Ok((image, lb))
+    }
+
+    /// Every input tensor `manifest`'s model takes for one view, in its spec's order (the image; DETR-style models
+    /// also take the view's size), with the letterbox that maps its outputs back. Written over the ones kept here.
+    pub fn model_inputs(&mut self, view: RgbView<'_>, manifest: &Manifest) -> Result<(&[Tensor], Letterbox), PerceiveError> {
+        let lb = self.letterbox(view, &manifest.input)?;
+        self.fill_image(&manifest.input)?;
+        if let DecoderManifest::Detr { .. } = manifest.decoder {
+            let (w, h) = (i64::from(view.width()), i64::from(view.height()));
+            match self.inputs.get_mut(1) {
+                Some(Tensor { shape, data: TensorData::I64(v) }) => {
+                    shape.clear();
+                    shape.extend_from_slice(&[1, 2]);
+                    v.clear();
+                    v.extend_from_slice(&[w, h]);
+                }
+                _ => {
+                    self.inputs.truncate(1);
+                    self.inputs.push(Tensor::new(vec![1, 2], TensorData::I64(vec![w, h]))?);
+                }
+            }
+            self.inputs.truncate(2);
+        } else {
+            self.inputs.truncate(1);
+        }
+        Ok((&self.inputs, lb))
+    }
+
+    /// The kept input tensors, handed over (the next call makes new ones).
+    pub fn take_inputs(&mut self) -> Vec<Tensor> {
+        std::mem::take(&mut self.inputs)
+    }
+
+    /// Writes the canvas as the image tensor, first of the kept inputs, into its own buffers. An error leaves the
+    /// inputs without an image tensor: the next call makes a new one.
+    fn fill_image(&mut self, input: &InputManifest) -> Result<(), PerceiveError> {
         let (mw, mh) = input.size();
-        let t = pixels_into_tensor(&self.canvas, mw, mh, input, &mut self.tensor)?;
-        Ok((t, lb))
+        let mut image = if self.inputs.is_empty() { None } else { Some(self.inputs.remove(0)) };
+        pixels_into_tensor(&self.canvas, mw, mh, input, &mut image)?;
+        let image = image.ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))?;
+        self.inputs.insert(0, image);
+        Ok(())
     }
 }
 
@@ -179,7 +222,7 @@ pub fn pixels_into_tensor<'a>(pixels: &[u8], w: u32, h: u32, input: &InputManife
 pub fn preprocess(rgb: &RgbImage, input: &InputManifest) -> Result<(Tensor, Letterbox), PerceiveError> {
     let mut p = Preprocessor::new();
     let (_, lb) = p.preprocess(RgbView::whole(rgb), input)?;
-    let t = p.tensor.take().ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))?;
+    let t = p.take_inputs().into_iter().next().ok_or_else(|| PerceiveError::UnsupportedInput("no input tensor written".into()))?;
     Ok((t, lb))
 }
 
