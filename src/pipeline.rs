@@ -909,7 +909,7 @@ impl Pipeline {
         let mut found = stuff_regions(stuff.map.as_ref(), claimed, is_stuff, &self.cfg.stuff);
         let regions = std::mem::take(&mut found.regions);
         let pixels = StuffPixels::new(stuff.map.as_ref(), &found);
-        let things: Vec<ThingView<'_>> = entities.iter().map(|e| ThingView { tag: e.tag.as_str(), bbox: e.bbox() }).collect();
+        let things: Vec<ThingView<'_>> = entities.iter().map(|e| ThingView { tag: &e.tag, bbox: e.bbox() }).collect();
         let (regions, mut dropped) = plausible_stuff(regions, pixels, |c| labels.name(c), &things);
         let rles = pixels.rles(&regions);
         suppressed.extend(found.dropped.iter().map(|d| SuppressedStuff {

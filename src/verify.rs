@@ -150,7 +150,7 @@ mod tests {
         assert!(!a.agrees());
         assert_eq!(a.matched, r.entities.len() - 3);
         assert_eq!(a.only_reference.len(), 3);
-        assert!(a.only_reference[0].starts_with(&lost.tag), "{:?}", a.only_reference);
+        assert!(a.only_reference[0].starts_with(&*lost.tag), "{:?}", a.only_reference);
         assert_eq!(a.only_candidate.len(), 2);
         assert!(a.only_candidate.iter().any(|l| l.starts_with("giraffe")), "{:?}", a.only_candidate);
     }

@@ -33,7 +33,7 @@ fn run() -> pancap::FrameResult {
 fn fake_engines_drive_the_whole_pipeline() {
     let r = run();
     let c = &r.caption;
-    let tags: Vec<&str> = c.entities.iter().map(|e| e.tag.as_str()).collect();
+    let tags: Vec<&str> = c.entities.iter().map(|e| &*e.tag).collect();
     assert_eq!(tags, vec!["dog", "person", "person"]);
     let dog = &c.entities[0];
     assert_eq!(dog.sources.len(), 2, "both fake detectors voted for the dog");
@@ -124,7 +124,7 @@ fn an_entitys_sources_are_the_votes_for_its_class() {
     assert_eq!(things.len(), 1, "{:?}", r.caption.entities);
     let dog = things[0];
     assert_eq!(dog.tag, "dog");
-    assert_eq!(dog.alternatives.iter().map(|a| a.tag.as_str()).collect::<Vec<_>>(), vec!["cat"]);
+    assert_eq!(dog.alternatives.iter().map(|a| &*a.tag).collect::<Vec<_>>(), vec!["cat"]);
     // PicoDet voted for the cat, not the dog: its vote is the alternative's, not a source of the dog
     let models: Vec<&str> = dog.sources.iter().map(|s| s.model.as_str()).collect();
     assert_eq!(models, vec!["yolox_nano_416"]);

@@ -93,11 +93,11 @@ fn discovery_finds_small_kites_and_people() {
 fn stuff_is_merged_honest_and_consistent_with_the_scene() {
     use pancap::scene::plausible::StuffDrop;
     let kite = caption("darknet-images-unannotated/kite.jpg").caption;
-    let water: Vec<_> = kite.entities.iter().filter(|e| e.kind == Kind::Stuff && ["water", "sea"].contains(&e.tag.as_str())).collect();
+    let water: Vec<_> = kite.entities.iter().filter(|e| e.kind == Kind::Stuff && ["water", "sea"].contains(&&*e.tag)).collect();
     assert_eq!(water.len(), 1, "one water region: {:?}", kite.entities.iter().map(|e| &e.tag).collect::<Vec<_>>());
     let dog = caption("darknet-images-unannotated/dog.jpg").caption;
     assert!(!dog.entities.iter().any(|e| e.tag == "water" || e.tag == "sea"), "{}", dog.caption);
-    let why: Vec<_> = dog.stuff_suppressed.iter().map(|s| (s.tag.as_str(), s.reason)).collect();
+    let why: Vec<_> = dog.stuff_suppressed.iter().map(|s| (&*s.tag, s.reason)).collect();
     assert!(why.contains(&("water", StuffDrop::UnderVehicle)), "{why:?}");
     for c in [&kite, &dog] {
         for e in c.entities.iter().filter(|e| e.kind == Kind::Stuff) {
@@ -147,7 +147,7 @@ fn things_only_suite_without_stuff_or_discovery() {
     let r = p.process(&frame, Timings::default()).unwrap();
     assert!(r.caption.entities.iter().all(|e| e.kind == Kind::Thing));
     assert!(!r.caption.discovery.ran);
-    let tags: Vec<&str> = r.caption.entities.iter().map(|e| e.tag.as_str()).collect();
+    let tags: Vec<&str> = r.caption.entities.iter().map(|e| &*e.tag).collect();
     for t in ["person", "dog", "horse"] {
         assert!(tags.contains(&t), "{tags:?}");
     }
@@ -190,7 +190,7 @@ fn captions_read_back_into_their_own_entities() {
         let preds: Vec<ScoredEntity> =
             seen.iter().map(|(b, t)| ScoredEntity { tag: t.clone(), bbox: Some(b.map(|v| v as f64 / 1000.0)) }).collect();
         let refs: Vec<ScoredEntity> =
-            c.entities.iter().map(|e| ScoredEntity { tag: e.tag.clone(), bbox: Some(e.box_norm) }).collect();
+            c.entities.iter().map(|e| ScoredEntity { tag: e.tag.to_string(), bbox: Some(e.box_norm) }).collect();
         let m = match_entities(&refs, &preds, lexical_tag_cost);
         assert_eq!(m.tag.f1, 1.0, "{img}: {:?} vs {:?}", refs.iter().map(|e| &e.tag).collect::<Vec<_>>(), preds.iter().map(|e| &e.tag).collect::<Vec<_>>());
         assert_eq!(m.location.f1, 1.0, "{img}");
@@ -223,7 +223,7 @@ fn riders_on_the_panoptic_dev_horses_are_riding_them() {
     let mut correct = 0;
     for x in &riding {
         let (s, o) = (c.entity(x.subject).unwrap(), c.entity(x.object).unwrap());
-        assert_eq!((s.tag.as_str(), o.tag.as_str()), ("person", "horse"));
+        assert_eq!((&*s.tag, &*o.tag), ("person", "horse"));
         assert!(x.evidence.is_some(), "every action carries its evidence");
         // the subject is an annotated person and the object an annotated horse (IoU 0.3: riders and their
         // horses overlap each other, so detected boxes of the right objects often stop short of 0.5)

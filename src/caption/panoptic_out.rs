@@ -149,7 +149,7 @@ pub fn panoptic_output(caption: &PanopticCaption, mapped_only: bool) -> Panoptic
             Some(Segment {
                 id: e.id,
                 category_id: category_for_tag(&e.tag, cats),
-                tag: e.tag.clone(),
+                tag: e.tag.to_string(),
                 isthing: u8::from(e.kind == Kind::Thing),
                 bbox: [x1, y1, x2 - x1, y2 - y1],
                 area,

@@ -537,7 +537,7 @@ mod by_parts {
                 words.push(c.phrase());
             }
         }
-        words.push(e.tag.clone());
+        words.push(e.tag.to_string());
         words.join(" ")
     }
 
@@ -578,7 +578,7 @@ mod by_parts {
         } else {
             match e.attributes.colour {
                 Some(c) => format!("{} {}", c.phrase(), e.tag),
-                None => e.tag.clone(),
+                None => e.tag.to_string(),
             }
         };
         let lead = if e.kind == Kind::Thing { format!("{} {d}", article(&d)) } else { format!("the {d}") };
@@ -643,7 +643,7 @@ mod by_parts {
             .filter(|r| r.subject == e.id)
             .filter_map(|r| {
                 let o = by_id.get(&r.object)?;
-                let noun = if r.predicate == Predicate::LargerThan { format!("other {}", o.tag) } else { o.tag.clone() };
+                let noun = if r.predicate == Predicate::LargerThan { format!("other {}", o.tag) } else { o.tag.to_string() };
                 Some(format!("{} {}", r.predicate.phrase(), g.mention(o, &format!("the {noun}"))))
             })
             .take(MAX_RELATION_CLAUSES)
@@ -767,7 +767,7 @@ mod by_parts {
             .map(|s| {
                 let name = match s.attributes.colour {
                     Some(c) => format!("{} {}", c.phrase(), s.tag),
-                    None => s.tag.clone(),
+                    None => s.tag.to_string(),
                 };
                 let verb = if s.attributes.area_fraction >= 0.2 { "covers" } else { "lies at" };
                 let mut clause = format!("{} {verb} the {}", g.mention(s, &format!("the {name}")), s.attributes.position.phrase());

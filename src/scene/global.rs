@@ -149,8 +149,8 @@ pub fn global_state(img: &RgbImage, entities: &[Entity]) -> GlobalState {
         b if b < 0.62 => Lighting::WellLit,
         _ => Lighting::Bright,
     };
-    let stuff = entities.iter().filter(|e| e.kind == Kind::Stuff).map(|e| (e.tag.as_str(), e.attributes.area_fraction));
-    let things = entities.iter().filter(|e| e.kind == Kind::Thing).map(|e| e.tag.as_str());
+    let stuff = entities.iter().filter(|e| e.kind == Kind::Stuff).map(|e| (&*e.tag, e.attributes.area_fraction));
+    let things = entities.iter().filter(|e| e.kind == Kind::Thing).map(|e| &*e.tag);
     let setting = setting_of(stuff, things);
     let thing_count = entities.iter().filter(|e| e.kind == Kind::Thing).count() as u32;
     let crowdedness = match thing_count {
@@ -164,10 +164,10 @@ pub fn global_state(img: &RgbImage, entities: &[Entity]) -> GlobalState {
 }
 
 fn dominant_scene(entities: &[Entity], setting: Setting) -> SceneType {
-    let vehicles = entities.iter().filter(|e| ["car", "bus", "truck", "traffic light"].contains(&e.tag.as_str())).count();
+    let vehicles = entities.iter().filter(|e| ["car", "bus", "truck", "traffic light"].contains(&&*e.tag)).count();
     let mut best: Option<(&Entity, SceneType)> = None;
     for e in entities.iter().filter(|e| e.kind == Kind::Stuff) {
-        let t = match e.tag.as_str() {
+        let t = match &*e.tag {
             "road" | "sidewalk" => SceneType::Street,
             "grass" | "field" | "earth" => SceneType::Field,
             "sky" => SceneType::OpenSky,

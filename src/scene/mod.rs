@@ -50,7 +50,7 @@ pub struct Alternative {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entity {
     pub id: u32,
-    pub tag: String,
+    pub tag: std::borrow::Cow<'static, str>,
     pub kind: Kind,
     pub score: f32,
     /// Normalised `[x1, y1, x2, y2]`, 3 decimals.
@@ -104,11 +104,11 @@ impl EntityClass {
 }
 
 impl Entity {
-    fn placed(id: u32, tag: &str, kind: Kind, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
+    fn placed(id: u32, tag: impl Into<std::borrow::Cow<'static, str>>, kind: Kind, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
         let b = at.bbox;
         Entity {
             id,
-            tag: tag.to_string(),
+            tag: tag.into(),
             kind,
             score,
             box_norm: b.normalised(at.width, at.height),
@@ -127,12 +127,12 @@ impl Entity {
     }
 
     /// A detected thing; its mask, colour, category, alternatives and description come later.
-    pub fn thing(id: u32, tag: &str, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
+    pub fn thing(id: u32, tag: impl Into<std::borrow::Cow<'static, str>>, score: f32, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>) -> Entity {
         Self::placed(id, tag, Kind::Thing, score, at, sources)
     }
 
     /// A stuff region of the segmenter, with its mask.
-    pub fn stuff(id: u32, tag: &str, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>, mask: Rle) -> Entity {
+    pub fn stuff(id: u32, tag: impl Into<std::borrow::Cow<'static, str>>, at: &Placement, sources: heapless::Vec<SourceVote, MAX_SOURCES>, mask: Rle) -> Entity {
         Entity { mask: Some(mask), mask_source: Some(MaskSource::Region), ..Self::placed(id, tag, Kind::Stuff, 1.0, at, sources) }
     }
 
@@ -320,7 +320,7 @@ impl PanopticCaption {
 pub(crate) fn test_entity(id: u32, tag: &str, kind: Kind, box_px: [f32; 4], area_fraction: f32, position: Position) -> Entity {
     Entity {
         id,
-        tag: tag.into(),
+        tag: tag.to_string().into(),
         kind,
         score: 0.9,
         box_norm: [0.0; 4],

@@ -197,9 +197,9 @@ fn actions(entities: &[Entity]) -> Vec<Relation> {
     let people: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing && e.tag == "person").collect();
     let mut out: Vec<Relation> = Vec::new();
     for o in entities.iter().filter(|e| e.kind == Kind::Thing) {
-        let predicate = if RIDDEN.contains(&o.tag.as_str()) {
+        let predicate = if RIDDEN.contains(&&*o.tag) {
             Predicate::Riding
-        } else if HELD_TOYS.contains(&o.tag.as_str()) || FLOWN_TOYS.contains(&o.tag.as_str()) {
+        } else if HELD_TOYS.contains(&&*o.tag) || FLOWN_TOYS.contains(&&*o.tag) {
             Predicate::PlayingWith
         } else {
             continue;
@@ -298,7 +298,7 @@ fn pose_actions(entities: &[Entity], masks: &BTreeMap<u32, RleLookup>, width: u3
     let things: Vec<&Entity> = entities.iter().filter(|e| e.kind == Kind::Thing && e.tag != "person").collect();
     let ground: Vec<(&Entity, &RleLookup)> = entities
         .iter()
-        .filter(|e| e.kind == Kind::Stuff && GROUND_STUFF.contains(&e.tag.as_str()))
+        .filter(|e| e.kind == Kind::Stuff && GROUND_STUFF.contains(&&*e.tag))
         .filter_map(|e| Some((e, masks.get(&e.id)?)))
         .collect();
     let free = |o: &Entity| !taken.iter().any(|r| r.object == o.id);
@@ -325,7 +325,7 @@ fn pose_actions(entities: &[Entity], masks: &BTreeMap<u32, RleLookup>, width: u3
         let (top, bottom) = if predicate == Predicate::SittingOn { (-0.15, 0.8) } else { (-0.1, 1.0) };
         let seat = things
             .iter()
-            .filter(|o| supports.contains(&o.tag.as_str()) && free(o) && rests_on(at, &o.bbox(), top, bottom))
+            .filter(|o| supports.contains(&&*o.tag) && free(o) && rests_on(at, &o.bbox(), top, bottom))
             .min_by(|a, b| {
                 let d = |o: &Entity| (o.bbox().centre().0 - at.x).abs() / o.bbox().width().max(1.0);
                 d(a).total_cmp(&d(b))
@@ -358,7 +358,7 @@ fn pose_actions(entities: &[Entity], masks: &BTreeMap<u32, RleLookup>, width: u3
         let torso = middle(p, &[Joint::LeftShoulder, Joint::RightShoulder, Joint::LeftHip, Joint::RightHip], width, height);
         for (oi, o) in things.iter().enumerate().filter(|(_, o)| free(o)) {
             let ob = o.bbox();
-            let tag = o.tag.as_str();
+            let tag = &*o.tag;
             let (predicate, allowed): (Predicate, &[BodyPart]) = if HOLDABLE.contains(&tag) {
                 // a hand-held object is smaller than its holder (an umbrella's canopy need not be)
                 if tag != "umbrella" && ob.area() > p.bbox().area() {
@@ -454,13 +454,13 @@ fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
     // one box inside another says only that they overlap in the picture, except for a small object within the
     // outline of furniture that holds things (a bowl on a dining table)
     if ba.covered_by(&bb) >= 0.9 && ba.area() < 0.5 * bb.area() {
-        let holder = ["dining table", "bed", "couch", "bench", "desk"].contains(&b.tag.as_str());
-        let held = ba.area() < 0.15 * bb.area() && !NOT_HELD.contains(&a.tag.as_str());
+        let holder = ["dining table", "bed", "couch", "bench", "desk"].contains(&&*b.tag);
+        let held = ba.area() < 0.15 * bb.area() && !NOT_HELD.contains(&&*a.tag);
         return Some(if holder && held { Predicate::OnTopOf } else { Predicate::Overlapping });
     }
     let hov = horizontal_overlap(&ba, &bb);
     // a rests on b: its bottom edge lies in the upper part of b, it is mostly over b, and b is a support
-    if SUPPORT_THINGS.contains(&b.tag.as_str())
+    if SUPPORT_THINGS.contains(&&*b.tag)
         && ba.area() < bb.area()
         && hov >= 0.6 * ba.width()
         && ba.y2 >= bb.y1 - 0.05 * bb.height()
@@ -495,7 +495,7 @@ fn thing_thing(a: &Entity, b: &Entity) -> Option<Predicate> {
 fn thing_stuff(a: &Entity, s: &Entity, mask: &RleLookup, width: u32, height: u32) -> Option<Predicate> {
     let b = a.bbox().clamp(width as f32, height as f32);
     // the support under the thing: the row just below its bottom edge, middle half of its width
-    if SUPPORT_STUFF.contains(&s.tag.as_str()) {
+    if SUPPORT_STUFF.contains(&&*s.tag) {
         let y = (b.y2 as u32).min(height.saturating_sub(1));
         let ys = [y, (y + 3).min(height.saturating_sub(1)), y.saturating_sub(3)];
         let (x0, x1) = ((b.x1 + 0.25 * b.width()) as u32, (b.x2 - 0.25 * b.width()) as u32);
@@ -513,7 +513,7 @@ fn thing_stuff(a: &Entity, s: &Entity, mask: &RleLookup, width: u32, height: u32
             return Some(Predicate::OnTopOf);
         }
     }
-    if CONTAINER_STUFF.contains(&s.tag.as_str()) {
+    if CONTAINER_STUFF.contains(&&*s.tag) {
         // most of the ring just outside the box belongs to the stuff
         let ring = [
             ((b.x1 - 3.0).max(0.0), b.centre().1),
@@ -530,7 +530,7 @@ fn thing_stuff(a: &Entity, s: &Entity, mask: &RleLookup, width: u32, height: u32
 }
 
 fn stuff_stuff(a: &Entity, b: &Entity) -> Option<Predicate> {
-    if PART_WHOLE.contains(&(a.tag.as_str(), b.tag.as_str())) && a.bbox().covered_by(&b.bbox()) >= 0.8 {
+    if PART_WHOLE.contains(&(&*a.tag, &*b.tag)) && a.bbox().covered_by(&b.bbox()) >= 0.8 {
         return Some(Predicate::PartOf);
     }
     None

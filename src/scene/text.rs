@@ -227,7 +227,7 @@ mod tests {
             .collect();
         assert_eq!(texts, vec![("NO PARKING", 4), ("EXIT", 5)]);
         let sign = &es[3];
-        assert_eq!((sign.tag.as_str(), sign.kind, sign.mask_source), (TEXT_TAG, Kind::Thing, Some(MaskSource::TextLines)));
+        assert_eq!((&*sign.tag, sign.kind, sign.mask_source), (TEXT_TAG, Kind::Thing, Some(MaskSource::TextLines)));
         assert_eq!(sign.box_px, [90.0, 300.0, 300.0, 366.0]);
         let area = sign.mask.as_ref().and_then(|m| m.to_mask()).map(|m| m.area()).unwrap_or(0);
         assert_eq!(area, 160 * 30 + 210 * 30, "the mask is the two line rectangles");

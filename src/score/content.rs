@@ -209,7 +209,7 @@ impl Content {
     /// references cover only things); attributes and relations of the others are left out with them.
     pub fn from_caption_of(c: &PanopticCaption, keep: impl Fn(EntityClass) -> bool) -> Content {
         let kept: Vec<&crate::scene::Entity> = c.entities.iter().filter(|e| keep(e.class())).collect();
-        let entities = kept.iter().map(|e| ScoredEntity { tag: e.tag.clone(), bbox: Some(e.box_norm) }).collect();
+        let entities = kept.iter().map(|e| ScoredEntity { tag: e.tag.to_string(), bbox: Some(e.box_norm) }).collect();
         let index_of = |id: u32| kept.iter().position(|e| e.id == id);
         let mut attributes = Vec::new();
         for (i, e) in kept.iter().enumerate() {
@@ -447,7 +447,7 @@ mod tests {
                     and below the grey sky [[0.0, 0.0, 1.0, 0.3]]. The grass [[0.0, 0.7, 1.0, 1.0]] is green. \
                     It is a sunny outdoor scene.";
         let c = Content::from_text(text, None);
-        let tags: Vec<&str> = c.entities.iter().map(|e| e.tag.as_str()).collect();
+        let tags: Vec<&str> = c.entities.iter().map(|e| &*e.tag).collect();
         assert_eq!(tags, ["dog", "cat", "sky", "grass"]);
         let att: Vec<(usize, &str)> = c.attributes.iter().map(|a| (a.entity, a.value.as_str())).collect();
         assert_eq!(att, [(0, "brown"), (0, "large"), (1, "white"), (2, "gray"), (3, "green")]);

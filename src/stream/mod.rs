@@ -714,7 +714,7 @@ pub fn run_with_sink(
         }
         summary.frames += 1;
         let mut observations: Vec<Observation<'_>> = recycle(std::mem::take(&mut observations_kept));
-        observations.extend(caption.entities.iter().map(|e| Observation { tag: e.tag.as_str(), bbox: e.box_norm }));
+        observations.extend(caption.entities.iter().map(|e| Observation { tag: &e.tag, bbox: e.box_norm }));
         tracker.update_into(&observations, &mut ids);
         observations_kept = recycle(observations);
         tracked_into(&caption, &ids, &tracker, &mut tracked_entities, &mut tracked_relations);
@@ -726,7 +726,7 @@ pub fn run_with_sink(
         };
         let mut sightings: Vec<motion::Sighting<'_>> = recycle(std::mem::take(&mut sightings_kept));
         sightings.extend(
-            entities.iter().filter(|t| t.confirmed && t.kind == Kind::Thing).map(|t| motion::Sighting { id: t.id, tag: t.tag.as_str(), bbox: t.bbox }),
+            entities.iter().filter(|t| t.confirmed && t.kind == Kind::Thing).map(|t| motion::Sighting { id: t.id, tag: &t.tag, bbox: t.bbox }),
         );
         let events_before = motion_events.len();
         motion_tracker.update(t_s, frame.width(), frame.height(), &sightings, |id| tracker.is_confirmed(id), &mut motion_events);
@@ -949,7 +949,8 @@ fn tracked_into(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker, entit
         caption.entities.iter().zip(ids),
         |slot, (e, id)| {
             slot.id = *id;
-            slot.tag.clone_from(&e.tag);
+            slot.tag.clear();
+            slot.tag.push_str(&e.tag);
             slot.kind = e.kind;
             slot.score = e.score;
             slot.bbox = e.box_norm;
@@ -965,7 +966,7 @@ fn tracked_into(caption: &PanopticCaption, ids: &[u32], tracker: &Tracker, entit
         },
         |(e, id)| TrackedEntity {
             id: *id,
-            tag: e.tag.clone(),
+            tag: e.tag.to_string(),
             kind: e.kind,
             score: e.score,
             bbox: e.box_norm,
