@@ -124,7 +124,7 @@ fn an_entitys_sources_are_the_votes_for_its_class() {
     assert_eq!(things.len(), 1, "{:?}", r.caption.entities);
     let dog = things[0];
     assert_eq!(dog.tag, "dog");
-    assert_eq!(dog.alternatives.iter().map(|a| &*a.tag).collect::<Vec<_>>(), vec!["cat"]);
+    assert_eq!(dog.alternatives.iter().map(|a| a.tag.as_str()).collect::<Vec<_>>(), vec!["cat"]);
     // PicoDet voted for the cat, not the dog: its vote is the alternative's, not a source of the dog
     let models: Vec<&str> = dog.sources.iter().map(|s| s.model.as_str()).collect();
     assert_eq!(models, vec!["yolox_nano_416"]);

@@ -97,7 +97,7 @@ fn stuff_is_merged_honest_and_consistent_with_the_scene() {
     assert_eq!(water.len(), 1, "one water region: {:?}", kite.entities.iter().map(|e| &e.tag).collect::<Vec<_>>());
     let dog = caption("darknet-images-unannotated/dog.jpg").caption;
     assert!(!dog.entities.iter().any(|e| e.tag == "water" || e.tag == "sea"), "{}", dog.caption);
-    let why: Vec<_> = dog.stuff_suppressed.iter().map(|s| (&*s.tag, s.reason)).collect();
+    let why: Vec<_> = dog.stuff_suppressed.iter().map(|s| (s.tag.as_str(), s.reason)).collect();
     assert!(why.contains(&("water", StuffDrop::UnderVehicle)), "{why:?}");
     for c in [&kite, &dog] {
         for e in c.entities.iter().filter(|e| e.kind == Kind::Stuff) {

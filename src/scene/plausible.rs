@@ -260,7 +260,7 @@ mod tests {
         let (kept, out) = judge(&map, &found, &[car]);
         assert_eq!(tags(&kept), vec!["road", "tree"]);
         assert_eq!(out.len(), 1);
-        assert_eq!((&*out[0].tag, out[0].reason), ("water", StuffDrop::UnderVehicle));
+        assert_eq!((out[0].tag.as_str(), out[0].reason), ("water", StuffDrop::UnderVehicle));
         // the same water with the car standing on the road below it is kept
         let parked = ThingView { tag: "car", bbox: BoxF::new(40.0, 50.0, 80.0, 80.0) };
         let (kept, out) = judge(&map, &found, &[parked]);
@@ -276,12 +276,12 @@ mod tests {
         let (map, room) = scene(&[("floor", 0, 60, 100, 100), ("wall", 0, 10, 100, 60), ("ceiling", 0, 0, 100, 10), ("water", 0, 95, 20, 100)]);
         let (kept, out) = judge(&map, &room, &[]);
         assert_eq!(tags(&kept), vec!["wall", "floor", "ceiling"]);
-        assert_eq!(out.iter().map(|s| (&*s.tag, s.reason)).collect::<Vec<_>>(), vec![("water", StuffDrop::Indoors)]);
+        assert_eq!(out.iter().map(|s| (s.tag.as_str(), s.reason)).collect::<Vec<_>>(), vec![("water", StuffDrop::Indoors)]);
         // outdoors: sky over a road; a grey patch of sky called ceiling goes, the road stays
         let (map, street) = scene(&[("sky", 0, 0, 100, 40), ("road", 0, 60, 100, 100), ("ceiling", 0, 40, 30, 50)]);
         let (kept, out) = judge(&map, &street, &[]);
         assert_eq!(tags(&kept), vec!["sky", "road"]);
-        assert_eq!(out.iter().map(|s| (&*s.tag, s.reason)).collect::<Vec<_>>(), vec![("ceiling", StuffDrop::Outdoors)]);
+        assert_eq!(out.iter().map(|s| (s.tag.as_str(), s.reason)).collect::<Vec<_>>(), vec![("ceiling", StuffDrop::Outdoors)]);
     }
 
     #[test]

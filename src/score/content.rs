@@ -447,7 +447,7 @@ mod tests {
                     and below the grey sky [[0.0, 0.0, 1.0, 0.3]]. The grass [[0.0, 0.7, 1.0, 1.0]] is green. \
                     It is a sunny outdoor scene.";
         let c = Content::from_text(text, None);
-        let tags: Vec<&str> = c.entities.iter().map(|e| &*e.tag).collect();
+        let tags: Vec<&str> = c.entities.iter().map(|e| e.tag.as_str()).collect();
         assert_eq!(tags, ["dog", "cat", "sky", "grass"]);
         let att: Vec<(usize, &str)> = c.attributes.iter().map(|a| (a.entity, a.value.as_str())).collect();
         assert_eq!(att, [(0, "brown"), (0, "large"), (1, "white"), (2, "gray"), (3, "green")]);

@@ -174,7 +174,7 @@ pub fn score_image(
     predicted: &Content,
     matcher: &mut TagMatcher,
 ) -> Result<ImageScore, embed::EmbedError> {
-    matcher.prepare(reference.entities.iter().chain(&predicted.entities).map(|e| &*e.tag))?;
+    matcher.prepare(reference.entities.iter().chain(&predicted.entities).map(|e| e.tag.as_str()))?;
     let m = match_entities(&reference.entities, &predicted.entities, |r, p| matcher.cost(r, p));
     let (att, rel, glob) = content::compare_items(reference, predicted, &m.pairs);
     Ok(ImageScore {
@@ -206,7 +206,7 @@ pub fn self_check(
         .filter(|e| e.kind == crate::scene::Kind::Thing)
         .map(|e| ScoredEntity { tag: e.tag.to_string(), bbox: Some(e.box_norm) })
         .collect();
-    matcher.prepare(things.iter().chain(second).map(|e| &*e.tag))?;
+    matcher.prepare(things.iter().chain(second).map(|e| e.tag.as_str()))?;
     let m = match_entities(&things, second, |r, p| matcher.cost(r, p));
     // no things on either side is agreement, not failure
     let (tag, location) = if things.is_empty() && second.is_empty() { (1.0, 1.0) } else { (m.tag.f1, m.location.f1) };

@@ -196,7 +196,7 @@ mod tests {
         let t = "The sky [[0.003, 0.003, 0.996, 0.997]] is light blue. A brown dog [[0.1, 0.2, 0.3, 0.4]] sits.";
         let m = extract(t, None);
         assert_eq!(m.len(), 2);
-        assert_eq!((&*m[0].tag, m[0].bbox), ("sky", [0.003, 0.003, 0.996, 0.997]));
+        assert_eq!((m[0].tag.as_str(), m[0].bbox), ("sky", [0.003, 0.003, 0.996, 0.997]));
         assert_eq!(m[1].tag, "dog", "colour words are attributes, not the tag");
     }
 

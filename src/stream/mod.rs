@@ -726,7 +726,7 @@ pub fn run_with_sink(
         };
         let mut sightings: Vec<motion::Sighting<'_>> = recycle(std::mem::take(&mut sightings_kept));
         sightings.extend(
-            entities.iter().filter(|t| t.confirmed && t.kind == Kind::Thing).map(|t| motion::Sighting { id: t.id, tag: &t.tag, bbox: t.bbox }),
+            entities.iter().filter(|t| t.confirmed && t.kind == Kind::Thing).map(|t| motion::Sighting { id: t.id, tag: t.tag.as_str(), bbox: t.bbox }),
         );
         let events_before = motion_events.len();
         motion_tracker.update(t_s, frame.width(), frame.height(), &sightings, |id| tracker.is_confirmed(id), &mut motion_events);
