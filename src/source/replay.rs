@@ -1,10 +1,10 @@
-//! Readers for recorded streams: MJPEG files (concatenated JPEGs), Y4M, and raw YUYV of a given size.
-//! Each yields frames one at a time; a corrupt frame is an error for that frame only and the reader moves on,
+//! Readers for recorded streams: Y4M and raw YUYV of a given size, and the marker scan that splits concatenated
+//! JPEGs (the MJPEG reader itself is `stream::sources::MjpegStream`, for files and pipes alike). Each yields frames one at a time; a corrupt frame is an error for that frame only and the reader moves on,
 //! so a stream can skip and count it. Memory is bounded by one frame (frame sizes are checked against limits
 //! before anything is allocated).
 
 use super::pixel::{planar_to_rgb, yuyv_to_rgb, Chroma};
-use super::{decode_bytes, DecodeLimits, Frame, SourceError};
+use super::{DecodeLimits, Frame, SourceError};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,14 @@ pub enum MjpegPiece {
 /// Like `split_mjpeg`, but reports broken and unfinished frames too, so a stream can count them.
 pub fn scan_mjpeg(data: &[u8]) -> Vec<MjpegPiece> {
     let mut frames = Vec::new();
+    scan_mjpeg_into(data, &mut frames);
+    frames
+}
+
+/// `scan_mjpeg` into a list the caller keeps (cleared first), so a reader that scans every chunk does not
+/// allocate a list per scan.
+pub fn scan_mjpeg_into(data: &[u8], frames: &mut Vec<MjpegPiece>) {
+    frames.clear();
     let mut i = 0usize;
     let byte = |k: usize| data.get(k).copied();
     while i + 1 < data.len() {
@@ -97,47 +105,6 @@ pub fn scan_mjpeg(data: &[u8]) -> Vec<MjpegPiece> {
                 }
             }
         }
-    }
-    frames
-}
-
-/// Frames of an MJPEG recording, decoded one at a time.
-pub struct MjpegFrames {
-    path: PathBuf,
-    data: Vec<u8>,
-    frames: std::vec::IntoIter<MjpegPiece>,
-    seq: u64,
-    limits: DecodeLimits,
-}
-
-impl MjpegFrames {
-    pub fn open(path: &Path, limits: DecodeLimits) -> Result<Self, SourceError> {
-        let data = super::read_bounded(path, &limits)?;
-        let frames = scan_mjpeg(&data);
-        if !frames.iter().any(|p| matches!(p, MjpegPiece::Frame(_))) {
-            return Err(corrupt(path, "no complete JPEG frame in this MJPEG stream"));
-        }
-        Ok(MjpegFrames { path: path.to_path_buf(), data, frames: frames.into_iter(), seq: 0, limits })
-    }
-}
-
-impl Iterator for MjpegFrames {
-    type Item = Result<Frame, SourceError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        let piece = self.frames.next()?;
-        let seq = self.seq;
-        self.seq += 1;
-        let name = PathBuf::from(format!("{}#{seq}", self.path.display()));
-        let range = match piece {
-            MjpegPiece::Frame(r) => r,
-            MjpegPiece::Broken(_) => return Some(Err(corrupt(&name, "truncated JPEG frame (a new frame starts before its end)"))),
-            MjpegPiece::Incomplete(_) => return Some(Err(corrupt(&name, "truncated JPEG frame at the end of the recording"))),
-        };
-        let bytes = self.data.get(range).unwrap_or_default();
-        Some(decode_bytes(bytes, &name, &self.limits).map(|mut f| {
-            f.seq = seq;
-            f
-        }))
     }
 }
 
@@ -344,21 +311,6 @@ mod tests {
         assert_eq!(frames.len(), 2, "{frames:?}");
         assert_eq!(&stream[frames[0].clone()], &a[..]);
         assert_eq!(&stream[frames[1].clone()], &c[..]);
-    }
-
-    #[test]
-    fn mjpeg_reader_decodes_each_frame() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("rec.mjpeg");
-        let mut data = jpeg(16, 8, 10);
-        data.extend(jpeg(16, 8, 200));
-        std::fs::write(&p, &data).unwrap();
-        let frames: Vec<_> = MjpegFrames::open(&p, DecodeLimits::default()).unwrap().collect();
-        assert_eq!(frames.len(), 2);
-        let f1 = frames[1].as_ref().unwrap();
-        assert_eq!((f1.seq, f1.width(), f1.height()), (1, 16, 8));
-        assert!(f1.origin.ends_with("rec.mjpeg#1"));
-        assert!(f1.rgb.get_pixel(4, 4).0[0] > 150);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Frame sources behind one trait: recordings (MJPEG of concatenated JPEGs, Y4M, raw YUYV with a given size), an
 //! image directory as a sequence, standard input, and (feature `camera`) a V4L2 camera.
 
-use crate::source::replay::{scan_mjpeg, MjpegFrames, MjpegPiece, Y4mFrames, YuyvFrames};
+use crate::source::replay::{scan_mjpeg_into, MjpegPiece, Y4mFrames, YuyvFrames};
 use crate::source::{self, decode_bytes, DecodeLimits, Frame, SourceError};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,13 +42,16 @@ impl<I: Iterator<Item = Result<Frame, SourceError>> + Send> FrameSource for Reco
     }
 }
 
-/// Concatenated JPEGs read incrementally from any reader (standard input, a pipe): bytes are buffered until a
-/// whole frame (SOI … EOI) is present; a buffer that grows past the file-size limit without one is discarded and
-/// counted as a corrupt frame, so memory stays bounded on any input.
+/// Concatenated JPEGs read incrementally from any reader (a recording, standard input, a pipe): bytes are
+/// buffered until a whole frame (SOI … EOI) is present; a buffer that grows past the file-size limit without one
+/// is discarded and counted as a corrupt frame, so memory holds about one frame on any input, whatever the
+/// recording's length.
 pub struct MjpegStream<R> {
     name: String,
     reader: R,
     buf: Vec<u8>,
+    /// the last scan's pieces, kept so a scan per chunk does not allocate a list
+    scanned: Vec<MjpegPiece>,
     pending: std::collections::VecDeque<MjpegPiece>,
     consumed: usize,
     limits: DecodeLimits,
@@ -62,12 +65,20 @@ impl<R: Read> MjpegStream<R> {
             name: name.to_string(),
             reader,
             buf: Vec::new(),
+            scanned: Vec::new(),
             pending: Default::default(),
             consumed: 0,
             limits,
             seq: 0,
             eof: false,
         }
+    }
+
+    /// A corrupt frame, named by its place in the stream and counted in the sequence.
+    fn corrupt(&mut self, reason: impl Into<String>) -> SourceError {
+        let seq = self.seq;
+        self.seq += 1;
+        SourceError::Corrupt { path: PathBuf::from(format!("{}#{seq}", self.name)), reason: reason.into() }
     }
 
     fn emit(&mut self, range: std::ops::Range<usize>) -> Result<Frame, SourceError> {
@@ -90,14 +101,13 @@ impl<R: Read + Send> Iterator for MjpegStream<R> {
             match self.pending.pop_front() {
                 Some(MjpegPiece::Frame(r)) => return Some(self.emit(r)),
                 Some(MjpegPiece::Broken(_)) => {
-                    let seq = self.seq;
-                    self.seq += 1;
-                    return Some(Err(SourceError::Corrupt {
-                        path: PathBuf::from(format!("{}#{seq}", self.name)),
-                        reason: "truncated JPEG frame (a new frame starts before its end)".into(),
-                    }));
+                    return Some(Err(self.corrupt("truncated JPEG frame (a new frame starts before its end)")));
                 }
-                Some(MjpegPiece::Incomplete(_)) | None => {}
+                // only queued at the end of the input
+                Some(MjpegPiece::Incomplete(_)) => {
+                    return Some(Err(self.corrupt("truncated JPEG frame at the end of the recording")));
+                }
+                None => {}
             }
             if self.consumed > 0 {
                 self.buf.drain(..self.consumed.min(self.buf.len()));
@@ -118,37 +128,24 @@ impl<R: Read + Send> Iterator for MjpegStream<R> {
             }
             // everything up to the last finished piece is settled; an open frame waits for more bytes, and at
             // the end of the input it is a truncated frame
-            let mut pieces = scan_mjpeg(&self.buf);
-            match pieces.last() {
+            scan_mjpeg_into(&self.buf, &mut self.scanned);
+            match self.scanned.last() {
                 Some(MjpegPiece::Incomplete(r)) if !self.eof => {
                     self.consumed = r.start;
-                    pieces.pop();
+                    self.scanned.pop();
                 }
                 Some(MjpegPiece::Frame(r) | MjpegPiece::Broken(r) | MjpegPiece::Incomplete(r)) => self.consumed = r.end,
                 None => self.consumed = 0,
             }
-            if self.eof {
-                if let Some(MjpegPiece::Incomplete(r)) = pieces.last().cloned() {
-                    pieces.pop();
-                    pieces.push(MjpegPiece::Broken(r));
-                }
-            }
-            self.pending.extend(pieces);
+            self.pending.extend(self.scanned.drain(..));
             if self.pending.is_empty() && self.buf.len() as u64 > self.limits.max_file_bytes {
-                let seq = self.seq;
-                self.seq += 1;
                 self.buf.clear();
-                return Some(Err(SourceError::Corrupt {
-                    path: PathBuf::from(format!("{}#{seq}", self.name)),
-                    reason: format!("no complete JPEG within {} bytes; resynchronising", self.limits.max_file_bytes),
-                }));
+                let reason = format!("no complete JPEG within {} bytes; resynchronising", self.limits.max_file_bytes);
+                return Some(Err(self.corrupt(reason)));
             }
         }
     }
 }
-
-/// MJPEG recordings larger than this are read incrementally.
-const INCREMENTAL_ABOVE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Formats a recording can have; chosen from the extension unless given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,15 +216,10 @@ pub fn open_replay(
     }
     match format.or_else(|| ReplayFormat::from_path(path)) {
         Some(ReplayFormat::Mjpeg) => {
+            // read incrementally whatever the file's size: the whole of a 60-frame recording held in memory was
+            // 7.7 MB of the stream's peak RSS
             let f = std::fs::File::open(path).map_err(|source| SourceError::Read { path: path.to_path_buf(), source })?;
-            // small files are split in one go (MjpegFrames); long recordings are read incrementally, so memory
-            // holds about one frame whatever the recording's length
-            let small = std::fs::metadata(path).map(|m| m.len() <= INCREMENTAL_ABOVE_BYTES).unwrap_or(false);
-            if small {
-                Ok(Box::new(Recording { name, frames: MjpegFrames::open(path, limits)? }))
-            } else {
-                Ok(Box::new(Recording { name: name.clone(), frames: MjpegStream::new(f, &name, limits) }))
-            }
+            Ok(Box::new(Recording { name: name.clone(), frames: MjpegStream::new(f, &name, limits) }))
         }
         Some(ReplayFormat::Y4m) => Ok(Box::new(Recording { name, frames: Y4mFrames::open(path, limits)? })),
         Some(ReplayFormat::Yuyv) => {
@@ -270,6 +262,26 @@ mod tests {
         assert_eq!(ok.len(), 2);
         assert_eq!(frames.iter().filter(|f| f.is_err()).count(), 1, "the cut frame is reported, not silently lost");
         assert!(ok.iter().all(|f| f.rgb.dimensions() == (16, 8)));
+    }
+
+    #[test]
+    fn an_mjpeg_file_is_read_frame_by_frame_and_a_cut_tail_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("rec.mjpeg");
+        let mut data = jpeg(16, 8, 10);
+        data.extend(jpeg(16, 8, 200));
+        let tail = jpeg(16, 8, 90);
+        data.extend_from_slice(&tail[..tail.len() / 2]);
+        std::fs::write(&p, &data).unwrap();
+        let mut source = open_replay(&p, None, None, DecodeLimits::default()).unwrap();
+        let frames: Vec<_> = std::iter::from_fn(|| source.next_frame()).collect();
+        assert_eq!(frames.len(), 3);
+        let f1 = frames[1].as_ref().unwrap();
+        assert_eq!((f1.seq, f1.width(), f1.height()), (1, 16, 8));
+        assert!(f1.origin.ends_with("rec.mjpeg#1"), "{}", f1.origin);
+        assert!(f1.rgb.get_pixel(4, 4).0[0] > 150);
+        let e = frames[2].as_ref().unwrap_err().to_string();
+        assert!(e.contains("rec.mjpeg#2") && e.contains("at the end of the recording"), "{e}");
     }
 
     #[test]
