@@ -1,7 +1,8 @@
 //! Readers for recorded streams: Y4M and raw YUYV of a given size, and the marker scan that splits concatenated
-//! JPEGs (the MJPEG reader itself is `stream::sources::MjpegStream`, for files and pipes alike). Each yields frames one at a time; a corrupt frame is an error for that frame only and the reader moves on,
-//! so a stream can skip and count it. Memory is bounded by one frame (frame sizes are checked against limits
-//! before anything is allocated).
+//! JPEGs (the MJPEG reader itself is `stream::sources::MjpegStream`, for files and pipes alike). Each yields
+//! frames one at a time; a corrupt frame is an error for that frame only and the reader moves on, so a stream
+//! can skip and count it. Memory is bounded by one frame (frame sizes are checked against limits before
+//! anything is allocated).
 
 use super::pixel::{planar_to_rgb, yuyv_to_rgb, Chroma};
 use super::{DecodeLimits, Frame, SourceError};

@@ -57,6 +57,8 @@ pub struct MjpegStream<R> {
     limits: DecodeLimits,
     seq: u64,
     eof: bool,
+    /// the input ended without a single JPEG start marker (reported once, as a corrupt frame)
+    found_none: bool,
 }
 
 impl<R: Read> MjpegStream<R> {
@@ -71,7 +73,13 @@ impl<R: Read> MjpegStream<R> {
             limits,
             seq: 0,
             eof: false,
+            found_none: false,
         }
+    }
+
+    /// True once the input has ended without a single JPEG in it: garbage, or nothing at all.
+    pub fn found_none(&self) -> bool {
+        self.found_none
     }
 
     /// A corrupt frame, named by its place in the stream and counted in the sequence.
@@ -114,6 +122,10 @@ impl<R: Read + Send> Iterator for MjpegStream<R> {
                 self.consumed = 0;
             }
             if self.eof {
+                if self.seq == 0 && !self.found_none {
+                    self.found_none = true;
+                    return Some(Err(self.corrupt("no JPEG frame in this MJPEG stream")));
+                }
                 return None;
             }
             let mut chunk = [0u8; 64 * 1024];
@@ -219,7 +231,17 @@ pub fn open_replay(
             // read incrementally whatever the file's size: the whole of a 60-frame recording held in memory was
             // 7.7 MB of the stream's peak RSS
             let f = std::fs::File::open(path).map_err(|source| SourceError::Read { path: path.to_path_buf(), source })?;
-            Ok(Box::new(Recording { name: name.clone(), frames: MjpegStream::new(f, &name, limits) }))
+            if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
+                return Err(SourceError::Empty { path: path.to_path_buf() }.into());
+            }
+            // a file with no JPEG in it is refused here, not streamed as zero frames
+            let mut frames = MjpegStream::new(f, &name, limits);
+            let first = frames.next();
+            if frames.found_none() {
+                let reason = "no JPEG frame in this MJPEG recording".into();
+                return Err(SourceError::Corrupt { path: path.to_path_buf(), reason }.into());
+            }
+            Ok(Box::new(Recording { name, frames: first.into_iter().chain(frames) }))
         }
         Some(ReplayFormat::Y4m) => Ok(Box::new(Recording { name, frames: Y4mFrames::open(path, limits)? })),
         Some(ReplayFormat::Yuyv) => {
@@ -282,6 +304,23 @@ mod tests {
         assert!(f1.rgb.get_pixel(4, 4).0[0] > 150);
         let e = frames[2].as_ref().unwrap_err().to_string();
         assert!(e.contains("rec.mjpeg#2") && e.contains("at the end of the recording"), "{e}");
+    }
+
+    #[test]
+    fn an_mjpeg_file_without_a_jpeg_is_refused_at_open_and_a_pipe_reports_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (empty, junk) = (tmp.path().join("empty.mjpeg"), tmp.path().join("junk.mjpeg"));
+        std::fs::write(&empty, b"").unwrap();
+        std::fs::write(&junk, vec![0x42u8; 5000]).unwrap();
+        let e = open_replay(&empty, None, None, DecodeLimits::default()).err().unwrap().to_string();
+        assert!(e.contains("empty.mjpeg") && e.contains("empty"), "{e}");
+        let e = open_replay(&junk, None, None, DecodeLimits::default()).err().unwrap().to_string();
+        assert!(e.contains("junk.mjpeg") && e.contains("no JPEG frame"), "{e}");
+        // a pipe cannot be refused before it is read: nothing in it is one corrupt frame, not silence
+        let frames: Vec<_> = MjpegStream::new(std::io::Cursor::new(vec![0x42u8; 5000]), "pipe", DecodeLimits::default()).collect();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].as_ref().unwrap_err().to_string().contains("no JPEG frame"));
+        assert_eq!(MjpegStream::new(std::io::Cursor::new(Vec::new()), "pipe", DecodeLimits::default()).count(), 1);
     }
 
     #[test]
