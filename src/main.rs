@@ -92,7 +92,7 @@ enum ModelsAction {
 fn main() {
     let cli = Cli::parse();
     env_logger::Builder::new().parse_filters(&cli.log).format_timestamp(None).init();
-    tune_malloc();
+    limit_malloc_arenas();
     cli::progress::set_quiet(cli.quiet);
     match run(cli) {
         Ok(code) => std::process::exit(code),
@@ -109,37 +109,21 @@ fn main() {
 /// release, 2-core x86-64, three alternated runs each): peak RSS 408–420 MB with glibc's default, 279–331 MB with
 /// one arena, 322–357 MB with two, at the same frame rate (10.67–10.88 fps default, 10.65–10.83 one arena). One
 /// arena, unless MALLOC_ARENA_MAX is set (glibc has then read it).
-///
-/// glibc also raises its mmap threshold each time a mapped block is freed, up to 32 MB, so after the first frames
-/// every tensor comes from the heap, and the heap, cut into pieces of every size, only grows. A fixed threshold
-/// of 8 MiB maps the largest tensors (the stuff segmenter's, ~10 MB) and gives them back when freed, and keeps the
-/// rest on the heap. Same recording, three alternated runs each (2026-12-03, a slower hour of this box): peak RSS
-/// 260/267/273 MB with the dynamic threshold, 229/245 MB at 8 MiB, 222–230 at 4 MiB, 203–210 at 2 MiB, at
-/// 5.06–5.94 fps dynamic, 5.46/5.89 at 8 MiB, 4.49–5.17 at 4 MiB, 3.99–4.49 at 2 MiB (a mapped block's pages
-/// fault in afresh at every use). Unless MALLOC_MMAP_THRESHOLD_ is set.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn tune_malloc() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; it is called before pancap starts any thread.
-        if unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) } != 1 {
-            log::warn!("mallopt(M_ARENA_MAX, 1) was refused; glibc's default malloc arenas stay");
-        }
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
     }
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        // SAFETY: as above.
-        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) } != 1 {
-            log::warn!("mallopt(M_MMAP_THRESHOLD, {MMAP_THRESHOLD_BYTES}) was refused; glibc's dynamic threshold stays");
-        }
+    // SAFETY: mallopt only sets an allocator parameter; it is called once, before pancap starts any thread.
+    let done = unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    if done != 1 {
+        log::warn!("mallopt(M_ARENA_MAX, 1) was refused; glibc's default malloc arenas stay");
     }
 }
 
-/// Blocks from this size up are mapped on their own and unmapped when freed (see `tune_malloc`).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MMAP_THRESHOLD_BYTES: libc::c_int = 8 << 20;
-
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_malloc() {}
+fn limit_malloc_arenas() {}
 
 fn run(cli: Cli) -> Result<i32> {
     let models_dir = cli.models_dir.unwrap_or_else(models::default_models_dir);
