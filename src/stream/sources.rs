@@ -122,7 +122,8 @@ impl<R: Read + Send> Iterator for MjpegStream<R> {
                 self.consumed = 0;
             }
             if self.eof {
-                if self.seq == 0 && !self.found_none {
+                // corrupt() counts this one, so it is reported once
+                if self.seq == 0 {
                     self.found_none = true;
                     return Some(Err(self.corrupt("no JPEG frame in this MJPEG stream")));
                 }
@@ -229,7 +230,7 @@ pub fn open_replay(
     match format.or_else(|| ReplayFormat::from_path(path)) {
         Some(ReplayFormat::Mjpeg) => {
             // read incrementally whatever the file's size: the whole of a 60-frame recording held in memory was
-            // 7.7 MB of the stream's peak RSS
+            // 7.7 MB of the stream's live heap at its peak
             let f = std::fs::File::open(path).map_err(|source| SourceError::Read { path: path.to_path_buf(), source })?;
             if f.metadata().map(|m| m.len() == 0).unwrap_or(false) {
                 return Err(SourceError::Empty { path: path.to_path_buf() }.into());
