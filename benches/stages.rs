@@ -111,7 +111,7 @@ fn bench_nms_merge(c: &mut Criterion) {
         let b = detections(n, 5);
         g.bench_with_input(BenchmarkId::new("nms", n), &a, |bch, a| bch.iter(|| nms(black_box(a.clone()), 0.45, 100)));
         g.bench_with_input(BenchmarkId::new("merge_two_detectors", n), &(a, b), |bch, (a, b)| {
-            bch.iter(|| merge(black_box(&[a.clone(), b.clone()]), &MergeParams::default()))
+            bch.iter(|| merge(black_box(&mut [a.clone(), b.clone()]), &MergeParams::default()))
         });
     }
     g.finish();

@@ -787,7 +787,7 @@ impl Pipeline {
             per_detector.push(d.detect(rgb, timings)?);
         }
         let t = Instant::now();
-        let mut instances = perceive::merge::merge(&per_detector, &cfg.merge);
+        let mut instances = perceive::merge::merge(&mut per_detector, &cfg.merge);
         timings.record(Stage::Merge, None, t);
         let ran = match (cfg.discovery, detectors.first_mut()) {
             (Some(p), Some(primary)) if discovery => {
@@ -818,14 +818,13 @@ impl Pipeline {
     /// The captioned instances as thing entities (ids from 1), with the votes of the detectors that saw them as
     /// their class.
     fn things(&self, captioned: &[&Instance], w: u32, h: u32, truncation: &mut Truncation) -> Vec<Entity> {
-        let names = self.detector_names();
         let coco = LabelSet::Coco80.labels();
         let mut entities = Vec::with_capacity(captioned.len());
         for (n, inst) in captioned.iter().enumerate() {
             let mut sources = heapless::Vec::<SourceVote, MAX_SOURCES>::new();
             // the votes for the captioned class: a detector's vote for another class is in the alternatives
             for hit in inst.hits.iter().filter(|h| h.class == inst.class) {
-                let name = names.get(hit.detector).map(String::as_str).unwrap_or("unknown");
+                let name = self.detectors.get(hit.detector).map(|d| d.name()).unwrap_or("unknown");
                 truncation.vote(&mut sources, name, hit.pass, hit.score);
             }
             let mut e = Entity::thing(n as u32 + 1, coco.name(inst.class), inst.score, &Placement::of_box(inst.bbox, w, h), sources);
@@ -1074,7 +1073,7 @@ impl Pipeline {
         for d in &mut self.detectors {
             per_detector.push(d.detect(&mirrored, &mut scratch).map_err(frame_err)?);
         }
-        let instances = perceive::merge::merge(&per_detector, &self.cfg.merge);
+        let instances = perceive::merge::merge(&mut per_detector, &self.cfg.merge);
         let coco = LabelSet::Coco80.labels();
         let mut out: Vec<ScoredEntity> = Vec::new();
         let mut kept: Vec<&Instance> = Vec::new();
