@@ -28,9 +28,9 @@ pub struct Hit {
     pub bbox: BoxF,
 }
 
-/// The hits of one instance, inline up to eight (more spill to the heap). A detector without NMS across classes
-/// (DEIMv2's queries) or a box seen on the full frame and on tiles gives one object several hits per detector:
-/// with four inline, 14 of the dog photo's instances spilled each frame (`tests/allocations.rs`).
+/// The hits of one instance, inline up to eight (more spill to the heap). One detector can give an object several
+/// hits (other classes on the same box, DEIMv2's NMS-free queries, the full frame and tiles): with four inline,
+/// 14 of the dog photo's instances spilled each frame (`tests/allocations.rs`, DEIMv2-femto + PicoDet-S).
 pub type Hits = smallvec::SmallVec<[Hit; 8]>;
 
 /// An instance after merging.
