@@ -77,7 +77,8 @@ fn bench_decode(c: &mut Criterion) {
         }
         let t = Tensor::new(vec![1, 3549, 85], TensorData::F32(v)).unwrap();
         g.bench_with_input(BenchmarkId::new("yolox", threshold), &t, |b, t| {
-            b.iter(|| decode_yolox(black_box(t), &[8, 16, 32], &lb, &p).unwrap())
+            let mut out = Vec::new();
+            b.iter(|| decode_yolox(black_box(t), &[8, 16, 32], &lb, &p, &mut out).unwrap())
         });
         let mut outs = Vec::new();
         for (i, n) in [2704usize, 676, 169, 49].iter().enumerate() {
@@ -88,7 +89,8 @@ fn bench_decode(c: &mut Criterion) {
             outs.push(Tensor::new(vec![1, *n, 32], TensorData::F32(noise(n * 32, 21 + i as u32, 4.0))).unwrap());
         }
         g.bench_with_input(BenchmarkId::new("gfl", threshold), &outs, |b, outs| {
-            b.iter(|| decode_gfl(black_box(outs), &[8, 16, 32, 64], 7, &lb, &p).unwrap())
+            let mut out = Vec::new();
+            b.iter(|| decode_gfl(black_box(outs), &[8, 16, 32, 64], 7, &lb, &p, &mut out).unwrap())
         });
     }
     g.finish();
@@ -109,7 +111,11 @@ fn bench_nms_merge(c: &mut Criterion) {
     for n in [50usize, 100, 300] {
         let a = detections(n, 3);
         let b = detections(n, 5);
-        g.bench_with_input(BenchmarkId::new("nms", n), &a, |bch, a| bch.iter(|| nms(black_box(a.clone()), 0.45, 100)));
+        g.bench_with_input(BenchmarkId::new("nms", n), &a, |bch, a| bch.iter(|| {
+            let mut d = black_box(a.clone());
+            nms(&mut d, 0.45, 100);
+            d
+        }));
         g.bench_with_input(BenchmarkId::new("merge_two_detectors", n), &(a, b), |bch, (a, b)| {
             bch.iter(|| merge(black_box(&mut [a.clone(), b.clone()]), &MergeParams::default()))
         });

@@ -2,7 +2,7 @@
 //! state → caption. Configuration is a plain serde value; the CLI builds it, the library never sees clap.
 
 use crate::score::ScoredEntity;
-use crate::caption::{text::region_captions, text::write_caption, ScoredBox};
+use crate::caption::{text::region_caption, text::write_caption, ScoredBox};
 use crate::engine::{self, BackendConfig, ModelSpec, Precision};
 use crate::geometry::BoxF;
 use crate::models::{self, LabelSet, Manifest, ManifestError, OcrManifest, ProvisionError, Role};
@@ -11,6 +11,7 @@ use crate::perceive::masks::{self, BoxMask, MaskSource, PersonSegmenter};
 use crate::perceive::ocr::{OcrParams, TextLine, TextReader};
 use crate::perceive::pose::{self as pose_model, Pose, PoseEstimator, PoseMode, PoseParams};
 use crate::perceive::stuff::{stuff_regions, StuffParams, StuffPixels};
+use crate::perceive::decode::Detection;
 use crate::perceive::{self, DetectParams, Detector, DiscoveryParams, PerceiveError, Segmenter};
 use crate::scene::attributes::{dominant_colour, Illuminant, Region};
 use crate::scene::plausible::{plausible_stuff, SuppressedStuff, ThingView};
@@ -349,6 +350,13 @@ pub struct Pipeline {
     text_reader_name: Option<String>,
     /// What the people models were, once moved to a thread of their own (what they see is still placed here).
     people_elsewhere: PeopleElsewhere,
+    /// Each detector's full-frame detections of the current frame, kept across frames (one list per detector).
+    detections: Vec<Vec<Detection>>,
+    /// Each thing's mask of the current frame with where it came from, kept across frames (the pixel buffers
+    /// are refilled in place).
+    thing_masks: Vec<(BoxMask, MaskSource)>,
+    /// The frame's pixels claimed by things (stuff takes the rest), kept across frames.
+    claimed: Vec<bool>,
 }
 
 /// The people models moved out of the pipeline: whether there was a person segmenter, and the pose model's
@@ -567,6 +575,9 @@ impl Pipeline {
             people_poses: Vec::new(),
             text_reader_name: None,
             people_elsewhere: PeopleElsewhere::default(),
+            detections: Vec::new(),
+            thing_masks: Vec::new(),
+            claimed: Vec::new(),
         })
     }
 
@@ -693,19 +704,22 @@ impl Pipeline {
             let beside = self.cfg.backend.threads.unwrap_or_else(engine::default_threads) > 1;
             let seg = self.segmenter.as_mut().filter(|_| beside && matches!(opts.stuff, StuffInput::Run));
             let reader = self.text_reader.as_mut().filter(|_| beside && matches!(opts.text, TextInput::Run));
-            let (detectors, cfg) = (&mut self.detectors, &self.cfg);
-            std::thread::scope(|s| {
-                let side = (seg.is_some() || reader.is_some()).then(|| {
-                    s.spawn(move || {
+            let (detectors, cfg, lists) = (&mut self.detectors, &self.cfg, &mut self.detections);
+            if seg.is_none() && reader.is_none() {
+                // nothing to run beside the detectors: no scope (it allocates its shared state each time)
+                (Self::detect_with(detectors, cfg, lists, rgb, opts.discovery, &mut timings), None)
+            } else {
+                std::thread::scope(|s| {
+                    let side = s.spawn(move || {
                         let mut t = Timings(Vec::with_capacity(16));
                         let stuff = seg.map(|seg| StuffMap::segment(seg, rgb, &mut t)).transpose();
                         let lines = reader.map(|r| r.read(rgb, &mut t)).transpose();
                         (stuff, lines, t)
-                    })
-                });
-                let detected = Self::detect_with(detectors, cfg, rgb, opts.discovery, &mut timings);
-                (detected, side.map(|h| h.join()))
-            })
+                    });
+                    let detected = Self::detect_with(detectors, cfg, lists, rgb, opts.discovery, &mut timings);
+                    (detected, Some(side.join()))
+                })
+            }
         };
         let (instances, discovery_ran) = detected.map_err(frame_err)?;
         let (side_stuff, side_text) = match side {
@@ -735,6 +749,7 @@ impl Pipeline {
             Some(s) => self.add_stuff(rgb, &mut entities, s, &claimed, &light, &mut truncation, &mut timings),
             None => Vec::new(),
         };
+        self.claimed = claimed;
         // lines read beside the detectors are placed as given ones, and returned as read on this frame
         let text = side_text.as_deref().map_or(opts.text, TextInput::Given);
         let read_here = self.add_text(rgb, &mut entities, text, &mut truncation, &mut timings).map_err(frame_err)?;
@@ -746,9 +761,13 @@ impl Pipeline {
         truncation.relations = rel_dropped;
         seat_riders(&mut entities, &relations);
         let global = global_state(rgb, &entities);
-        let descriptions = region_captions(&entities, &relations);
-        for (e, d) in entities.iter_mut().zip(descriptions) {
-            e.description = d;
+        // each written straight into its entity (no list of them)
+        for i in 0..entities.len() {
+            let Some(e) = entities.get(i) else { break };
+            let d = region_caption(e, &entities, &relations);
+            if let Some(e) = entities.get_mut(i) {
+                e.description = d;
+            }
         }
         timings.record(Stage::Describe, None, t);
         let t = Instant::now();
@@ -769,7 +788,7 @@ impl Pipeline {
                 discovery: DiscoveryReport { ran: discovery_ran, added },
                 stuff_suppressed,
                 truncated: truncation,
-                backend: self.backend().to_string(),
+                backend: self.backend().into(),
                 providers: self.providers.clone(),
                 timings_ms: timings,
                 self_check: None,
@@ -781,13 +800,20 @@ impl Pipeline {
 
     /// Every detector on the whole frame, redundancy removal across them, then (when asked) extra-instance
     /// discovery with the primary detector. Returns the instances and whether discovery ran.
-    fn detect_with(detectors: &mut [Detector], cfg: &PipelineConfig, rgb: &image::RgbImage, discovery: bool, timings: &mut Timings) -> Result<(Vec<Instance>, bool), PerceiveError> {
-        let mut per_detector = Vec::with_capacity(detectors.len());
-        for d in detectors.iter_mut() {
-            per_detector.push(d.detect(rgb, timings)?);
+    fn detect_with(
+        detectors: &mut [Detector],
+        cfg: &PipelineConfig,
+        lists: &mut Vec<Vec<Detection>>,
+        rgb: &image::RgbImage,
+        discovery: bool,
+        timings: &mut Timings,
+    ) -> Result<(Vec<Instance>, bool), PerceiveError> {
+        lists.resize_with(detectors.len(), Vec::new);
+        for (d, list) in detectors.iter_mut().zip(lists.iter_mut()) {
+            d.detect_into(rgb, timings, list)?;
         }
         let t = Instant::now();
-        let mut instances = perceive::merge::merge(&mut per_detector, &cfg.merge);
+        let mut instances = perceive::merge::merge(lists, &cfg.merge);
         timings.record(Stage::Merge, None, t);
         let ran = match (cfg.discovery, detectors.first_mut()) {
             (Some(p), Some(primary)) if discovery => {
@@ -874,9 +900,14 @@ impl Pipeline {
         let (w, h) = (rgb.width(), rgb.height());
         let t = Instant::now();
         let mark = timings.mark();
-        let thing_masks = self.thing_masks(rgb, entities, stuff, run_people, timings)?;
-        let mut claimed = vec![false; w as usize * h as usize];
-        for (e, (m, source)) in entities.iter_mut().zip(&thing_masks) {
+        let mut thing_masks = std::mem::take(&mut self.thing_masks);
+        let found = self.thing_masks(rgb, entities, stuff, run_people, timings, &mut thing_masks);
+        self.thing_masks = thing_masks;
+        found?;
+        let mut claimed = std::mem::take(&mut self.claimed);
+        claimed.clear();
+        claimed.resize(w as usize * h as usize, false);
+        for (e, (m, source)) in entities.iter_mut().zip(&self.thing_masks) {
             m.paint_into(&mut claimed, w);
             e.mask = Some(m.to_rle(w, h));
             e.mask_source = Some(*source);
@@ -1002,7 +1033,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The mask of each thing entity (all of `entities` are things here), with where it came from.
+    /// The mask of each thing entity (all of `entities` are things here), with where it came from, into `out`
+    /// (one per entity; the masks already there are refilled in place).
     fn thing_masks(
         &mut self,
         rgb: &image::RgbImage,
@@ -1010,7 +1042,8 @@ impl Pipeline {
         stuff: Option<(&crate::models::Labels, &crate::perceive::stuff::LabelMap)>,
         run_people: bool,
         timings: &mut Timings,
-    ) -> Result<Vec<(BoxMask, MaskSource)>, PerceiveError> {
+        out: &mut Vec<(BoxMask, MaskSource)>,
+    ) -> Result<(), PerceiveError> {
         let (w, h) = (rgb.width(), rgb.height());
         // the largest people get the person segmenter (run now, or what it saw carried), up to the configured number
         let people = largest_people(entities.iter().enumerate().filter(|(_, e)| e.tag == "person").map(|(i, e)| (i, e.bbox())), self.cfg.max_person_masks);
@@ -1024,20 +1057,25 @@ impl Pipeline {
             None => None,
         };
         let carry = self.person_segmenter.is_some() || self.people_elsewhere.masks;
-        let mut out = Vec::with_capacity(entities.len());
+        out.truncate(entities.len());
         for (i, e) in entities.iter().enumerate() {
             let b = e.bbox();
+            if out.len() <= i {
+                out.push((BoxMask { x0: 0, y0: 0, w: 0, h: 0, bits: Vec::new() }, MaskSource::BoxEllipse));
+            }
+            let Some(slot) = out.get_mut(i) else { continue };
             if let Some(rank) = people.iter().position(|(p, _)| *p == i) {
                 match &fresh {
                     Some(seen) => {
                         if let Some(Some(m)) = seen.get(rank) {
-                            out.push((m.clone(), MaskSource::PersonSegmenter));
+                            slot.0.clone_from(m);
+                            slot.1 = MaskSource::PersonSegmenter;
                             continue;
                         }
                     }
                     None if carry => {
                         if let Some(m) = carried_mask(&self.people_masks, &b, w, h) {
-                            out.push((m, MaskSource::PersonCarried));
+                            *slot = (m, MaskSource::PersonCarried);
                             continue;
                         }
                     }
@@ -1053,11 +1091,14 @@ impl Pipeline {
                 masks::from_label_map(map, &b, &classes)
             });
             match refined {
-                Some(m) => out.push((m, MaskSource::Segmenter)),
-                None => out.push((BoxMask::ellipse(&b, w, h), MaskSource::BoxEllipse)),
+                Some(m) => *slot = (m, MaskSource::Segmenter),
+                None => {
+                    slot.0.refill_ellipse(&b, w, h);
+                    slot.1 = MaskSource::BoxEllipse;
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// An independent second opinion on a frame's things for the self-check: the suite's detectors on the

@@ -36,9 +36,12 @@ fn executor_for(threads: usize) -> Result<Option<Executor>, String> {
     Ok(Some(e))
 }
 
-/// The thread count tract uses when none is asked for: the machine's cores.
+/// The thread count tract uses when none is asked for: the machine's cores. Asked of the system once (on Linux
+/// `available_parallelism` reads the cgroup quota files, three heap allocations a call, and the pipeline asks
+/// every frame).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1))
 }
 
 impl TractEngine {

@@ -40,12 +40,11 @@ fn best_first(a: &Detection, b: &Detection) -> std::cmp::Ordering {
 }
 
 /// Keeps the best `max` candidates (NaN-safe).
-fn top_k(mut d: Vec<Detection>, max: usize) -> Vec<Detection> {
+fn top_k(d: &mut Vec<Detection>, max: usize) {
     if d.len() > max {
         d.sort_unstable_by(best_first);
         d.truncate(max);
     }
-    d
 }
 
 /// YOLOX head output `[1, N, 5 + C]` with rows for each stride's grid, row-major; obj and classes sigmoid-ed.
@@ -54,7 +53,9 @@ pub fn decode_yolox(
     strides: &[u32],
     lb: &Letterbox,
     p: &DecodeParams,
-) -> Result<Vec<Detection>, PerceiveError> {
+    dets: &mut Vec<Detection>,
+) -> Result<(), PerceiveError> {
+    dets.clear();
     let v = out.as_f32()?;
     let row = 5 + p.num_classes;
     let expected: usize = strides
@@ -64,7 +65,6 @@ pub fn decode_yolox(
     if out.shape.len() != 3 || out.shape.get(1) != Some(&expected) || out.shape.get(2) != Some(&row) {
         return Err(bad(&format!("yolox output shape {:?}, expected [1, {expected}, {row}]", out.shape)));
     }
-    let mut dets = Vec::new();
     let mut rows = v.chunks_exact(row);
     for &s in strides {
         let gw = (lb.model_w as usize).div_ceil(s as usize);
@@ -94,7 +94,8 @@ pub fn decode_yolox(
             }
         }
     }
-    Ok(top_k(dets, p.max_candidates))
+    top_k(dets, p.max_candidates);
+    Ok(())
 }
 
 /// GFL heads (PicoDet, NanoDet): `strides.len()` class maps `[1, N_s, C]` then as many distance maps
@@ -105,14 +106,16 @@ pub fn decode_gfl(
     reg_max: u32,
     lb: &Letterbox,
     p: &DecodeParams,
-) -> Result<Vec<Detection>, PerceiveError> {
+    dets: &mut Vec<Detection>,
+) -> Result<(), PerceiveError> {
+    dets.clear();
     let bins = reg_max as usize + 1;
     if outs.len() != 2 * strides.len() {
         return Err(bad(&format!("gfl needs {} outputs, got {}", 2 * strides.len(), outs.len())));
     }
     let (cls_maps, dist_maps) = outs.split_at(strides.len());
-    let mut dets = Vec::new();
-    let mut probs = vec![0f32; bins];
+    // the softmax over one side's bins, inline for the usual reg_max (7: 8 bins)
+    let mut probs = smallvec::SmallVec::<[f32; 32]>::from_elem(0.0, bins);
     for ((&s, cls), dist) in strides.iter().zip(cls_maps).zip(dist_maps) {
         let gw = (lb.model_w as usize).div_ceil(s as usize);
         let gh = (lb.model_h as usize).div_ceil(s as usize);
@@ -155,11 +158,13 @@ pub fn decode_gfl(
             }
         }
     }
-    Ok(top_k(dets, p.max_candidates))
+    top_k(dets, p.max_candidates);
+    Ok(())
 }
 
 /// NMS-free DETR outputs: `labels [1, Q]` (i64), `boxes [1, Q, 4]` x1y1x2y2 in original pixels, `scores [1, Q]`.
-pub fn decode_detr(outs: &[Tensor], p: &DecodeParams) -> Result<Vec<Detection>, PerceiveError> {
+pub fn decode_detr(outs: &[Tensor], p: &DecodeParams, dets: &mut Vec<Detection>) -> Result<(), PerceiveError> {
+    dets.clear();
     let [labels, boxes, scores] = outs else {
         return Err(bad(&format!("detr needs 3 outputs, got {}", outs.len())));
     };
@@ -169,7 +174,7 @@ pub fn decode_detr(outs: &[Tensor], p: &DecodeParams) -> Result<Vec<Detection>, 
     if boxes.len() != 4 * labels.len() || scores.len() != labels.len() {
         return Err(bad("detr outputs disagree on the number of queries"));
     }
-    let dets = labels
+    dets.extend(labels
         .iter()
         .zip(boxes.chunks_exact(4))
         .zip(scores)
@@ -177,14 +182,14 @@ pub fn decode_detr(outs: &[Tensor], p: &DecodeParams) -> Result<Vec<Detection>, 
             let class = usize::try_from(l).ok().filter(|c| *c < p.num_classes)?;
             let [x1, y1, x2, y2] = <[f32; 4]>::try_from(b).ok()?;
             (score >= p.score_threshold).then(|| Detection { bbox: BoxF::new(x1, y1, x2, y2), score, class })
-        })
-        .collect();
-    Ok(top_k(dets, p.max_candidates))
+        }));
+    top_k(dets, p.max_candidates);
+    Ok(())
 }
 
 /// Greedy per-class non-maximum suppression (non-finite scores dropped): highest score first, drop same-class boxes with IoU > `iou`.
-/// Returns at most `max_out` detections, best first.
-pub fn nms(mut dets: Vec<Detection>, iou: f32, max_out: usize) -> Vec<Detection> {
+/// Leaves at most `max_out` detections in `dets`, best first.
+pub fn nms(dets: &mut Vec<Detection>, iou: f32, max_out: usize) {
     dets.retain(|d| d.score.is_finite());
     dets.sort_unstable_by(best_first);
     // kept detections are compacted to the front of the candidates' own buffer: no second list
@@ -203,7 +208,6 @@ pub fn nms(mut dets: Vec<Detection>, iou: f32, max_out: usize) -> Vec<Detection>
         }
     }
     dets.truncate(kept);
-    dets
 }
 
 #[cfg(test)]
@@ -230,7 +234,8 @@ mod tests {
         r[4] = 0.9; // obj
         r[5 + 16] = 0.8; // class 16 (dog)
         let t = Tensor::new(vec![1, 21, 85], TensorData::F32(v)).unwrap();
-        let d = decode_yolox(&t, &[8, 16, 32], &lb, &params()).unwrap();
+        let mut d = Vec::new();
+        decode_yolox(&t, &[8, 16, 32], &lb, &params(), &mut d).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].class, 16);
         assert!((d[0].score - 0.72).abs() < 1e-6);
@@ -244,7 +249,7 @@ mod tests {
     fn yolox_rejects_wrong_shape() {
         let lb = Letterbox::new(64, 64, 32, 32, ResizeMode::LetterboxTopLeft);
         let t = Tensor::new(vec![1, 20, 85], TensorData::F32(vec![0.0; 20 * 85])).unwrap();
-        assert!(decode_yolox(&t, &[8, 16, 32], &lb, &params()).is_err());
+        assert!(decode_yolox(&t, &[8, 16, 32], &lb, &params(), &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -262,7 +267,8 @@ mod tests {
             Tensor::new(vec![1, 4, 80], TensorData::F32(cls)).unwrap(),
             Tensor::new(vec![1, 4, 32], TensorData::F32(dist)).unwrap(),
         ];
-        let d = decode_gfl(&outs, &[16], 7, &lb, &params()).unwrap();
+        let mut d = Vec::new();
+        decode_gfl(&outs, &[16], 7, &lb, &params(), &mut d).unwrap();
         assert_eq!(d.len(), 1);
         // centre = 1*16 + 7.5 = 23.5; box = 23.5 -+ 16
         let b = d[0].bbox;
@@ -277,7 +283,8 @@ mod tests {
             Tensor::new(vec![1, 3, 4], TensorData::F32(vec![0., 0., 10., 10., 0., 0., 5., 5., 1., 1., 2., 2.])).unwrap(),
             Tensor::new(vec![1, 3], TensorData::F32(vec![0.9, 0.9, 0.1])).unwrap(),
         ];
-        let d = decode_detr(&outs, &params()).unwrap();
+        let mut d = Vec::new();
+        decode_detr(&outs, &params(), &mut d).unwrap();
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].class, 0);
     }
@@ -291,7 +298,8 @@ mod tests {
             Detection { bbox: b, score: 0.4, class: 1 },
             Detection { bbox: b.translate(50.0, 0.0), score: f32::NAN, class: 0 },
         ];
-        let k = nms(dets, 0.45, 10);
+        let mut k = dets;
+        nms(&mut k, 0.45, 10);
         assert_eq!(k.len(), 2, "the weaker same-class box and the NaN score are gone");
         assert_eq!(k[0].score, 0.9);
         assert!(k.iter().any(|d| d.class == 1));
@@ -304,7 +312,8 @@ mod tests {
             let dets: Vec<Detection> = boxes.iter().map(|&(x, y, w, h, s, c)|
                 Detection { bbox: BoxF::new(x, y, x + w, y + h), score: s, class: c }).collect();
             let n = dets.len();
-            let k = nms(dets, 0.5, 1000);
+            let mut k = dets;
+            nms(&mut k, 0.5, 1000);
             proptest::prop_assert!(k.len() <= n);
             for (i, a) in k.iter().enumerate() {
                 for b in &k[i + 1..] {

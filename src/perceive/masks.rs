@@ -197,10 +197,30 @@ impl BoxMask {
         BoxMask { x0, y0, w, h, bits }
     }
 
+    /// [`Self::from_fn`] into this mask, reusing its pixel buffer (no allocation once it is large enough).
+    pub fn refill_from_fn(&mut self, bbox: &BoxF, width: u32, height: u32, mut inside: impl FnMut(u32, u32) -> bool) {
+        let (x0, y0, w, h) = Self::frame(bbox, width, height);
+        (self.x0, self.y0, self.w, self.h) = (x0, y0, w, h);
+        self.bits.clear();
+        self.bits.reserve(w as usize * h as usize);
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                self.bits.push(inside(x, y));
+            }
+        }
+    }
+
     /// The ellipse inscribed in `bbox`.
     pub fn ellipse(bbox: &BoxF, width: u32, height: u32) -> BoxMask {
+        let mut m = BoxMask { x0: 0, y0: 0, w: 0, h: 0, bits: Vec::new() };
+        m.refill_ellipse(bbox, width, height);
+        m
+    }
+
+    /// [`Self::ellipse`] into this mask, reusing its pixel buffer.
+    pub fn refill_ellipse(&mut self, bbox: &BoxF, width: u32, height: u32) {
         let b = bbox.clamp(width as f32, height as f32);
-        Self::from_fn(&b, width, height, in_inscribed_ellipse(&b))
+        self.refill_from_fn(&b, width, height, in_inscribed_ellipse(&b));
     }
 
     pub fn area(&self) -> u64 {

@@ -73,6 +73,9 @@ pub struct Detector {
     label: ModelName,
     /// The preprocessing scratch and the model's input tensors, refilled in place each run.
     prep: preprocess::Preprocessor,
+    /// The decoded candidates of the last run, cut down in place by NMS to its detections: kept across runs so
+    /// that decoding allocates only while the list grows to its largest.
+    cands: Vec<Detection>,
 }
 
 /// Every input tensor a model takes for one image, in its spec's order (the image; DETR-style models also
@@ -105,7 +108,7 @@ impl Detector {
             return Err(wrong("the suite merges COCO-80 detectors only"));
         }
         let label = ModelName::from(manifest.name.as_str());
-        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new() })
+        Ok(Detector { manifest, engine, params, label, prep: preprocess::Preprocessor::new(), cands: Vec::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -133,11 +136,20 @@ impl Detector {
     /// Runs the detector on a whole image: preprocess → engine → decode → per-class NMS → the manifest's score
     /// calibration, if any (so every detector's score is the chance that the detection is right).
     pub fn detect(&mut self, rgb: &RgbImage, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
-        self.detect_view(resize::RgbView::whole(rgb), timings)
+        Ok(self.detect_view(resize::RgbView::whole(rgb), timings)?.to_vec())
     }
 
-    /// [`Self::detect`] on a view of an image (a crop read in place); boxes in the view's pixels.
-    pub fn detect_view(&mut self, rgb: resize::RgbView<'_>, timings: &mut Timings) -> Result<Vec<Detection>, PerceiveError> {
+    /// [`Self::detect`] into a list the caller keeps across frames (cleared first): no allocation once it and
+    /// the detector's candidate list have grown to their largest.
+    pub fn detect_into(&mut self, rgb: &RgbImage, timings: &mut Timings, out: &mut Vec<Detection>) -> Result<(), PerceiveError> {
+        out.clear();
+        out.extend_from_slice(self.detect_view(resize::RgbView::whole(rgb), timings)?);
+        Ok(())
+    }
+
+    /// [`Self::detect`] on a view of an image (a crop read in place); boxes in the view's pixels. The detections
+    /// are lent from the detector's own list, valid until its next run.
+    pub fn detect_view(&mut self, rgb: resize::RgbView<'_>, timings: &mut Timings) -> Result<&[Detection], PerceiveError> {
         let name = &self.label;
         let t = Instant::now();
         let (inputs, lb) = self.prep.model_inputs(rgb, &self.manifest)?;
@@ -153,15 +165,21 @@ impl Detector {
             max_candidates: self.params.max_candidates,
             num_classes: LabelSet::Coco80.labels().len(),
         };
-        let (dets, iou) = match &self.manifest.decoder {
+        let dets = &mut self.cands;
+        let iou = match &self.manifest.decoder {
             DecoderManifest::Yolox { strides, nms_iou } => {
                 let out = outputs.first().ok_or_else(|| PerceiveError::BadOutput("yolox: no output".into()))?;
-                (decode::decode_yolox(out, strides, &lb, &p)?, *nms_iou)
+                decode::decode_yolox(out, strides, &lb, &p, dets)?;
+                *nms_iou
             }
             DecoderManifest::Gfl { strides, reg_max, nms_iou } => {
-                (decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p)?, *nms_iou)
+                decode::decode_gfl(&outputs, strides, *reg_max, &lb, &p, dets)?;
+                *nms_iou
             }
-            DecoderManifest::Detr { nms_iou, .. } => (decode::decode_detr(&outputs, &p)?, *nms_iou),
+            DecoderManifest::Detr { nms_iou, .. } => {
+                decode::decode_detr(&outputs, &p, dets)?;
+                *nms_iou
+            }
             DecoderManifest::Argmax
                 | DecoderManifest::UpsampleArgmax { .. }
                 | DecoderManifest::Probability { .. }
@@ -171,15 +189,12 @@ impl Detector {
         };
         let (w, h) = (rgb.width() as f32, rgb.height() as f32);
         let calibration = self.manifest.calibration.as_ref().filter(|_| self.params.calibrated);
-        let dets = decode::nms(dets, iou, self.params.max_detections)
-            .into_iter()
-            .map(|d| Detection {
-                bbox: d.bbox.clamp(w, h),
-                score: calibration.map_or(d.score, |c| c.apply(d.score)),
-                ..d
-            })
-            .filter(|d| d.bbox.area() > 0.0)
-            .collect();
+        decode::nms(dets, iou, self.params.max_detections);
+        for d in dets.iter_mut() {
+            d.bbox = d.bbox.clamp(w, h);
+            d.score = calibration.map_or(d.score, |c| c.apply(d.score));
+        }
+        dets.retain(|d| d.bbox.area() > 0.0);
         timings.record(Stage::Postprocess, Some(name), t);
         Ok(dets)
     }
@@ -259,17 +274,21 @@ impl Default for DiscoveryParams {
     }
 }
 
-/// Tile rectangles `(x, y, w, h)` covering the image in a `grid × grid` layout with overlap.
-pub fn tiles(width: u32, height: u32, grid: u32, overlap: f32) -> Vec<(u32, u32, u32, u32)> {
+/// Tile rectangles `(x, y, w, h)` covering the image in a `grid × grid` layout with overlap, row by row
+/// (computed as they are taken: nothing is allocated).
+pub fn tiles(width: u32, height: u32, grid: u32, overlap: f32) -> impl Iterator<Item = (u32, u32, u32, u32)> {
     let grid = grid.max(1);
-    let span = |len: u32| -> Vec<(u32, u32)> {
-        let g = grid as f32;
+    let g = grid as f32;
+    // one axis: the tile's length and the start of tile `i`
+    let axis = move |len: u32| {
         let tile = (len as f32 / (g - (g - 1.0) * overlap.clamp(0.0, 0.9))).ceil().min(len as f32) as u32;
         let step = if grid > 1 { (len - tile) as f32 / (g - 1.0) } else { 0.0 };
-        (0..grid).map(|i| ((i as f32 * step).round() as u32, tile)).collect()
+        (tile, step)
     };
-    let (xs, ys) = (span(width), span(height));
-    ys.iter().flat_map(|&(y, th)| xs.iter().map(move |&(x, tw)| (x, y, tw, th))).collect()
+    let ((tw, sx), (th, sy)) = (axis(width), axis(height));
+    (0..grid).flat_map(move |j| {
+        (0..grid).map(move |i| ((i as f32 * sx).round() as u32, (j as f32 * sy).round() as u32, tw, th))
+    })
 }
 
 /// Runs the discovery pass with `detector` (suite index `index`) and adds its findings to `instances`.
@@ -290,11 +309,12 @@ pub fn discover(
     let t = Instant::now();
     let image_area = (w as f32) * (h as f32);
     let mut created = 0;
-    let mut scratch = Timings::default();
+    // the tiles' own stage times are not kept (discovery's total is): each tile's are taken back off the list
+    let mark = timings.mark();
     for (tx, ty, tw, th) in tiles(w, h, params.grid, params.overlap) {
-        let dets = detector.detect_view(resize::RgbView::crop(rgb, tx, ty, tw, th), &mut scratch)?;
+        let dets = detector.detect_view(resize::RgbView::crop(rgb, tx, ty, tw, th), timings)?;
         let edge = 2.0;
-        for d in dets.into_iter().filter(|d| d.score >= params.min_score) {
+        for d in dets.iter().filter(|d| d.score >= params.min_score) {
             let b = d.bbox;
             // a box cut by an inner tile edge is a fragment
             let cut = (tx > 0 && b.x1 <= edge)
@@ -312,6 +332,7 @@ pub fn discover(
                 created += 1;
             }
         }
+        timings.0.truncate(mark);
     }
     timings.record(Stage::Discovery, Some(detector.label()), t);
     Ok(created)
@@ -323,7 +344,7 @@ mod tests {
 
     #[test]
     fn tiles_cover_the_image_with_overlap() {
-        let t = tiles(640, 480, 2, 0.25);
+        let t: Vec<_> = tiles(640, 480, 2, 0.25).collect();
         assert_eq!(t.len(), 4);
         for &(x, y, w, h) in &t {
             assert!(x + w <= 640 && y + h <= 480);

@@ -455,16 +455,15 @@ pub fn stuff_regions(map: &LabelMap, claimed: &[bool], is_stuff: impl Fn(usize) 
     let (label, pieces) = pieces(map, claimed, &stuff);
     let total = (map.width as u64 * map.height as u64).max(1) as f32;
     let share = |px: u64| px as f32 / total;
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); 256];
-    for (i, piece) in pieces.iter().enumerate() {
-        if let Some(v) = by_class.get_mut(piece.class as usize) {
-            v.push(i);
-        }
-    }
+    // the pieces' indices grouped by class (one list sorted, not a list per class)
+    let mut by_class: Vec<usize> = (0..pieces.len()).collect();
+    by_class.sort_unstable_by_key(|&i| (pieces.get(i).map_or(0, |q| q.class), i));
     // which pieces are kept
     let mut kept_piece = vec![false; pieces.len()];
     let mut out = StuffRegions::default();
-    for (class, members) in by_class.iter().enumerate() {
+    let class_of = |i: &usize| pieces.get(*i).map_or(0, |q| q.class as usize);
+    for members in by_class.chunk_by(|a, b| class_of(a) == class_of(b)) {
+        let class = members.first().map_or(0, class_of);
         let all: u64 = members.iter().filter_map(|&i| pieces.get(i)).map(|p| p.pixels).sum();
         if all == 0 || share(all) < p.min_area {
             continue;

@@ -275,7 +275,8 @@ pub struct PanopticCaption {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stuff_suppressed: Vec<plausible::SuppressedStuff>,
     pub truncated: Truncation,
-    pub backend: String,
+    /// The backend's name: borrowed from the backend's static name, not copied into each frame's caption.
+    pub backend: std::borrow::Cow<'static, str>,
     /// What ran each model: backend and execution provider (ONNX Runtime's provider, precision, threads).
     /// Shared with the pipeline: a frame's caption points at the list, it does not copy it.
     #[serde(default)]

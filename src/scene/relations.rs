@@ -569,8 +569,9 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
     let mut acts = actions(entities);
     let from_pose = pose_actions(entities, &masks, width, height, &acts);
     acts.extend(from_pose);
+    // one candidate list for every entity in turn (emptied as it is taken)
+    let mut cands: Vec<(u8, f32, Relation)> = Vec::new();
     for a in entities {
-        let mut cands: Vec<(u8, f32, Relation)> = Vec::new();
         for r in acts.iter().filter(|r| r.subject == a.id) {
             cands.push((strength(r.predicate), 0.0, *r));
         }
@@ -604,7 +605,7 @@ pub fn relate(entities: &[Entity], width: u32, height: u32, params: &RelationPar
         }
         cands.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)));
         dropped += cands.len().saturating_sub(params.per_entity) as u32;
-        out.extend(cands.into_iter().take(params.per_entity).map(|c| c.2));
+        out.extend(cands.drain(..).take(params.per_entity).map(|c| c.2));
     }
     if out.len() > params.max_total {
         dropped += (out.len() - params.max_total) as u32;
