@@ -112,13 +112,10 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
     if bytes.is_empty() {
         return Err(SourceError::Empty { path: p() });
     }
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|source| SourceError::Read { path: p(), source })
-    };
-    let probe = reader()?;
-    let Some(format) = probe.format() else {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| SourceError::Read { path: p(), source })?;
+    let Some(format) = reader.format() else {
         return Err(SourceError::NotAnImage { path: p() });
     };
     if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
@@ -127,16 +124,20 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
             reason: "JPEG ends before its end-of-image marker (truncated file)".into(),
         });
     }
-    let (width, height) = probe.into_dimensions().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
+    // one decoder: its header gives the size, checked before any pixel is decoded (a decoder made only to read
+    // the size and then another to decode parsed every frame's header, and copied its bytes, twice)
+    let corrupt = |e: image::ImageError| SourceError::Corrupt { path: p(), reason: e.to_string() };
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
     limits.check_size(path, width, height)?;
-    let mut decoder = reader()?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);
     l.max_image_height = Some(limits.max_side);
     // RGBA8 of the largest accepted image plus decoder working memory.
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8));
-    decoder.limits(l);
-    let img = decoder.decode().map_err(|e| SourceError::Corrupt { path: p(), reason: e.to_string() })?;
+    l.reserve(image::ImageDecoder::total_bytes(&decoder)).map_err(corrupt)?;
+    image::ImageDecoder::set_limits(&mut decoder, l).map_err(corrupt)?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     Ok(Frame { rgb: img.into_rgb8(), origin: path.display().to_string(), seq: 0 })
 }
 
