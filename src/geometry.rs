@@ -58,6 +58,15 @@ impl BoxF {
     }
 
     /// Fraction of `self` covered by `o` (intersection over self's area).
+    /// A total order on boxes (by x1, y1, x2, y2, each by `f32::total_cmp`): a tie-break that makes a ranking total.
+    pub fn total_cmp(&self, o: &BoxF) -> std::cmp::Ordering {
+        self.x1
+            .total_cmp(&o.x1)
+            .then(self.y1.total_cmp(&o.y1))
+            .then(self.x2.total_cmp(&o.x2))
+            .then(self.y2.total_cmp(&o.y2))
+    }
+
     /// The smallest box holding both.
     pub fn hull(&self, o: &BoxF) -> BoxF {
         BoxF { x1: self.x1.min(o.x1), y1: self.y1.min(o.y1), x2: self.x2.max(o.x2), y2: self.y2.max(o.y2) }

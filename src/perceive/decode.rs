@@ -30,13 +30,7 @@ fn bad(what: &str) -> PerceiveError {
 /// Best first: by score, ties by class, then box (a total order, so the unstable sort, which needs no scratch
 /// buffer, ranks as a stable one would for distinct candidates).
 fn best_first(a: &Detection, b: &Detection) -> std::cmp::Ordering {
-    b.score
-        .total_cmp(&a.score)
-        .then(a.class.cmp(&b.class))
-        .then(a.bbox.x1.total_cmp(&b.bbox.x1))
-        .then(a.bbox.y1.total_cmp(&b.bbox.y1))
-        .then(a.bbox.x2.total_cmp(&b.bbox.x2))
-        .then(a.bbox.y2.total_cmp(&b.bbox.y2))
+    b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)).then(a.bbox.total_cmp(&b.bbox))
 }
 
 /// Keeps the best `max` candidates (NaN-safe).

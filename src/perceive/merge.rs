@@ -228,15 +228,7 @@ pub fn consolidate(instances: &mut Vec<Instance>, params: &MergeParams) {
     loop {
         // best first, ties by class and then box: a total order, so the unstable sort (no scratch buffer, where a
         // stable sort of more than a few instances allocates one) gives one order whatever the input's
-        instances.sort_unstable_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.class.cmp(&b.class))
-                .then(a.bbox.x1.total_cmp(&b.bbox.x1))
-                .then(a.bbox.y1.total_cmp(&b.bbox.y1))
-                .then(a.bbox.x2.total_cmp(&b.bbox.x2))
-                .then(a.bbox.y2.total_cmp(&b.bbox.y2))
-        });
+        instances.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)).then(a.bbox.total_cmp(&b.bbox)));
         let mut merged = false;
         for j in (1..instances.len()).rev() {
             let Some(weak) = instances.get(j) else { continue };
